@@ -1,0 +1,52 @@
+"""nablanet: neural networks with backpropagation written out as explicit vector-Jacobian products.
+
+Public API re-exports only; the math lives in the modules.
+"""
+
+from nablanet._dtype import get_default_dtype, set_default_dtype
+from nablanet._random import manual_seed
+from nablanet.layers import (
+    Flatten,
+    Identity,
+    IncompatibleKeys,
+    Layer,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    Tape,
+    TapeEntry,
+)
+from nablanet.losses import Loss, LossCache
+from nablanet.parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flatten",
+    "Identity",
+    "IncompatibleKeys",
+    "Layer",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "Loss",
+    "LossCache",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "Tape",
+    "TapeEntry",
+    "get_default_dtype",
+    "manual_seed",
+    "set_default_dtype",
+]

@@ -1,0 +1,57 @@
+"""Checks at the user boundary: each error says what was received, what was expected, how to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nablanet._dtype import get_default_dtype
+
+
+def as_numeric_array(x: Any, name: str = "x") -> np.ndarray:
+    """``x`` as an ndarray of a numeric (bool, int or float) dtype, or a TypeError."""
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"{name} could not be turned into a numeric array ({exc}); "
+            "pass a NumPy array of numbers with a regular shape"
+        ) from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} ({type(x).__name__}); expected numbers (float, int or bool). "
+            "Convert it first, e.g. np.asarray(x, dtype=np.float32)."
+        )
+    return arr
+
+
+def as_float_input(x: Any, name: str = "x") -> np.ndarray:
+    """A numeric array in a floating dtype: floats keep theirs, ints/bools get the default dtype."""
+    arr = as_numeric_array(x, name)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(get_default_dtype())
+    elif arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64 if arr.dtype.itemsize > 8 else np.float32)
+    return arr
+
+
+def check_finite(x: np.ndarray, name: str = "x") -> None:
+    """Raise a ValueError naming the first NaN/inf entry of ``x``."""
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))
+        first = tuple(int(i) for i in bad[0])
+        raise ValueError(
+            f"{name} contains {len(bad)} NaN/inf value(s), the first at index {first} "
+            f"(value {x[first]}); expected finite numbers. Clean or impute the data first, "
+            "e.g. x = np.nan_to_num(x) or drop those rows."
+        )
+
+
+def check_rank(x: np.ndarray, min_ndim: int, who: str, expected: str) -> None:
+    """Raise a ValueError when ``x`` has fewer than ``min_ndim`` axes."""
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{who} got x.shape={x.shape} ({x.ndim}-D); expected {expected}. "
+            "For a single sample add a batch axis: x[None]."
+        )

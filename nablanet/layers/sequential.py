@@ -1,0 +1,128 @@
+"""A chain of layers, its backward pass, and the tape that instruments read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple, overload
+
+import numpy as np
+
+from nablanet._random import RNGLike, get_rng
+from nablanet.layers.base import Layer
+
+
+class TapeEntry(NamedTuple):
+    """What backward saw at one layer: the instruments' only view of a step.
+
+    ``name`` is the layer's state_dict prefix (``"2"`` for ``"2.weight"``), ``cache`` is what its
+    forward returned, ``dy`` is ∂L/∂(its output), ``grads`` its parameter gradients by local name.
+    """
+
+    name: str
+    layer: Layer
+    cache: Any
+    dy: np.ndarray
+    grads: dict[str, np.ndarray]
+
+
+Tape = list[TapeEntry]
+
+
+class Sequential(Layer):
+    """Layers applied in order: y = fₖ(… f₂(f₁(x))).
+
+    Backward is the chain rule read right to left, one VJP per layer:
+    dyₖ = ∂L/∂y, then dyₗ₋₁ = VJPₗ(dyₗ) for l = k … 1, and dx = dy₀.
+    Children are named ``"0"``, ``"1"``, … as in PyTorch, so state_dict keys match.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential argument {i} is a {type(layer).__name__}; expected a layer such as "
+                    "nn.Linear(4, 3). Pass layers, not classes or arrays (nn.ReLU(), not nn.ReLU)."
+                )
+            self._modules[str(i)] = layer
+
+    # -- container protocol (PyTorch's) --------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self._modules.values())
+
+    @overload
+    def __getitem__(self, idx: int) -> Layer: ...
+    @overload
+    def __getitem__(self, idx: slice) -> Sequential: ...
+    def __getitem__(self, idx: int | slice) -> Layer | Sequential:
+        layers = list(self._modules.values())
+        if isinstance(idx, slice):
+            return Sequential(*layers[idx])
+        if not isinstance(idx, int | np.integer):
+            raise TypeError(f"Sequential indices must be int or slice, not {type(idx).__name__}")
+        if not -len(layers) <= idx < len(layers):
+            raise IndexError(f"index {idx} is out of range for a Sequential of {len(layers)} layers")
+        return layers[idx]
+
+    def append(self, layer: Layer) -> Sequential:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"append expects a layer, got {type(layer).__name__}")
+        self._modules[str(len(self._modules))] = layer
+        return self
+
+    # -- math -----------------------------------------------------------------------------------
+    def forward(
+        self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None
+    ) -> tuple[np.ndarray, list[Any]]:
+        """Run every layer; the cache is the list of the layers' caches."""
+        gen = get_rng(rng) if train else rng
+        caches: list[Any] = []
+        for layer in self._modules.values():
+            x, cache = layer.forward(x, train=train, rng=gen)
+            caches.append(cache)
+        return x, caches
+
+    def vjp(
+        self, cache: list[Any], dy: np.ndarray, *, per_sample: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        tape: Tape = []
+        dx = self._backward(cache, dy, per_sample, "", tape)
+        grads = {f"{e.name}.{k}" if e.name else k: g for e in tape for k, g in e.grads.items()}
+        return dx, grads
+
+    def backward(self, caches: list[Any], dy: np.ndarray, *, accumulate: bool = True) -> Tape:
+        """Run the VJPs in reverse, add each gradient into ``param.grad``, return the tape.
+
+        The tape lists the leaf layers in forward order, nested Sequentials flattened with dotted
+        names. With ``accumulate=False`` the ``.grad`` fields are left alone.
+        """
+        tape: Tape = []
+        self._backward(caches, dy, False, "", tape)
+        if accumulate:
+            for entry in tape:
+                params = entry.layer._parameters
+                for local, g in entry.grads.items():
+                    p = params[local]
+                    if p.grad is None:
+                        p.grad = g.astype(p.dtype, copy=True)
+                    else:
+                        p.grad += g
+        return tape
+
+    def _backward(self, caches: list[Any], dy: np.ndarray, per_sample: bool, prefix: str, tape: Tape) -> np.ndarray:
+        entries: list[TapeEntry] = []
+        for (name, layer), cache in zip(reversed(self._modules.items()), reversed(caches), strict=True):
+            if isinstance(layer, Sequential):
+                sub: Tape = []
+                dy_in = layer._backward(cache, dy, per_sample, f"{prefix}{name}.", sub)
+                entries.extend(reversed(sub))
+                dy = dy_in
+                continue
+            dx, grads = layer.vjp(cache, dy, per_sample=per_sample)
+            entries.append(TapeEntry(prefix + name, layer, cache, dy, grads))
+            dy = dx
+        tape.extend(reversed(entries))
+        return dy
