@@ -3,8 +3,11 @@
 Public API re-exports only; the math lives in the modules.
 """
 
+from nablanet import init, lab
 from nablanet._dtype import get_default_dtype, set_default_dtype
 from nablanet._random import manual_seed
+from nablanet.autodiff import value_and_grad
+from nablanet.lab import GradcheckError, GradcheckReport, gradcheck, jacobian
 from nablanet.layers import (
     Flatten,
     Identity,
@@ -29,6 +32,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Flatten",
+    "GradcheckError",
+    "GradcheckReport",
     "Identity",
     "IncompatibleKeys",
     "Layer",
@@ -47,6 +52,11 @@ __all__ = [
     "Tape",
     "TapeEntry",
     "get_default_dtype",
+    "gradcheck",
+    "init",
+    "jacobian",
+    "lab",
     "manual_seed",
     "set_default_dtype",
+    "value_and_grad",
 ]

@@ -29,7 +29,9 @@ class Elementwise(Layer):
     def df(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, ElementwiseCache]:
+    def forward(
+        self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None
+    ) -> tuple[np.ndarray, ElementwiseCache]:
         if x.dtype.kind != "f":
             x = as_float_input(x)
         y = self.f(x)

@@ -37,6 +37,11 @@ class IncompatibleKeys(NamedTuple):
 class Layer:
     """Base class of every layer and model."""
 
+    _parameters: dict[str, Parameter]
+    _buffers: dict[str, np.ndarray]
+    _modules: dict[str, Layer]
+    training: bool
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})

@@ -36,7 +36,7 @@ class Flatten(Layer):
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) got x.shape={x.shape}; "
                 f"both dims must name axes of a {x.ndim}-D input with start_dim <= end_dim"
             )
-        shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
+        shape = (*x.shape[:s], int(np.prod(x.shape[s:e + 1])), *x.shape[e + 1:])
         y = x.reshape(shape)
         return y, FlattenCache(x.shape, y.ndim)
 
