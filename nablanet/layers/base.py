@@ -34,6 +34,39 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
+class TapeEntry(NamedTuple):
+    """What backward saw at one layer: the instruments' only view of a step.
+
+    ``name`` is the layer's state_dict prefix (``"2"`` for ``"2.weight"``), ``cache`` is what its
+    forward returned, ``dy`` is ∂L/∂(its output), ``grads`` its parameter gradients by local name.
+    """
+
+    name: str
+    layer: Layer
+    cache: Any
+    dy: np.ndarray
+    grads: dict[str, np.ndarray]
+
+
+Tape = list["TapeEntry"]
+
+
+def accumulate_grads(tape: Tape) -> None:
+    """Add each tape entry's parameter gradients into ``param.grad``.
+
+    The first gradient is stored without a copy, so ``.grad`` and the tape share memory until
+    the next accumulation; optimizers treat ``.grad`` as read-only.
+    """
+    for entry in tape:
+        params = entry.layer._parameters
+        for local, g in entry.grads.items():
+            p = params[local]
+            if p.grad is None:
+                p.grad = g if g.dtype == p.dtype else g.astype(p.dtype)
+            else:
+                p.grad += g
+
+
 class Layer:
     """Base class of every layer and model."""
 
@@ -56,6 +89,15 @@ class Layer:
         self, cache: Any, dy: np.ndarray, *, per_sample: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError(f"{type(self).__name__} does not implement vjp")
+
+    def backward(self, cache: Any, dy: np.ndarray, *, accumulate: bool = True) -> Tape:
+        """Run the VJP, add the gradients into ``param.grad`` (unless ``accumulate=False``),
+        and return the tape (one entry for a single layer; ``Sequential`` lists its layers)."""
+        _, grads = self.vjp(cache, dy)
+        tape: Tape = [TapeEntry("", self, cache, dy, grads)]
+        if accumulate:
+            accumulate_grads(tape)
+        return tape
 
     # -- conveniences ---------------------------------------------------------------------------
     def __call__(self, x: Any) -> np.ndarray:

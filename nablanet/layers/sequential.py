@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple, overload
+from typing import Any, overload
 
 import numpy as np
 
 from nablanet._random import RNGLike, get_rng
-from nablanet.layers.base import Layer
-
-
-class TapeEntry(NamedTuple):
-    """What backward saw at one layer: the instruments' only view of a step.
-
-    ``name`` is the layer's state_dict prefix (``"2"`` for ``"2.weight"``), ``cache`` is what its
-    forward returned, ``dy`` is ∂L/∂(its output), ``grads`` its parameter gradients by local name.
-    """
-
-    name: str
-    layer: Layer
-    cache: Any
-    dy: np.ndarray
-    grads: dict[str, np.ndarray]
-
-
-Tape = list[TapeEntry]
+from nablanet.layers.base import Layer, Tape, TapeEntry, accumulate_grads
 
 
 class Sequential(Layer):
@@ -102,14 +85,7 @@ class Sequential(Layer):
         tape: Tape = []
         self._backward(caches, dy, False, "", tape)
         if accumulate:
-            for entry in tape:
-                params = entry.layer._parameters
-                for local, g in entry.grads.items():
-                    p = params[local]
-                    if p.grad is None:
-                        p.grad = g.astype(p.dtype, copy=True)
-                    else:
-                        p.grad += g
+            accumulate_grads(tape)
         return tape
 
     def _backward(self, caches: list[Any], dy: np.ndarray, per_sample: bool, prefix: str, tape: Tape) -> np.ndarray:
