@@ -95,6 +95,9 @@ class LeakyReLU(Elementwise):
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
+    def get_config(self) -> dict[str, float]:
+        return {"negative_slope": self.negative_slope}
+
 
 class Sigmoid(Elementwise):
     """y = σ(x) = 1 / (1 + e⁻ˣ);  f′(x) = y (1 − y).
@@ -151,3 +154,6 @@ class Softplus(Elementwise):
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={self.threshold}"
+
+    def get_config(self) -> dict[str, float]:
+        return {"beta": self.beta, "threshold": self.threshold}

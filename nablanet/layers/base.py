@@ -242,6 +242,10 @@ class Layer:
     def extra_repr(self) -> str:
         return ""
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON values), for ``nablanet.save``."""
+        return {}
+
     def __repr__(self) -> str:
         if not self._modules:
             return f"{type(self).__name__}({self.extra_repr()})"

@@ -92,3 +92,7 @@ class Linear(Layer):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "dtype": str(self.weight.dtype)}

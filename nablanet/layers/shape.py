@@ -48,3 +48,6 @@ class Flatten(Layer):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def get_config(self) -> dict[str, int]:
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}

@@ -76,6 +76,9 @@ class Softmax(Layer):
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
+    def get_config(self) -> dict[str, int]:
+        return {"dim": self.dim}
+
 
 class LogSoftmax(Layer):
     """yᵢ = zᵢ − log Σⱼ exp(zⱼ) along ``dim``.
@@ -104,3 +107,6 @@ class LogSoftmax(Layer):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+    def get_config(self) -> dict[str, int]:
+        return {"dim": self.dim}

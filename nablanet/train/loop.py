@@ -1,0 +1,223 @@
+"""``fit``: mini-batch gradient descent with validation, callbacks and stopping rules; ``evaluate``."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nablanet._validation import as_float_input, as_numeric_array, check_finite
+from nablanet.layers.base import Layer
+from nablanet.losses.base import Loss
+from nablanet.train.batching import batch_indices
+from nablanet.train.callbacks import Callback, TrainingContext
+from nablanet.train.history import History
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _check_pair(data: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (x, y) of arrays; got {type(data).__name__}")
+    x = as_float_input(data[0], f"{name} x")
+    check_finite(x, f"{name} x")
+    y = as_numeric_array(data[1], f"{name} y")
+    check_finite(y, f"{name} y")
+    if x.ndim < 1 or len(x) != len(y):
+        raise ValueError(
+            f"{name}: x has {len(x) if x.ndim else 0} samples but y has {len(y)}; they must have the same length"
+        )
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty; expected at least one sample")
+    return x, y
+
+
+def _accuracy(out: np.ndarray, y: np.ndarray) -> float | None:
+    """Fraction of argmax hits for class-index or one-hot/probability targets; None otherwise."""
+    if out.ndim != 2 or out.shape[1] < 2:
+        return None
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        return float(np.mean(out.argmax(axis=1) == y))
+    if y.shape == out.shape:
+        return float(np.mean(out.argmax(axis=1) == y.argmax(axis=1)))
+    return None
+
+
+def predict(model: Layer, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+    """The model's outputs in evaluation mode, computed in batches (the model's mode is kept)."""
+    xa = as_float_input(x, "x")
+    check_finite(xa, "x")
+    outs = [model.forward(xa[idx], train=False)[0] for idx in batch_indices(len(xa), batch_size, shuffle=False)]
+    return np.concatenate(outs)
+
+
+def evaluate(
+    model: Layer, loss: Loss, x: Any, y: Any, *, batch_size: int = 1024, metrics: dict[str, Metric] | None = None
+) -> dict[str, float | None]:
+    """``{"loss", "accuracy", "error", **metrics}`` on (x, y) in evaluation mode."""
+    out = predict(model, x, batch_size=batch_size)
+    ya = as_numeric_array(y, "y")
+    acc = _accuracy(out, ya)
+    result: dict[str, float | None] = {
+        "loss": float(loss(out, ya)), "accuracy": acc, "error": None if acc is None else 1.0 - acc,
+    }
+    for name, fn in (metrics or {}).items():
+        result[name] = float(fn(out, ya))
+    return result
+
+
+def _split(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation_split={fraction!r}: expected a fraction in (0, 1), e.g. 0.1")
+    n_val = max(1, round(fraction * len(x)))
+    if n_val >= len(x):
+        raise ValueError(f"validation_split={fraction} leaves no training samples out of {len(x)}")
+    order = np.random.default_rng([seed, 2**31 - 1]).permutation(len(x))
+    tr, va = order[n_val:], order[:n_val]
+    return (x[tr], y[tr]), (x[va], y[va])
+
+
+def _flat_weights(model: Layer) -> np.ndarray:
+    return np.concatenate([p.data.ravel().astype(np.float64) for p in model.parameters()])
+
+
+def fit(
+    model: Layer,
+    loss: Loss,
+    optimizer: Any,
+    train: tuple[Any, Any],
+    *,
+    validation: tuple[Any, Any] | None = None,
+    validation_split: float | None = None,
+    epochs: int = 1,
+    batch_size: int | None = 32,
+    shuffle: bool = True,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    metrics: dict[str, Metric] | None = None,
+    tol_weights: float | None = None,
+    tol_loss: float | None = None,
+    initial_epoch: int = 0,
+    verbose: bool = False,
+) -> History:
+    """Train ``model`` on ``train = (x, y)`` for ``epochs`` passes; return the per-epoch History.
+
+    ``batch_size``: 1 is online SGD, None the full batch, anything else mini-batches. Epoch e's
+    shuffle and any randomness in the forward pass (dropout) come from Generators seeded by
+    (seed, e), so a run resumed from a checkpoint with ``initial_epoch`` repeats the uninterrupted
+    run exactly. ``validation_split`` holds out a seeded random fraction of ``train``.
+
+    Stopping rules (the notes'): stop after an epoch when ‖wₑ − wₑ₋₁‖ < ``tol_weights`` or when
+    |Lₑ − Lₑ₋₁| < ``tol_loss`` (mean training losses). A non-finite training loss stops training
+    at once, with the message in ``history.stop_reason``, and the model keeps the last weights
+    that gave a finite loss.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs={epochs!r}: expected an int >= 0")
+    x, y = _check_pair(train, "train")
+    if validation is not None and validation_split is not None:
+        raise ValueError("pass either validation=(x, y) or validation_split, not both")
+    val = _check_pair(validation, "validation") if validation is not None else None
+    if validation_split is not None:
+        (x, y), val = _split(x, y, validation_split, seed)
+    params = list(model.parameters())
+    history = History()
+    ctx = TrainingContext(model, loss, optimizer, history)
+    for cb in callbacks:
+        cb.set_context(ctx)
+    was_training = model.training
+    model.train()
+    last_good = [p.data.copy() for p in params]
+    prev_w = _flat_weights(model) if tol_weights is not None else None
+    prev_loss: float | None = None
+    step = 0
+    for cb in callbacks:
+        cb.on_train_begin({})
+    for epoch in range(initial_epoch, initial_epoch + epochs):
+        t0 = time.perf_counter()
+        order_rng, forward_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
+        n_batches = math.ceil(len(x) / (batch_size or len(x)))
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, {"batches": n_batches})
+        loss_sum, hits, seen = 0.0, 0.0, 0
+        for b, idx in enumerate(batch_indices(len(x), batch_size, shuffle=shuffle, rng=order_rng)):
+            xb, yb = x[idx], y[idx]
+            # -- the step: forward, loss, backward (VJPs into .grad), update -------------------------
+            out, caches = model.forward(xb, train=True, rng=forward_rng)
+            value, lcache = loss.forward(out, yb)
+            if not math.isfinite(value):
+                for p, good in zip(params, last_good, strict=True):
+                    np.copyto(p.data, good)
+                ctx.stop(f"loss became {value} at epoch {epoch}, batch {b}; restored the last weights "
+                         "that gave a finite loss. Lower the learning rate or check the data.")
+                break
+            for p, good in zip(params, last_good, strict=True):
+                np.copyto(good, p.data)
+            lr = float(optimizer.current("lr"))
+            optimizer.zero_grad()
+            tape = model.backward(caches, loss.vjp(lcache))
+            optimizer.step()
+            # -- bookkeeping ---------------------------------------------------------------------
+            loss_sum += float(value) * len(idx)
+            acc = _accuracy(out, yb)
+            hits += 0.0 if acc is None else acc * len(idx)
+            seen += len(idx)
+            logs = {"loss": float(value), "lr": lr, "epoch": epoch, "batch": b, "size": len(idx)}
+            for cb in callbacks:
+                cb.on_batch_end(step, logs, tape)
+            step += 1
+            if ctx.stop_training:
+                break
+        if seen == 0:
+            break
+        record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / seen}
+        record["accuracy"] = hits / seen if _accuracy(out, yb) is not None else None
+        if val is not None:
+            model.eval()
+            scores = evaluate(model, loss, val[0], val[1], metrics=metrics)
+            model.train()
+            record.update({f"val_{k}": v for k, v in scores.items()})
+        record["lr"] = float(optimizer.current("lr"))
+        record["seconds"] = time.perf_counter() - t0
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, record)
+        history.append(record)
+        if verbose:
+            _print_row(record, header=len(history) == 1)
+        if tol_loss is not None and prev_loss is not None and abs(record["loss"] - prev_loss) < tol_loss:
+            ctx.stop(f"|L_e - L_e-1| = {abs(record['loss'] - prev_loss):.3g} < tol_loss={tol_loss}")
+        prev_loss = record["loss"]
+        if tol_weights is not None and prev_w is not None:
+            w = _flat_weights(model)
+            if float(np.linalg.norm(w - prev_w)) < tol_weights:
+                ctx.stop(f"||w_e - w_e-1|| = {np.linalg.norm(w - prev_w):.3g} < tol_weights={tol_weights}")
+            prev_w = w
+        if ctx.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end({})
+    history.stop_reason = ctx.stop_reason
+    if verbose and ctx.stop_reason:
+        print(f"stopped: {ctx.stop_reason}")
+    model.train(was_training)
+    return history
+
+
+_COLUMNS = [("epoch", "{:>5d}"), ("loss", "{:>10.4f}"), ("accuracy", "{:>9.4f}"), ("val_loss", "{:>10.4f}"),
+            ("val_error", "{:>10.4f}"), ("lr", "{:>9.3g}"), ("seconds", "{:>8.2f}")]
+
+
+def _print_row(record: dict[str, Any], header: bool) -> None:
+    if header:
+        print("  ".join(f"{name:>{len(fmt.format(0) if 'd' in fmt else fmt.format(0.0))}}" for name, fmt in _COLUMNS))
+    cells = []
+    for name, fmt in _COLUMNS:
+        v = record.get(name)
+        width = len(fmt.format(0) if "d" in fmt else fmt.format(0.0))
+        cells.append(fmt.format(v) if v is not None else f"{'-':>{width}}")
+    print("  ".join(cells), flush=True)
