@@ -25,24 +25,41 @@ from nablanet.layers import (
     Tape,
     TapeEntry,
 )
-from nablanet.losses import Loss, LossCache
+from nablanet.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    KLDivLoss,
+    Loss,
+    LossCache,
+    MSELoss,
+    NLLLoss,
+    QuadraticLoss,
+)
 from nablanet.parameter import Parameter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
     "Flatten",
     "GradcheckError",
     "GradcheckReport",
     "Identity",
     "IncompatibleKeys",
+    "KLDivLoss",
     "Layer",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
     "Loss",
     "LossCache",
+    "MSELoss",
+    "NLLLoss",
     "Parameter",
+    "QuadraticLoss",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -3,8 +3,9 @@
 A loss computes unreduced *terms* (PyTorch's ``reduction="none"`` output, shape (N, *)) and the
 VJP of those terms; the base class reduces them and scales the gradient to match:
 
-* ``"mean"``: L = Σ terms / Z, where Z is the number of terms (the total weight Σₙ w_{yₙ} for
-  class-weighted CrossEntropyLoss/NLLLoss, N for QuadraticLoss and KLDivLoss "batchmean");
+* ``"mean"`` (and KLDivLoss's ``"batchmean"``): L = Σ terms / Z, where Z is the number of terms
+  (the total weight Σₙ w_{yₙ} for class-weighted CrossEntropyLoss/NLLLoss, N for QuadraticLoss
+  and KLDivLoss "batchmean"); Z = 0 (every target ignored) gives L = NaN, as in PyTorch;
 * ``"sum"``:  L = Σ terms;
 * ``"none"``: the terms themselves; ``vjp`` then takes their cotangent ``dvalue`` (shape of terms).
 
@@ -24,6 +25,8 @@ import numpy as np
 from nablanet._validation import as_float_input, as_numeric_array, check_finite
 
 REDUCTIONS = ("mean", "sum", "none")
+# Reductions that divide the sum of the terms by the normalizer Z (KLDivLoss adds "batchmean").
+_AVERAGING = ("mean", "batchmean")
 
 
 class LossCache(NamedTuple):
@@ -44,7 +47,8 @@ class Loss:
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in self.reductions:
             raise ValueError(
-                f"{type(self).__name__}(reduction={reduction!r}): expected one of {list(self.reductions)}"
+                f"{type(self).__name__}(reduction={reduction!r}): expected one of {list(self.reductions)}. "
+                f"Fix: pass e.g. reduction={self.reductions[0]!r}."
             )
         self.reduction = reduction
 
@@ -87,14 +91,17 @@ class Loss:
         if self.reduction == "none":
             return terms, cache
         total = float(terms.sum(dtype=np.float64))
-        return (total / z if self.reduction == "mean" else total), cache
+        if self.reduction not in _AVERAGING:
+            return total, cache
+        # Z = 0 (every target ignored, or zero total weight): PyTorch's 0/0 gives NaN, not an exception.
+        return (total / z if z != 0 else float("nan")), cache
 
     def __call__(self, input: Any, target: Any) -> float | np.ndarray:
         return self.forward(input, target)[0]
 
     def _scale(self, cache: LossCache) -> float:
         """∂L/∂termsₖ for the scalar reductions."""
-        if self.reduction == "mean":
+        if self.reduction in _AVERAGING:
             return 1.0 / cache.normalizer if cache.normalizer != 0 else 0.0
         return 1.0
 
@@ -113,14 +120,14 @@ class Loss:
         """ℓₙ (N,): L = mean(ℓ) under "mean", L = Σ ℓ under "sum" (see the module docstring)."""
         n = cache.input_shape[0]
         per = cache.terms.reshape(n, -1).sum(axis=1)
-        if self.reduction == "mean":
+        if self.reduction in _AVERAGING:
             per = per * (n * self._scale(cache))
         return per
 
     def per_sample_vjp(self, cache: LossCache) -> np.ndarray:
         """∂ℓₙ/∂inputₙ stacked over n (the input's shape): each sample's gradient of its own ℓₙ."""
         n = cache.input_shape[0]
-        scale = n * self._scale(cache) if self.reduction == "mean" else 1.0
+        scale = n * self._scale(cache) if self.reduction in _AVERAGING else 1.0
         d = np.full(cache.terms.shape, scale, dtype=cache.dtype)
         return self._terms_vjp(cache.aux, d).astype(cache.dtype, copy=False)
 
