@@ -3,7 +3,7 @@
 Public API re-exports only; the math lives in the modules.
 """
 
-from nablanet import init, lab
+from nablanet import data, init, lab, optim
 from nablanet._dtype import get_default_dtype, set_default_dtype
 from nablanet._random import manual_seed
 from nablanet.autodiff import value_and_grad
@@ -37,6 +37,7 @@ from nablanet.losses import (
     QuadraticLoss,
 )
 from nablanet.parameter import Parameter
+from nablanet.train import History, callbacks, evaluate, fit, load, load_checkpoint, predict, save
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,7 @@ __all__ = [
     "Flatten",
     "GradcheckError",
     "GradcheckReport",
+    "History",
     "Identity",
     "IncompatibleKeys",
     "KLDivLoss",
@@ -68,12 +70,21 @@ __all__ = [
     "Tanh",
     "Tape",
     "TapeEntry",
+    "callbacks",
+    "data",
+    "evaluate",
+    "fit",
     "get_default_dtype",
     "gradcheck",
     "init",
     "jacobian",
     "lab",
+    "load",
+    "load_checkpoint",
     "manual_seed",
+    "optim",
+    "predict",
+    "save",
     "set_default_dtype",
     "value_and_grad",
 ]

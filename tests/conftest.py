@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import nablanet as nn  # noqa: E402
+import nablanet as nn
 
 
 @pytest.fixture(autouse=True)

@@ -80,7 +80,7 @@ def test_errors() -> None:
         init.xavier_uniform_(np.zeros(3))
     with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
         init.calculate_gain("swish")
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
         init.normal_(np.zeros((2, 2)), rng="seed")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="fill an ndarray or Parameter"):
         init.zeros_([1.0, 2.0])  # type: ignore[arg-type]

@@ -56,7 +56,9 @@ def _input(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name,make,_t,shape", LAYER_CASES, ids=IDS)
-def test_finite_differences_float64(name: str, make: Callable[[], nn.Layer], _t: object, shape: tuple[int, ...]) -> None:
+def test_finite_differences_float64(
+    name: str, make: Callable[[], nn.Layer], _t: object, shape: tuple[int, ...]
+) -> None:
     layer = make().double()
     assert check_layer_fd(layer, _input(shape)) <= 1e-6
 
@@ -150,7 +152,9 @@ def test_log_softmax_jacobian_equals_closed_form() -> None:
 
 
 @pytest.mark.parametrize("name,make,_t,shape", LAYER_CASES, ids=IDS)
-def test_vector_axes_equal_separate_vjps(name: str, make: Callable[[], nn.Layer], _t: object, shape: tuple[int, ...]) -> None:
+def test_vector_axes_equal_separate_vjps(
+    name: str, make: Callable[[], nn.Layer], _t: object, shape: tuple[int, ...]
+) -> None:
     layer = make().double()
     x = _input(shape)
     y, cache = layer.forward(x)

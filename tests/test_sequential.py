@@ -188,6 +188,6 @@ def test_error_flatten_bad_dims() -> None:
 
 
 def test_error_vjp_dy_with_too_few_axes() -> None:
-    y, cache = nn.Tanh().forward(np.zeros((2, 3)))
+    _y, cache = nn.Tanh().forward(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="dy must have the output's shape"):
         nn.Tanh().vjp(cache, np.zeros(3))
