@@ -126,7 +126,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.context.model.state_dict()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.context.stop(
                 f"early stopping: {self.tracker.monitor} has not improved for {self.wait} epochs "
                 f"(best {self.tracker.best:.6g} at epoch {self.best_epoch})"
@@ -166,7 +166,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_left > 0:
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             opt = self.context.optimizer
             current = float(opt.current("lr"))
             new = max(current * self.factor, self.min_lr)

@@ -148,9 +148,10 @@ def fit(
         for b, idx in enumerate(batch_indices(len(x), batch_size, shuffle=shuffle, rng=order_rng)):
             xb, yb = x[idx], y[idx]
             # -- the step: forward, loss, backward (VJPs into .grad), update -------------------------
-            out, caches = model.forward(xb, train=True, rng=forward_rng)
-            value, lcache = loss.forward(out, yb)
-            if not math.isfinite(value):
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
+                out, caches = model.forward(xb, train=True, rng=forward_rng)
+            value, lcache = loss.forward(out, yb) if np.isfinite(out).all() else (math.nan, None)
+            if lcache is None or not math.isfinite(value):
                 for p, good in zip(params, last_good, strict=True):
                     np.copyto(p.data, good)
                 ctx.stop(f"loss became {value} at epoch {epoch}, batch {b}; restored the last weights "

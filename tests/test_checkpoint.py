@@ -1,0 +1,116 @@
+"""nn.save / nn.load: npz + JSON, no pickle, atomic, resumable bit for bit."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import nablanet as nn
+
+
+def _model() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(4, 8, rng=0), nn.LeakyReLU(0.2), nn.Sequential(nn.Linear(8, 8, rng=1), nn.Softplus(beta=2.0)),
+        nn.Flatten(), nn.Linear(8, 3, bias=False, rng=2), nn.LogSoftmax(dim=-1),
+    )
+
+
+def test_round_trip_architecture_and_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = _model()
+    path = nn.save(model, tmp_path / "m.npz")
+    loaded = nn.load(path)
+    assert repr(loaded) == repr(model)
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), model(x))
+    assert loaded[0].weight.dtype == np.float32
+    with zipfile.ZipFile(path) as z:  # plain arrays only: no pickled entries
+        assert all(name.endswith(".npy") for name in z.namelist())
+
+
+def test_float64_model_keeps_dtype(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = _model().double()
+    loaded = nn.load(nn.save(model, tmp_path / "m.npz"))
+    assert all(p.dtype == np.float64 for p in loaded.parameters())
+
+
+def test_file_with_a_pickled_object_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "evil.npz"
+    meta = json.dumps({"format": "nablanet-model", "version": 1, "model": {"class": "Sequential", "layers": []}})
+    evil = np.array([pickle.dumps(print)], dtype=object)  # an object array is stored with pickle
+    np.savez(path, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8), **{"model/x": evil})
+    with pytest.raises(ValueError, match="pickled objects, which are refused"):
+        nn.load(path)
+
+
+def test_truncated_file_gives_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = nn.save(_model(), tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable nablanet model file"):
+        nn.load(path)
+
+
+def test_npz_without_meta_and_unknown_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a nablanet model file"):
+        nn.load(tmp_path / "plain.npz")
+    meta = json.dumps({"format": "nablanet-model", "version": 1, "model": {"class": "os.system", "config": {}}})
+    np.savez(tmp_path / "odd.npz", __meta__=np.frombuffer(meta.encode(), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"layer class 'os\.system' that nablanet does not have"):
+        nn.load(tmp_path / "odd.npz")
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    path = nn.save(_model(), tmp_path / "m.npz")
+    before = path.read_bytes()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        nn.save(nn.Sequential(nn.Linear(2, 2)), path)
+    assert path.read_bytes() == before  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_resume_from_checkpoint_is_bit_identical(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 4))
+    y = rng.integers(0, 3, 96)
+    loss = nn.CrossEntropyLoss()
+
+    def make_opt(model: nn.Layer) -> nn.optim.Optimizer:
+        return nn.optim.SGD(model.parameters(), lr=0.05, momentum=nn.optim.schedules.sutskever_momentum(0.9, period=5))
+
+    full = _model()
+    nn.fit(full, loss, make_opt(full), train=(x, y), epochs=4, batch_size=16, seed=7)
+
+    first = _model()
+    opt = make_opt(first)
+    nn.fit(first, loss, opt, train=(x, y), epochs=2, batch_size=16, seed=7)
+    nn.save(first, tmp_path / "ckpt.npz", optimizer=opt, extra={"epoch": 2})
+
+    ckpt = nn.load_checkpoint(tmp_path / "ckpt.npz")
+    assert ckpt.optimizer_class == "SGD" and ckpt.extra == {"epoch": 2}
+    resumed = ckpt.model
+    opt2 = make_opt(resumed)
+    opt2.load_state_dict(ckpt.optimizer_state)
+    nn.fit(resumed, loss, opt2, train=(x, y), epochs=2, batch_size=16, seed=7, initial_epoch=2)
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(FileNotFoundError, match="no model file at"):
+        nn.load("/nonexistent/model.npz")
+
+
+def test_save_rejects_unserializable_extra(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match="JSON-serializable"):
+        nn.save(_model(), tmp_path / "m.npz", extra={"f": io.StringIO()})

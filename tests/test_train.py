@@ -1,0 +1,227 @@
+"""fit, evaluate and the callbacks, used as a user would."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import nablanet as nn
+from nablanet.train import callbacks as cbs
+
+
+def _blobs(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]])
+    return centers[y] + rng.standard_normal((n, 2)) * 0.6, y
+
+
+def _model(seed: int = 0) -> nn.Sequential:
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(2, 16, rng=rng), nn.Tanh(), nn.Linear(16, 3, rng=rng))
+
+
+def test_fit_learns_and_history_has_the_columns() -> None:
+    x, y = _blobs()
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    history = nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), validation_split=0.2, epochs=15, batch_size=16)
+    assert len(history) == 15
+    rec = history.to_records()[-1]
+    assert set(rec) >= {"epoch", "loss", "accuracy", "val_loss", "val_error", "val_accuracy", "lr", "seconds"}
+    assert history["loss"][-1] < history["loss"][0]
+    assert rec["val_error"] <= 0.1 and rec["accuracy"] >= 0.9
+    assert history.history["lr"] == [0.1] * 15
+    assert model.training  # fit restores the mode it found
+
+
+def test_fit_is_reproducible_from_the_seed() -> None:
+    x, y = _blobs()
+    runs = []
+    for _ in range(2):
+        model = _model()
+        opt = nn.optim.SGD(model.parameters(), lr=0.05)
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=3, batch_size=10, seed=3)
+        runs.append(model.state_dict())
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+
+
+@pytest.mark.parametrize("batch_size,steps", [(1, 50), (None, 1), (16, 4)])
+def test_online_full_and_mini_batch(batch_size: int | None, steps: int) -> None:
+    x, y = _blobs(50)
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.01)
+    seen = []
+    cb = cbs.LambdaCallback(on_batch_end=lambda step, logs, tape: seen.append(logs["size"]))
+    nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=1, batch_size=batch_size, callbacks=[cb])
+    assert len(seen) == steps and sum(seen) == 50
+    assert opt.step_count == steps
+
+
+def test_callbacks_receive_the_backward_tape() -> None:
+    x, y = _blobs(40)
+    model = _model()
+    tapes = []
+    cb = cbs.LambdaCallback(on_batch_end=lambda step, logs, tape: tapes.append(tape))
+    nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.0), train=(x, y), epochs=1,
+           batch_size=None, callbacks=[cb], shuffle=False)
+    (tape,) = tapes
+    assert [e.name for e in tape] == ["0", "1", "2"]
+    _, grads = nn.value_and_grad(model, nn.CrossEntropyLoss(), x, y)
+    np.testing.assert_allclose(tape[2].grads["weight"], grads["2.weight"], rtol=1e-6)
+
+
+def test_early_stopping_restores_the_best_weights() -> None:
+    x, y = _blobs()
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    best: dict[str, object] = {}
+
+    def remember(epoch: int, logs: dict) -> None:  # type: ignore[type-arg]
+        if not best or logs["val_loss"] < best["val_loss"]:
+            best.update(val_loss=logs["val_loss"], weights=model.state_dict())
+
+    stopper = cbs.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    # after epoch 4 the lr jumps so the validation loss gets worse and training must stop
+    jump = cbs.LambdaCallback(on_epoch_end=lambda e, logs: setattr(opt, "lr", 50.0) if e == 4 else None)
+    history = nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), validation_split=0.25, epochs=40,
+                     batch_size=20, callbacks=[cbs.LambdaCallback(on_epoch_end=remember), jump, stopper])
+    assert len(history) < 40 and "early stopping" in (history.stop_reason or "")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, best["weights"][k])  # type: ignore[index]
+
+
+def test_early_stopping_needs_validation_data() -> None:
+    x, y = _blobs(30)
+    model = _model()
+    with pytest.raises(ValueError, match=r"no 'val_error'.*Pass validation=\(x, y\) or validation_split"):
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), epochs=2,
+               callbacks=[cbs.EarlyStopping()])
+
+
+def test_reduce_lr_on_plateau_divides_by_ten() -> None:
+    x, y = _blobs(60)
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.5)
+    # loss on a fixed tiny step never improves by min_delta=10: every epoch is a plateau
+    cb = cbs.ReduceLROnPlateau(monitor="loss", patience=1, min_delta=10.0, min_lr=0.004)
+    history = nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=8, batch_size=None, callbacks=[cb])
+    # the record holds the lr the epoch used; a reduction shows from the next epoch on
+    np.testing.assert_allclose(history["lr"], [0.5, 0.5, 0.05, 0.005, 0.004, 0.004, 0.004, 0.004])
+
+
+def test_diverging_loss_stops_and_keeps_last_good_weights() -> None:
+    x, y = _blobs(64)
+    model = nn.Sequential(nn.Linear(2, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1))
+    opt = nn.optim.SGD(model.parameters(), lr=1e6)
+    finite: list[dict[str, np.ndarray]] = []
+    snap = cbs.LambdaCallback(on_epoch_begin=lambda e, logs: finite.append(model.state_dict()))
+    history = nn.fit(model, nn.MSELoss(), opt, train=(x, np.eye(3)[y] * 1e3), epochs=50, batch_size=8,
+                     callbacks=[snap, cbs.TerminateOnNaN()])
+    assert history.stop_reason is not None and "restored the last weights" in history.stop_reason
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+    out = model(x[:8])
+    assert np.isfinite(nn.MSELoss()(out, np.eye(3)[y[:8]] * 1e3))
+
+
+def test_stopping_rules_on_weight_step_and_loss_change() -> None:
+    x, y = _blobs(40)
+    model = _model()
+    h = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=1e-9), train=(x, y), epochs=10,
+               tol_weights=1e-3)
+    assert len(h) == 1 and "tol_weights" in (h.stop_reason or "")
+    model = _model()
+    h = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=1e-9), train=(x, y), epochs=10,
+               tol_loss=1e-3, shuffle=False, batch_size=None)
+    assert len(h) == 2 and "tol_loss" in (h.stop_reason or "")
+
+
+def test_csv_logger_writes_one_row_per_epoch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x, y = _blobs(40)
+    model = _model()
+    path = tmp_path / "log" / "history.csv"
+    nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), epochs=3,
+           validation=(x, y), callbacks=[cbs.CSVLogger(path)])
+    rows = list(csv.DictReader(path.open()))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"] and "val_error" in rows[0]
+
+
+def test_model_checkpoint_saves_best_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x, y = _blobs(60)
+    model = _model()
+    cb = cbs.ModelCheckpoint(tmp_path / "m-{epoch}.npz", monitor="val_loss", save_best_only=True)
+    nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y),
+           validation=(x, y), epochs=4, callbacks=[cb])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "m-0.npz" in files and all(f.startswith("m-") for f in files)
+    assert nn.load_checkpoint(tmp_path / files[-1]).extra["epoch"] >= 0
+
+
+def test_history_to_pandas() -> None:
+    pytest.importorskip("pandas")
+    x, y = _blobs(30)
+    model = _model()
+    h = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), epochs=2)
+    df = h.to_pandas()
+    assert list(df["epoch"]) == [0, 1]
+
+
+def test_fit_rejects_bad_data() -> None:
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    x, y = _blobs(10)
+    with pytest.raises(ValueError, match="x has 10 samples but y has 9"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y[:9]))
+    bad = x.copy()
+    bad[3, 1] = math.nan
+    with pytest.raises(ValueError, match=r"train x contains 1 NaN/inf"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(bad, y))
+    with pytest.raises(ValueError, match=r"validation_split=1\.5"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), validation_split=1.5)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), batch_size=0)
+
+
+# -- reference results (accuracy, not time) ---------------------------------------------------------
+def _mlp(sizes: list[int], seed: int = 0) -> nn.Sequential:
+    rng = np.random.default_rng(seed)
+    layers: list[nn.Layer] = []
+    for a, b in itertools.pairwise(sizes[:-1]):
+        layers += [nn.Linear(a, b, rng=rng), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1], rng=rng))
+    return nn.Sequential(*layers)
+
+
+def test_digits_mlp_reaches_97_percent() -> None:
+    pytest.importorskip("sklearn")
+    d = nn.data.load_digits(seed=0)
+    model = _mlp([64, 128, 10])
+    opt = nn.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    nn.fit(model, nn.CrossEntropyLoss(), opt, train=d.train, validation=d.validation, epochs=100, seed=0)
+    assert nn.evaluate(model, nn.CrossEntropyLoss(), *d.test)["accuracy"] >= 0.97
+
+
+@pytest.fixture(scope="module")
+def mnist1d(tmp_path_factory: pytest.TempPathFactory) -> nn.data.Splits:
+    pytest.importorskip("mnist1d")
+    return nn.data.load_mnist1d(seed=0, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_mnist1d_logistic_regression_about_32_percent(mnist1d: nn.data.Splits) -> None:
+    model = _mlp([40, 10])
+    opt = nn.optim.Adam(model.parameters(), lr=1e-2)
+    nn.fit(model, nn.CrossEntropyLoss(), opt, train=mnist1d.train, epochs=60, batch_size=100, seed=0)
+    acc = nn.evaluate(model, nn.CrossEntropyLoss(), *mnist1d.test)["accuracy"]
+    assert 0.27 <= acc <= 0.37  # the paper: 32%
+
+
+def test_mnist1d_mlp_reaches_60_percent(mnist1d: nn.data.Splits) -> None:
+    model = _mlp([40, 100, 100, 10])
+    opt = nn.optim.Adam(model.parameters(), lr=1e-2)
+    nn.fit(model, nn.CrossEntropyLoss(), opt, train=mnist1d.train, epochs=170, batch_size=100, seed=0)
+    assert nn.evaluate(model, nn.CrossEntropyLoss(), *mnist1d.test)["accuracy"] >= 0.60  # the paper: 68%
