@@ -1,0 +1,29 @@
+"""The README's Python examples run as written."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_readme_has_examples() -> None:
+    assert len(BLOCKS) >= 3
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index: int, tmp_path: Path) -> None:
+    code = BLOCKS[index]
+    needs = {"torch": r"\bimport torch\b", "sklearn": r"load_digits"}
+    for module, pattern in needs.items():
+        if re.search(pattern, code) and importlib.util.find_spec(module) is None:
+            pytest.skip(f"example {index} needs {module}")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
