@@ -250,3 +250,14 @@ def test_flatten_default_and_shapes() -> None:
     y = nn.Flatten()(np.zeros((2, 3, 4)))
     assert y.shape == (2, 12)
     assert nn.Flatten(0)(np.zeros((2, 3))).shape == (6,)
+
+
+def test_need_dx_false_skips_only_the_input_gradient() -> None:
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)).double()
+    y, cache = model.forward(_input((3, 4)))
+    dy = np.ones_like(y)
+    dx, grads = model.vjp(cache, dy)
+    dx_skipped, grads_skipped = model.vjp(cache, dy, need_dx=False)
+    assert dx.shape == (3, 4) and dx_skipped.size == 0
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], grads_skipped[k])

@@ -38,7 +38,7 @@ class Elementwise(Layer):
         return y, ElementwiseCache(x, y)
 
     def vjp(
-        self, cache: ElementwiseCache, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: ElementwiseCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n_vector_axes(dy, cache.y.ndim, type(self).__name__)
         return dy * self.df(cache.x, cache.y), {}
@@ -50,7 +50,9 @@ class Identity(Layer):
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, None]:
         return x, None
 
-    def vjp(self, cache: None, dy: np.ndarray, *, per_sample: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def vjp(
+        self, cache: None, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return dy, {}
 
 
@@ -68,7 +70,7 @@ class ReLU(Elementwise):
         return (x >= 0).astype(x.dtype)
 
     def vjp(
-        self, cache: ElementwiseCache, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: ElementwiseCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n_vector_axes(dy, cache.y.ndim, "ReLU")
         return np.where(cache.x >= 0, dy, 0).astype(dy.dtype, copy=False), {}

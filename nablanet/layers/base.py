@@ -9,6 +9,8 @@ Every layer implements two functions (see DESIGN.md):
   axis in front of the output's own axes is pushed through independently, so one call applies the
   transposed Jacobian to a whole basis. Parameter gradients then carry the same leading axes
   ``(*V, *param)``. With ``per_sample=True`` the batch axis is kept: ``(*V, N, *param)``.
+  With ``need_dx=False`` (the first layer of a model during training, whose input gradient nobody
+  reads) a layer may skip dx and return ``NO_DX``, an empty array, in its place.
 
 The PyTorch-shaped conveniences (``layer(x)``, ``parameters()``, ``state_dict()``, ``train()``,
 ``eval()``, ``to(dtype)``) live here too; they never take part in the math.
@@ -25,6 +27,9 @@ from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
 from nablanet.parameter import Parameter
+
+NO_DX = np.empty(0)
+"""Returned as dx by a VJP called with ``need_dx=False`` that skipped computing it."""
 
 
 class IncompatibleKeys(NamedTuple):
@@ -86,14 +91,14 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def vjp(
-        self, cache: Any, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: Any, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError(f"{type(self).__name__} does not implement vjp")
 
     def backward(self, cache: Any, dy: np.ndarray, *, accumulate: bool = True) -> Tape:
         """Run the VJP, add the gradients into ``param.grad`` (unless ``accumulate=False``),
         and return the tape (one entry for a single layer; ``Sequential`` lists its layers)."""
-        _, grads = self.vjp(cache, dy)
+        _, grads = self.vjp(cache, dy, need_dx=False)
         tape: Tape = [TapeEntry("", self, cache, dy, grads)]
         if accumulate:
             accumulate_grads(tape)

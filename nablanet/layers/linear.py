@@ -9,7 +9,7 @@ import numpy as np
 
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike, get_rng
-from nablanet.layers.base import Layer, n_vector_axes
+from nablanet.layers.base import NO_DX, Layer, n_vector_axes
 from nablanet.parameter import Parameter
 
 
@@ -26,7 +26,7 @@ class Linear(Layer):
     Per-sample:  dWₙ = dyₙᵀ xₙ, and for x (N, i):  ‖dWₙ‖² = ‖dyₙ‖² ‖xₙ‖²
     Vector axes: dy (*V, N, *, o) gives dx (*V, N, *, i), dW (*V, o, i), db (*V, o).
     Init (PyTorch's): W, b ~ U(−1/√i, 1/√i).
-    The input is converted to the weight's dtype.
+    The input is converted to the weight's dtype. With need_dx=False, dx (o·i FLOPs per row) is skipped.
     """
 
     def __init__(
@@ -68,12 +68,12 @@ class Linear(Layer):
         return y, LinearCache(x)
 
     def vjp(
-        self, cache: LinearCache, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: LinearCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = cache.x
         nv = n_vector_axes(dy, x.ndim, "Linear")
         w = self.weight.data
-        dx = dy @ w
+        dx = dy @ w if need_dx else NO_DX
         vshape = dy.shape[:nv]
         if per_sample:
             n = x.shape[0]

@@ -69,10 +69,10 @@ class Sequential(Layer):
         return x, caches
 
     def vjp(
-        self, cache: list[Any], dy: np.ndarray, *, per_sample: bool = False
+        self, cache: list[Any], dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         tape: Tape = []
-        dx = self._backward(cache, dy, per_sample, "", tape)
+        dx = self._backward(cache, dy, per_sample, "", tape, need_dx)
         grads = {f"{e.name}.{k}" if e.name else k: g for e in tape for k, g in e.grads.items()}
         return dx, grads
 
@@ -83,21 +83,24 @@ class Sequential(Layer):
         names. With ``accumulate=False`` the ``.grad`` fields are left alone.
         """
         tape: Tape = []
-        self._backward(caches, dy, False, "", tape)
+        self._backward(caches, dy, False, "", tape, need_dx=False)
         if accumulate:
             accumulate_grads(tape)
         return tape
 
-    def _backward(self, caches: list[Any], dy: np.ndarray, per_sample: bool, prefix: str, tape: Tape) -> np.ndarray:
+    def _backward(
+        self, caches: list[Any], dy: np.ndarray, per_sample: bool, prefix: str, tape: Tape, need_dx: bool = True
+    ) -> np.ndarray:
         entries: list[TapeEntry] = []
-        for (name, layer), cache in zip(reversed(self._modules.items()), reversed(caches), strict=True):
+        last = len(self._modules) - 1
+        for i, ((name, layer), cache) in enumerate(zip(reversed(self._modules.items()), reversed(caches), strict=True)):
+            want_dx = need_dx or i < last  # only the first layer's input gradient may go unused
             if isinstance(layer, Sequential):
                 sub: Tape = []
-                dy_in = layer._backward(cache, dy, per_sample, f"{prefix}{name}.", sub)
+                dy = layer._backward(cache, dy, per_sample, f"{prefix}{name}.", sub, want_dx)
                 entries.extend(reversed(sub))
-                dy = dy_in
                 continue
-            dx, grads = layer.vjp(cache, dy, per_sample=per_sample)
+            dx, grads = layer.vjp(cache, dy, per_sample=per_sample, need_dx=want_dx)
             entries.append(TapeEntry(prefix + name, layer, cache, dy, grads))
             dy = dx
         tape.extend(reversed(entries))

@@ -41,7 +41,7 @@ class Flatten(Layer):
         return y, FlattenCache(x.shape, y.ndim)
 
     def vjp(
-        self, cache: FlattenCache, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: FlattenCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         nv = n_vector_axes(dy, cache.out_ndim, "Flatten")
         return dy.reshape(dy.shape[:nv] + cache.in_shape), {}

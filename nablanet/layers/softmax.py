@@ -67,7 +67,7 @@ class Softmax(Layer):
         return y, SoftmaxCache(y, axis)
 
     def vjp(
-        self, cache: SoftmaxCache, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: SoftmaxCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n_vector_axes(dy, cache.y.ndim, "Softmax")
         y = cache.y
@@ -99,7 +99,7 @@ class LogSoftmax(Layer):
         return y, SoftmaxCache(y, axis)
 
     def vjp(
-        self, cache: SoftmaxCache, dy: np.ndarray, *, per_sample: bool = False
+        self, cache: SoftmaxCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n_vector_axes(dy, cache.y.ndim, "LogSoftmax")
         p = np.exp(cache.y)

@@ -1,0 +1,154 @@
+"""One epoch of a 784-256-128-10 ReLU MLP on 60,000 x 784 float32 synthetic inputs, batch 128,
+SGD momentum 0.9, run in one process by nablanet (``fit``), a minimal hand-written NumPy loop doing
+the same math (the floor: what the abstraction costs), PyTorch CPU and scikit-learn's MLPClassifier.
+
+Prints medians (and min/max) of several repetitions and the ratios as JSON. Not a test.
+    python benchmarks/mlp_epoch.py [--repeats 3] [--n 60000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+import nablanet as nn
+
+SIZES = (784, 256, 128, 10)
+BATCH, LR, MOMENTUM = 128, 0.01, 0.9
+
+
+def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, SIZES[0]), dtype=np.float32)
+    w = rng.standard_normal((SIZES[0], SIZES[-1]), dtype=np.float32)
+    return x, (x @ w).argmax(axis=1)
+
+
+def init_weights(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, b in itertools.pairwise(SIZES):
+        bound = 1 / np.sqrt(a)
+        w = rng.uniform(-bound, bound, (b, a)).astype(np.float32)
+        out.append((w, rng.uniform(-bound, bound, b).astype(np.float32)))
+    return out
+
+
+def run_nablanet(x: np.ndarray, y: np.ndarray) -> None:
+    layers: list[nn.Layer] = []
+    for i, (w, b) in enumerate(init_weights()):
+        lin = nn.Linear(w.shape[1], w.shape[0])
+        lin.weight.data[...], lin.bias.data[...] = w, b  # type: ignore[union-attr]
+        layers += [lin, nn.ReLU()] if i < len(SIZES) - 2 else [lin]
+    model = nn.Sequential(*layers)
+    opt = nn.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=1, batch_size=BATCH, seed=0)
+
+
+def run_numpy(x: np.ndarray, y: np.ndarray) -> None:
+    """The same math with nothing around it: forward, softmax − onehot, VJPs, momentum SGD."""
+    params = [a for wb in init_weights() for a in wb]
+    bufs = [np.zeros_like(p) for p in params]
+    order = np.random.default_rng(0).permutation(len(x))
+    for start in range(0, len(x), BATCH):
+        idx = order[start : start + BATCH]
+        xb, yb = x[idx], y[idx]
+        w1, b1, w2, b2, w3, b3 = params
+        z1 = xb @ w1.T + b1
+        h1 = np.maximum(z1, 0)
+        z2 = h1 @ w2.T + b2
+        h2 = np.maximum(z2, 0)
+        z3 = h2 @ w3.T + b3
+        p = np.exp(z3 - z3.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(yb)), yb] -= 1
+        d3 = p / len(yb)
+        d2 = (d3 @ w3) * (z2 >= 0)
+        d1 = (d2 @ w2) * (z1 >= 0)
+        grads = [d1.T @ xb, d1.sum(0), d2.T @ h1, d2.sum(0), d3.T @ h2, d3.sum(0)]
+        for prm, buf, g in zip(params, bufs, grads, strict=True):
+            buf *= MOMENTUM
+            buf += g
+            prm -= LR * buf
+
+
+def run_torch(x: np.ndarray, y: np.ndarray) -> None:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    mods: list[torch.nn.Module] = []
+    for i, (w, b) in enumerate(init_weights()):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods += [lin, torch.nn.ReLU()] if i < len(SIZES) - 2 else [lin]
+    model = torch.nn.Sequential(*mods)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for start in range(0, len(x), BATCH):
+        idx = order[start : start + BATCH]
+        opt.zero_grad()
+        loss = loss_fn(model(tx[idx]), ty[idx])
+        loss.backward()
+        opt.step()
+
+
+def run_sklearn(x: np.ndarray, y: np.ndarray) -> None:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(SIZES[1:-1], solver="sgd", learning_rate_init=LR, momentum=MOMENTUM, nesterovs_momentum=False,
+                        batch_size=BATCH, max_iter=1, shuffle=True, random_state=0, alpha=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, y)
+
+
+def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.ndarray, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x, y)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=60_000)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sklearn"])
+    args = parser.parse_args()
+    x, y = make_data(args.n)
+    runners = {"nablanet": run_nablanet, "numpy_loop": run_numpy}
+    if "torch" not in args.skip:
+        runners["pytorch"] = run_torch
+    if "sklearn" not in args.skip:
+        runners["sklearn"] = run_sklearn
+    for fn in runners.values():  # warm up caches and imports
+        fn(x[: BATCH * 4], y[: BATCH * 4])
+    results = {}
+    for name, fn in runners.items():
+        ts = timed(fn, x, y, args.repeats)
+        results[name] = {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts)}
+    med = {k: v["median_s"] for k, v in results.items()}
+    ratios = {"nablanet/numpy_loop": med["nablanet"] / med["numpy_loop"]}
+    if "pytorch" in med:
+        ratios.update({f"{k}/pytorch": v / med["pytorch"] for k, v in med.items() if k != "pytorch"})
+    print(json.dumps({"work": f"1 epoch, MLP {SIZES}, n={args.n}, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
+                      "cpus": os.cpu_count(), "times": results, "ratios": ratios}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
