@@ -38,7 +38,12 @@ def as_float_input(x: Any, name: str = "x") -> np.ndarray:
 
 def check_finite(x: np.ndarray, name: str = "x") -> None:
     """Raise a ValueError naming the first NaN/inf entry of ``x``."""
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
+    if x.dtype.kind != "f" or x.size == 0:
+        return
+    # min and max propagate NaN and reveal ±inf without allocating a mask as large as x
+    if np.isfinite(x.min()) and np.isfinite(x.max()):
+        return
+    if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))
         first = tuple(int(i) for i in bad[0])
         raise ValueError(

@@ -73,7 +73,7 @@ class ReLU(Elementwise):
         self, cache: ElementwiseCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n_vector_axes(dy, cache.y.ndim, "ReLU")
-        return np.where(cache.x >= 0, dy, 0).astype(dy.dtype, copy=False), {}
+        return dy * (cache.x >= 0), {}  # a product with the bool mask is several times faster than np.where
 
 
 class LeakyReLU(Elementwise):
