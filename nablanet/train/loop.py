@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from nablanet._validation import as_float_input, as_numeric_array, check_finite
+from nablanet.data.batching import batches
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
-from nablanet.train.batching import batch_indices
 from nablanet.train.callbacks import Callback, TrainingContext
 from nablanet.train.history import History
 
@@ -50,7 +50,7 @@ def predict(model: Layer, x: Any, *, batch_size: int = 1024) -> np.ndarray:
     """The model's outputs in evaluation mode, computed in batches (the model's mode is kept)."""
     xa = as_float_input(x, "x")
     check_finite(xa, "x")
-    outs = [model.forward(xa[idx], train=False)[0] for idx in batch_indices(len(xa), batch_size, shuffle=False)]
+    outs = [model.forward(xa[i : i + batch_size], train=False)[0] for i in range(0, len(xa), batch_size)]
     return np.concatenate(outs)
 
 
@@ -145,8 +145,7 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_begin(epoch, {"batches": n_batches})
         loss_sum, hits, seen = 0.0, 0.0, 0
-        for b, idx in enumerate(batch_indices(len(x), batch_size, shuffle=shuffle, rng=order_rng)):
-            xb, yb = x[idx], y[idx]
+        for b, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, rng=order_rng)):
             # -- the step: forward, loss, backward (VJPs into .grad), update -------------------------
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
                 out, caches = model.forward(xb, train=True, rng=forward_rng)
@@ -164,11 +163,11 @@ def fit(
             tape = model.backward(caches, loss.vjp(lcache))
             optimizer.step()
             # -- bookkeeping ---------------------------------------------------------------------
-            loss_sum += float(value) * len(idx)
+            loss_sum += float(value) * len(xb)
             acc = _accuracy(out, yb)
-            hits += 0.0 if acc is None else acc * len(idx)
-            seen += len(idx)
-            logs = {"loss": float(value), "lr": lr, "epoch": epoch, "batch": b, "size": len(idx)}
+            hits += 0.0 if acc is None else acc * len(xb)
+            seen += len(xb)
+            logs = {"loss": float(value), "lr": lr, "epoch": epoch, "batch": b, "size": len(xb)}
             for cb in callbacks:
                 cb.on_batch_end(step, logs, tape)
             step += 1
