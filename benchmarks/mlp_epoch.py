@@ -115,6 +115,29 @@ def run_sklearn(x: np.ndarray, y: np.ndarray) -> None:
         clf.fit(x, y)
 
 
+def epoch_flops(n: int) -> float:
+    """FLOPs of the epoch's matrix products: forward xWᵀ, dW = dyᵀx per layer, and dx = dy W for every
+    layer but the first (whose input gradient nobody needs): 2·n·i·o each."""
+    pairs = list(itertools.pairwise(SIZES))
+    return 2.0 * n * (2 * sum(i * o for i, o in pairs) + sum(i * o for i, o in pairs[1:]))
+
+
+def gemm_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 GEMM rate of this machine's BLAS (best of ``repeats``), in GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b
+    best = min(timeit_once(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def timeit_once(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.ndarray, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -146,8 +169,12 @@ def main() -> None:
     ratios = {"nablanet/numpy_loop": med["nablanet"] / med["numpy_loop"]}
     if "pytorch" in med:
         ratios.update({f"{k}/pytorch": v / med["pytorch"] for k, v in med.items() if k != "pytorch"})
+    peak = gemm_peak_gflops()
+    flops = epoch_flops(args.n)
+    gemm = {"peak_gflops_float32": peak, "epoch_gflop": flops / 1e9,
+            **{f"{k}_fraction_of_peak": flops / v / 1e9 / peak for k, v in med.items()}}
     print(json.dumps({"work": f"1 epoch, MLP {SIZES}, n={args.n}, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
-                      "cpus": os.cpu_count(), "times": results, "ratios": ratios}, indent=2))
+                      "cpus": os.cpu_count(), "times": results, "ratios": ratios, "gemm": gemm}, indent=2))
 
 
 if __name__ == "__main__":
