@@ -43,14 +43,13 @@ def check_finite(x: np.ndarray, name: str = "x") -> None:
     # min and max propagate NaN and reveal ±inf without allocating a mask as large as x
     if np.isfinite(x.min()) and np.isfinite(x.max()):
         return
-    if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))
-        first = tuple(int(i) for i in bad[0])
-        raise ValueError(
-            f"{name} contains {len(bad)} NaN/inf value(s), the first at index {first} "
-            f"(value {x[first]}); expected finite numbers. Clean or impute the data first, "
-            "e.g. x = np.nan_to_num(x) or drop those rows."
-        )
+    bad = np.argwhere(~np.isfinite(x))
+    first = tuple(int(i) for i in bad[0])
+    raise ValueError(
+        f"{name} contains {len(bad)} NaN/inf value(s), the first at index {first} "
+        f"(value {x[first]}); expected finite numbers. Clean or impute the data first, "
+        "e.g. x = np.nan_to_num(x) or drop those rows."
+    )
 
 
 def check_rank(x: np.ndarray, min_ndim: int, who: str, expected: str) -> None:

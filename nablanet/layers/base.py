@@ -160,11 +160,15 @@ class Layer:
         for cname, child in self._modules.items():
             yield from child._named_slots(prefix + cname + ".")
 
+    def _slot_array(self, local: str) -> np.ndarray:
+        """The array behind a local parameter or buffer name."""
+        return self._parameters[local].data if local in self._parameters else self._buffers[local]
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed as PyTorch keys them (``"0.weight"``)."""
         out: dict[str, np.ndarray] = {}
         for full, owner, local in self._named_slots():
-            value = owner._parameters[local].data if local in owner._parameters else owner._buffers[local]
+            value = owner._slot_array(local)
             out[full] = np.array(value, copy=True)
         return out
 
@@ -188,7 +192,7 @@ class Layer:
             if key not in state_dict:
                 continue
             value = np.asarray(state_dict[key])
-            target = owner._parameters[local].data if local in owner._parameters else owner._buffers[local]
+            target = owner._slot_array(local)
             if value.shape != target.shape:
                 raise ValueError(
                     f"load_state_dict: {key!r} has shape {value.shape} in the state dict but "
@@ -199,7 +203,7 @@ class Layer:
             arrays[key] = value
         for key, value in arrays.items():  # copy only after every key passed the checks
             owner, local = slots[key]
-            target = owner._parameters[local].data if local in owner._parameters else owner._buffers[local]
+            target = owner._slot_array(local)
             target[...] = value
         return IncompatibleKeys(missing, unexpected)
 

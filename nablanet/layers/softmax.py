@@ -48,7 +48,29 @@ def log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
     return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
 
 
-class Softmax(Layer):
+class _AxisActivation(Layer):
+    """Shared plumbing of Softmax and LogSoftmax: the ``dim`` argument, forward via ``fn``."""
+
+    fn: staticmethod  # (z, axis) -> y
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = _check_dim(dim, type(self).__name__)
+
+    def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, SoftmaxCache]:
+        x = x if x.dtype.kind == "f" else as_float_input(x)
+        axis = _axis(self.dim, x.ndim, type(self).__name__)
+        y = self.fn(x, axis)
+        return y, SoftmaxCache(y, axis)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def get_config(self) -> dict[str, int]:
+        return {"dim": self.dim}
+
+
+class Softmax(_AxisActivation):
     """yᵢ = exp(zᵢ) / Σⱼ exp(zⱼ) along ``dim``.
 
     Jacobian:  ∂yⱼ/∂zᵢ = yⱼ (δᵢⱼ − yᵢ)   (yᵢ(1 − yᵢ) on the diagonal, −yᵢyⱼ off it)
@@ -56,15 +78,7 @@ class Softmax(Layer):
     Shapes:    z, y (N, …, C, …); dy may carry leading vector axes (*V, N, …).
     """
 
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = _check_dim(dim, "Softmax")
-
-    def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, SoftmaxCache]:
-        x = x if x.dtype.kind == "f" else as_float_input(x)
-        axis = _axis(self.dim, x.ndim, "Softmax")
-        y = softmax(x, axis)
-        return y, SoftmaxCache(y, axis)
+    fn = staticmethod(softmax)
 
     def vjp(
         self, cache: SoftmaxCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
@@ -73,14 +87,8 @@ class Softmax(Layer):
         y = cache.y
         return y * (dy - (dy * y).sum(axis=cache.axis, keepdims=True)), {}
 
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
 
-    def get_config(self) -> dict[str, int]:
-        return {"dim": self.dim}
-
-
-class LogSoftmax(Layer):
+class LogSoftmax(_AxisActivation):
     """yᵢ = zᵢ − log Σⱼ exp(zⱼ) along ``dim``.
 
     Jacobian:  ∂yⱼ/∂zᵢ = δᵢⱼ − softmax(z)ᵢ
@@ -88,15 +96,7 @@ class LogSoftmax(Layer):
     Shapes:    as Softmax.
     """
 
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = _check_dim(dim, "LogSoftmax")
-
-    def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, SoftmaxCache]:
-        x = x if x.dtype.kind == "f" else as_float_input(x)
-        axis = _axis(self.dim, x.ndim, "LogSoftmax")
-        y = log_softmax(x, axis)
-        return y, SoftmaxCache(y, axis)
+    fn = staticmethod(log_softmax)
 
     def vjp(
         self, cache: SoftmaxCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
@@ -104,9 +104,3 @@ class LogSoftmax(Layer):
         n_vector_axes(dy, cache.y.ndim, "LogSoftmax")
         p = np.exp(cache.y)
         return dy - p * dy.sum(axis=cache.axis, keepdims=True), {}
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-    def get_config(self) -> dict[str, int]:
-        return {"dim": self.dim}
