@@ -2,19 +2,40 @@
 
 from nablanet.layers.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from nablanet.layers.base import IncompatibleKeys, Layer
+from nablanet.layers.conv import Conv1d, Conv2d
 from nablanet.layers.linear import Linear
+from nablanet.layers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from nablanet.layers.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from nablanet.layers.sequential import Sequential, Tape, TapeEntry
 from nablanet.layers.shape import Flatten
 from nablanet.layers.softmax import LogSoftmax, Softmax
 
 __all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "Flatten",
     "Identity",
     "IncompatibleKeys",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "MaxPool1d",
+    "MaxPool2d",
     "ReLU",
     "Sequential",
     "Sigmoid",

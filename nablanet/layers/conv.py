@@ -1,0 +1,283 @@
+"""Convolutions (cross-correlations, as in PyTorch) over 1 or 2 spatial axes, by im2col and GEMM."""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from nablanet._dtype import resolve_dtype
+from nablanet._random import RNGLike, get_rng
+from nablanet.layers._windows import ix, out_size, pad_channels_last, scatter_taps, tap_slices, unpad, windows
+from nablanet.layers.base import NO_DX, Layer, n_vector_axes
+from nablanet.parameter import Parameter
+
+
+class ConvCache(NamedTuple):
+    cols: np.ndarray  # (G, M, K_g): the im2col matrix, M = N·∏S′, K_g = ∏k·C_g
+    x_shape: tuple[int, ...]  # (N, C, *S)
+    out_spatial: tuple[int, ...]  # S′
+    pads: tuple[tuple[int, int], ...]
+
+
+def _tuple(value: Any, nd: int, who: str, arg: str, minimum: int) -> tuple[int, ...]:
+    vals = (value,) * nd if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
+    ok = isinstance(vals, tuple | list) and len(vals) == nd and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= minimum for v in vals
+    )
+    if not ok:
+        raise ValueError(
+            f"{who}({arg}={value!r}): expected an int >= {minimum} or a tuple of {nd} such ints, "
+            f"e.g. {arg}={max(minimum, 1)}"
+        )
+    return tuple(int(v) for v in vals)
+
+
+class _ConvNd(Layer):
+    """Shared geometry and math of ``Conv1d`` and ``Conv2d`` (``_nd`` spatial axes).
+
+    Forward (cross-correlation, groups g = 1 … G, output channel o in group g, position p):
+        y[n, o, p] = b[o] + Σ_c Σ_t W[o, c, t] · xₚₐ𝒹[n, g·C_g + c, s·p + dil·t]
+    As a matrix product: the im2col matrix X (M, K) holds one window per row (M = N·∏S′ rows,
+    K = ∏k·C_g columns, taps outer and channels inner) and Y = X Wₘᵀ + b with Wₘ (O_g, K) the
+    weight's rows reordered to the same (tap, channel) order.
+    VJP:  dWₘ = dYᵀ X   (one GEMM)          db[o] = Σₙ,ₚ dy[n, o, p]
+          dX = dY Wₘ    (one GEMM), then col2im: each input entry sums the dX entries of the
+          windows that read it (one strided add per kernel tap), and the padding is cropped.
+    Per-sample:  dWₙ = dYₙᵀ Xₙ (the rows of sample n), dbₙ[o] = Σₚ dy[n, o, p].
+    Shapes:  x (N, C, *S)   W (O, C/G, *k)   b (O,)   y (N, O, *S′),
+             S′ = ⌊(S + pₗ + pᵣ − dil·(k − 1) − 1)/s⌋ + 1.
+    Layout:  the math runs channels-last; y is returned as a transposed (NCHW-shaped) view of a
+             channels-last array, so the next convolution or pooling layer reads it for free.
+    Memory:  the cache holds X: N·∏S′·∏k·C entries (for LeNet's second layer, batch 64, 14×14,
+             5×5×32: 64·196·800 floats = 40 MB in float32); the VJP allocates dX of the same size
+             and a padded input gradient. Peak extra memory ≈ 2·|X| + |x padded|.
+    Init (PyTorch's): W, b ~ U(−1/√fan_in, 1/√fan_in), fan_in = C/G·∏k.
+    """
+
+    _nd = 0
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: int | tuple[int, ...] | str = 0,
+        dilation: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = None,
+        rng: RNGLike = None,
+    ) -> None:
+        super().__init__()
+        who = type(self).__name__
+        nd = self._nd
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{who}({arg}={value!r}): expected a positive int")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{who}(in_channels={in_channels}, out_channels={out_channels}, groups={groups}): both channel "
+                "counts must be divisible by groups"
+            )
+        if padding_mode != "zeros":
+            raise ValueError(f"{who}(padding_mode={padding_mode!r}): only 'zeros' is supported")
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = _tuple(kernel_size, nd, who, "kernel_size", 1)
+        self.stride = _tuple(stride, nd, who, "stride", 1)
+        self.dilation = _tuple(dilation, nd, who, "dilation", 1)
+        self.groups = int(groups)
+        self.padding: tuple[int, ...] | str
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"{who}(padding={padding!r}): expected an int, a tuple, 'same' or 'valid'")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{who}(padding='same') needs stride 1 (as in PyTorch); got stride={self.stride}")
+            self.padding = padding
+            if padding == "same":
+                totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation, strict=True)]
+                self._pads = tuple((t // 2, t - t // 2) for t in totals)
+            else:
+                self._pads = ((0, 0),) * nd
+        else:
+            self.padding = _tuple(padding, nd, who, "padding", 0)
+            self._pads = tuple((p, p) for p in self.padding)
+        dt = resolve_dtype(dtype)
+        gen = get_rng(rng)
+        fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+        bound = 1.0 / math.sqrt(fan_in)
+        wshape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.weight = Parameter(gen.uniform(-bound, bound, wshape).astype(dt))
+        self.bias: Parameter | None = (
+            Parameter(gen.uniform(-bound, bound, self.out_channels).astype(dt)) if bias else None
+        )
+
+    # -- geometry ---------------------------------------------------------------------------------
+    def _check(self, x: np.ndarray) -> None:
+        nd = self._nd
+        if x.ndim != nd + 2 or x.shape[1] != self.in_channels:
+            letters = "L" if nd == 1 else "H, W"
+            raise ValueError(
+                f"{type(self).__name__}(in_channels={self.in_channels}) got x.shape={x.shape}; expected "
+                f"(N, {self.in_channels}, {letters}). "
+                + ("Add a batch axis with x[None]." if x.ndim == nd + 1 else "Check the channel axis (NCHW layout).")
+            )
+
+    def _out_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        out = tuple(
+            out_size(s, k, st, p, d)
+            for s, k, st, p, d in zip(spatial, self.kernel_size, self.stride, self._pads, self.dilation, strict=True)
+        )
+        if any(o < 1 for o in out):
+            raise ValueError(
+                f"{type(self).__name__}(kernel_size={self.kernel_size}, padding={self.padding}, "
+                f"dilation={self.dilation}) got spatial size {spatial}: the kernel is larger than the padded "
+                "input. Use a smaller kernel or more padding."
+            )
+        return out
+
+    def _weight_matrix(self) -> np.ndarray:
+        """W (O, C_g, *k) → Wₘ (G, O_g, ∏k·C_g), columns in (tap, channel) order like X."""
+        g = self.groups
+        w = np.moveaxis(self.weight.data, 1, -1)  # (O, *k, C_g)
+        return w.reshape(g, self.out_channels // g, -1)
+
+    # -- math -------------------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, ConvCache]:
+        self._check(x)
+        nd, g = self._nd, self.groups
+        w = self.weight.data
+        if x.dtype != w.dtype:
+            x = x.astype(w.dtype)
+        n, c = x.shape[:2]
+        out = self._out_spatial(x.shape[2:])
+        xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads)  # (N, *Sₚ, C)
+        m = n * math.prod(out)
+        cg = c // g
+        if cg >= 8:
+            # (N, *S′, G, C_g, *k) → (G, N, *S′, *k, C_g): one copy of the window view, the im2col matrix
+            win = windows(xp, self.kernel_size, self.stride, self.dilation, out)  # (N, *S′, C, *k)
+            win = win.reshape(n, *out, g, cg, *self.kernel_size)
+            order = (1 + nd, 0, *range(1, 1 + nd), *range(3 + nd, 3 + 2 * nd), 2 + nd)
+            cols = np.ascontiguousarray(win.transpose(order)).reshape(g, m, -1)
+        else:  # few channels: runs of C_g values are too short for one copy; copy tap by tap instead
+            cols6 = np.empty((g, n, *out, *self.kernel_size, cg), dtype=x.dtype)
+            for taps in product(*(range(k) for k in self.kernel_size)):
+                view = xp[ix(slice(None), *tap_slices(taps, self.stride, self.dilation, out), slice(None))]
+                cols6[ix(slice(None), slice(None), *(slice(None),) * nd, *taps, slice(None))] = np.moveaxis(
+                    view.reshape(n, *out, g, cg), -2, 0)
+            cols = cols6.reshape(g, m, -1)
+        y = cols @ self._weight_matrix().transpose(0, 2, 1)  # (G, M, O_g)
+        y = y.transpose(1, 0, 2).reshape(n, *out, self.out_channels)  # a view when G = 1
+        if self.bias is not None:
+            y += self.bias.data
+        return np.moveaxis(y, -1, 1), ConvCache(cols, x.shape, out, self._pads)
+
+    def vjp(
+        self, cache: ConvCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        nd, g = self._nd, self.groups
+        nv = n_vector_axes(dy, nd + 2, type(self).__name__)
+        vshape = dy.shape[:nv]
+        n = cache.x_shape[0]
+        og = self.out_channels // g
+        cols = cache.cols
+        # dY in the im2col row order: (*V, G, M, O_g)
+        dyh = np.moveaxis(dy, nv + 1, -1)  # (*V, N, *S′, O)
+        dyg = dyh.reshape(*vshape, -1, g, og)
+        dyg = np.swapaxes(dyg, -2, -3)  # (*V, G, M, O_g)
+        grads: dict[str, np.ndarray] = {}
+        if per_sample:
+            p = cols.shape[1] // n
+            dwg = np.einsum(
+                "...gnpo,gnpk->...ngok", dyg.reshape(*vshape, g, n, p, og), cols.reshape(g, n, p, -1), optimize=True
+            )
+            grads["weight"] = self._to_weight_layout(dwg.reshape(*vshape, n, self.out_channels, -1))
+            if self.bias is not None:
+                grads["bias"] = dy.sum(axis=tuple(range(nv + 2, nv + 2 + nd)))
+        else:
+            dwg = np.swapaxes(dyg, -1, -2) @ cols  # (*V, G, O_g, K_g)
+            grads["weight"] = self._to_weight_layout(dwg.reshape(*vshape, self.out_channels, -1))
+            if self.bias is not None:
+                grads["bias"] = dy.sum(axis=(nv, *range(nv + 2, nv + 2 + nd)))
+        if not need_dx:
+            return NO_DX, grads
+        dcols = dyg @ self._weight_matrix()  # (*V, G, M, K_g)
+        cg = self.in_channels // g
+        out = cache.out_spatial
+        # (*V, G, N, *S′, *k, C_g) → (*V, N, *S′, *k, G, C_g), then scatter each tap back
+        dcols = dcols.reshape(*vshape, g, n, *out, *self.kernel_size, cg)
+        dcols = np.moveaxis(dcols, nv, -2).reshape(*vshape, n, *out, *self.kernel_size, g * cg)
+        spatial = cache.x_shape[2:]
+        padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, cache.pads, strict=True))
+        dxp = scatter_taps(dcols, padded, self.kernel_size, self.stride, self.dilation, out)
+        dxh = unpad(dxp, cache.pads, spatial)  # (*V, N, *S, C)
+        return np.moveaxis(dxh, -1, nv + 1), grads
+
+    def _to_weight_layout(self, dw: np.ndarray) -> np.ndarray:
+        """(…, O, ∏k·C_g) in (tap, channel) order → (…, O, C_g, *k), contiguous."""
+        lead = dw.shape[:-1]
+        dw = dw.reshape(*lead, *self.kernel_size, self.in_channels // self.groups)
+        return np.ascontiguousarray(np.moveaxis(dw, -1, len(lead)))
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,) * self._nd:
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+        if self.dilation != (1,) * self._nd:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation": list(self.dilation), "groups": self.groups, "bias": self.bias is not None,
+            "dtype": str(self.weight.dtype),
+        }
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C, L) inputs: weight (O, C/G, k), output (N, O, L′).
+
+    See ``_ConvNd`` for the forward and VJP equations (one spatial axis, p = position in L′).
+    """
+
+    _nd = 1
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int | tuple[int], stride: int | tuple[int] = 1,
+        padding: int | tuple[int] | str = 0, dilation: int | tuple[int] = 1, groups: int = 1, bias: bool = True,
+        padding_mode: str = "zeros", *, dtype: Any = None, rng: RNGLike = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, dtype=dtype, rng=rng)
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution over (N, C, H, W) inputs: weight (O, C/G, kₕ, k_w), output (N, O, H′, W′).
+
+    See ``_ConvNd`` for the forward and VJP equations (two spatial axes, p = (h′, w′)).
+    """
+
+    _nd = 2
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+        *, dtype: Any = None, rng: RNGLike = None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, dtype=dtype, rng=rng)
