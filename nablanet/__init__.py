@@ -9,6 +9,8 @@ from nablanet._random import manual_seed
 from nablanet.autodiff import value_and_grad
 from nablanet.lab import GradcheckError, GradcheckReport, gradcheck, jacobian
 from nablanet.layers import (
+    ELU,
+    GELU,
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     AvgPool1d,
@@ -17,7 +19,10 @@ from nablanet.layers import (
     BatchNorm2d,
     Conv1d,
     Conv2d,
+    Dropout,
+    Dropout2d,
     Flatten,
+    Hardtanh,
     Identity,
     IncompatibleKeys,
     Layer,
@@ -28,8 +33,10 @@ from nablanet.layers import (
     MaxPool1d,
     MaxPool2d,
     ReLU,
+    RReLU,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
     Softplus,
     Tanh,
@@ -53,6 +60,8 @@ from nablanet.train import History, callbacks, evaluate, fit, load, load_checkpo
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELU",
+    "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",
@@ -64,9 +73,12 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "CrossEntropyLoss",
+    "Dropout",
+    "Dropout2d",
     "Flatten",
     "GradcheckError",
     "GradcheckReport",
+    "Hardtanh",
     "History",
     "Identity",
     "IncompatibleKeys",
@@ -84,8 +96,10 @@ __all__ = [
     "NLLLoss",
     "Parameter",
     "QuadraticLoss",
+    "RReLU",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Softplus",

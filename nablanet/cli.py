@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data set: scikit-learn's 8x8 digits, MNIST-1D (generated offline), or MNIST IDX files")
     t.add_argument("--data-root", default=None,
                    help="folder with MNIST IDX files (for --data mnist); only the t10k files are needed")
-    t.add_argument("--hidden", type=_hidden, default=[128], help="hidden layer sizes, comma-separated ('none': linear)")
+    t.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp: fully connected; cnn: convolutions on the images (digits 8x8, MNIST 28x28: "
+                        "conv-ReLU-maxpool blocks) or sequences (MNIST-1D: the MNIST-1D paper's Conv1d stack)")
+    t.add_argument("--hidden", type=_hidden, default=None,
+                   help="hidden layer sizes, comma-separated ('none': linear); default 128 for mlp, none after "
+                        "the convolutions for cnn")
+    t.add_argument("--channels", type=_hidden, default=None,
+                   help="cnn: channels per conv block (default: 25,25,25 for mnist1d, 16,32 for digits, "
+                        "32,64 for mnist)")
     t.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden-layer activation")
     t.add_argument("--loss", choices=LOSSES, default="ce",
                    help="ce: cross-entropy on logits; mse: sigmoid outputs + MSE on one-hot targets; "
@@ -116,6 +125,40 @@ def _load_data(args: argparse.Namespace) -> Any:
     return data.load_mnist(args.data_root, subset="t10k", seed=args.seed, dtype=args.dtype)
 
 
+def _input_shape(args: argparse.Namespace, n_in: int) -> tuple[int, ...]:
+    """The shape one sample is fed to the model in: flat for an MLP, (1, L) or (1, H, W) for a CNN."""
+    if args.model == "mlp":
+        return (n_in,)
+    if args.data == "mnist1d":
+        return (1, n_in)
+    side = math.isqrt(n_in)
+    return (1, side, side)
+
+
+def _conv_stack(args: argparse.Namespace, shape: tuple[int, ...], act: Any, rng: Any) -> tuple[list[Any], int]:
+    """Conv blocks for ``--model cnn`` and the number of features they hand to the dense layers."""
+    import nablanet as nn
+
+    layers: list[nn.Layer] = []
+    if len(shape) == 2:  # MNIST-1D paper: Conv1d(k=5 then 3, stride 2, padding 1) blocks
+        channels = args.channels or [25, 25, 25]
+        c, length = 1, shape[1]
+        for i, out in enumerate(channels):
+            k = 5 if i == 0 else 3
+            layers += [nn.Conv1d(c, out, k, stride=2, padding=1, dtype=args.dtype, rng=rng), act()]
+            c, length = out, (length + 2 - k) // 2 + 1
+        return [*layers, nn.Flatten()], c * length
+    channels = args.channels or ([32, 64] if shape[1] >= 28 else [16, 32])
+    k = 5 if shape[1] >= 28 else 3
+    c, side = 1, shape[1]
+    for out in channels:
+        if side < 2:
+            raise ValueError(f"--channels {channels}: too many conv blocks for {shape[1]}x{shape[2]} images")
+        layers += [nn.Conv2d(c, out, k, padding=k // 2, dtype=args.dtype, rng=rng), act(), nn.MaxPool2d(2)]
+        c, side = out, side // 2
+    return [*layers, nn.Flatten()], c * side * side
+
+
 def _build(args: argparse.Namespace, n_in: int, n_classes: int) -> tuple[Any, Any, Any]:
     import nablanet as nn
     from nablanet import optim
@@ -125,7 +168,12 @@ def _build(args: argparse.Namespace, n_in: int, n_classes: int) -> tuple[Any, An
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU,
            "softplus": nn.Softplus}[args.activation]
     layers: list[nn.Layer] = []
-    sizes = [n_in, *args.hidden]
+    if args.model == "cnn":
+        layers, n_in = _conv_stack(args, _input_shape(args, n_in), act, rng)
+        hidden = args.hidden or []
+    else:
+        hidden = [128] if args.hidden is None else args.hidden
+    sizes = [n_in, *hidden]
     for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b, dtype=args.dtype, rng=rng), act()]
     layers.append(nn.Linear(sizes[-1], n_classes, dtype=args.dtype, rng=rng))
@@ -207,6 +255,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     xte, yte = splits.test
     n_in = int(np.prod(splits.input_shape))
     model, loss, opt = _build(args, n_in, splits.n_classes)
+    shape = _input_shape(args, n_in)
     callbacks: list[cbs.Callback] = []
     if args.early_stopping > 0:
         callbacks.append(cbs.EarlyStopping(patience=args.early_stopping, restore_best_weights=True))
@@ -220,18 +269,19 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         print(f"data: {splits!r}\nmodel: {model!r}\nloss: {loss!r}  optimizer: {type(opt).__name__}", flush=True)
     history = nn.fit(
         model, loss, opt,
-        train=(xtr.reshape(len(xtr), -1), _targets(ytr, splits.n_classes, args.loss, args.dtype)),
-        validation=(xva.reshape(len(xva), -1), _targets(yva, splits.n_classes, args.loss, args.dtype)),
+        train=(xtr.reshape(len(xtr), *shape), _targets(ytr, splits.n_classes, args.loss, args.dtype)),
+        validation=(xva.reshape(len(xva), *shape), _targets(yva, splits.n_classes, args.loss, args.dtype)),
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, callbacks=callbacks, verbose=not args.json,
     )
-    scores = nn.evaluate(model, loss, xte.reshape(len(xte), -1), _targets(yte, splits.n_classes, args.loss, args.dtype))
+    scores = nn.evaluate(model, loss, xte.reshape(len(xte), *shape),
+                         _targets(yte, splits.n_classes, args.loss, args.dtype))
     result: dict[str, Any] = {
         "data": args.data, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
         "epochs": len(history), "seconds": round(time.perf_counter() - t0, 3),
         "best_val_error": min((e for e in history["val_error"] if e is not None), default=None),
         "stop_reason": history.stop_reason, "n_train": len(xtr), "n_test": len(xte),
-        "hidden": args.hidden, "activation": args.activation, "loss": args.loss, "optimizer": args.optimizer,
-        "seed": args.seed,
+        "model": args.model, "hidden": args.hidden, "activation": args.activation, "loss": args.loss,
+        "optimizer": args.optimizer, "seed": args.seed,
     }
     if args.out is not None:
         nn.save(model, args.out / "model.npz", optimizer=opt, extra={"result": result})

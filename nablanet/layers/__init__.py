@@ -1,8 +1,9 @@
 """Layers: each a forward and an explicit vector-Jacobian product."""
 
-from nablanet.layers.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from nablanet.layers.activations import ELU, GELU, Hardtanh, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from nablanet.layers.base import IncompatibleKeys, Layer
 from nablanet.layers.conv import Conv1d, Conv2d
+from nablanet.layers.dropout import Dropout, Dropout2d, RReLU
 from nablanet.layers.linear import Linear
 from nablanet.layers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nablanet.layers.pooling import (
@@ -18,6 +19,8 @@ from nablanet.layers.shape import Flatten
 from nablanet.layers.softmax import LogSoftmax, Softmax
 
 __all__ = [
+    "ELU",
+    "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",
@@ -26,7 +29,10 @@ __all__ = [
     "BatchNorm2d",
     "Conv1d",
     "Conv2d",
+    "Dropout",
+    "Dropout2d",
     "Flatten",
+    "Hardtanh",
     "Identity",
     "IncompatibleKeys",
     "Layer",
@@ -36,8 +42,10 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "RReLU",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Softplus",
