@@ -101,6 +101,21 @@ def measured(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.
     return seconds, extra
 
 
+def blas_info() -> dict[str, object]:
+    """NumPy's BLAS and the kernel family it picked (OpenBLAS may pick AVX2 "Haswell" kernels on an
+    AVX-512 CPU it does not recognize; ``OPENBLAS_CORETYPE=SkylakeX`` set before starting Python
+    selects the AVX-512 ones)."""
+    info: dict[str, object] = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return info
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas" and "numpy" in str(pool.get("filepath", "")):
+            info.update({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
+    return info
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -122,7 +137,7 @@ def main() -> None:
                          "peak_extra_mib": max(mems) if mems else None}
     out: dict[str, object] = {
         "work": f"1 epoch, LeNet-style CNN, n={args.n} x 1x28x28, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
-        "cpus": os.cpu_count(), "times": results,
+        "cpus": os.cpu_count(), "numpy_blas": blas_info(), "times": results,
     }
     if len(results) == 2:
         out["ratios"] = {"nablanet/pytorch": results["nablanet"]["median_s"] / results["pytorch"]["median_s"]}

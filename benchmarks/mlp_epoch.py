@@ -147,6 +147,21 @@ def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.nda
     return times
 
 
+def blas_info() -> dict[str, object]:
+    """NumPy's BLAS and the kernel family it picked (OpenBLAS may pick AVX2 "Haswell" kernels on an
+    AVX-512 CPU it does not recognize; ``OPENBLAS_CORETYPE=SkylakeX`` set before starting Python
+    selects the AVX-512 ones)."""
+    info: dict[str, object] = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return info
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas" and "numpy" in str(pool.get("filepath", "")):
+            info.update({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
+    return info
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -174,7 +189,7 @@ def main() -> None:
     gemm = {"peak_gflops_float32": peak, "epoch_gflop": flops / 1e9,
             **{f"{k}_fraction_of_peak": flops / v / 1e9 / peak for k, v in med.items()}}
     print(json.dumps({"work": f"1 epoch, MLP {SIZES}, n={args.n}, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
-                      "cpus": os.cpu_count(), "times": results, "ratios": ratios, "gemm": gemm}, indent=2))
+                      "cpus": os.cpu_count(), "numpy_blas": blas_info(), "times": results, "ratios": ratios, "gemm": gemm}, indent=2))
 
 
 if __name__ == "__main__":

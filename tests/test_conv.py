@@ -193,3 +193,26 @@ def test_save_and_load_round_trip(tmp_path: Any) -> None:
     nn.save(nn.Sequential(conv), tmp_path / "c.npz")
     loaded = nn.load(tmp_path / "c.npz")[0]
     assert loaded.get_config() == conv.get_config()
+
+
+@pytest.mark.parametrize("name,kw,shape", CONV_CASES, ids=IDS)
+def test_blocked_im2col_equals_one_block(
+    name: str, kw: dict[str, Any], shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large batches run im2col in blocks of samples; one sample per block must give the same numbers.
+    import nablanet.layers.conv as conv
+
+    layer = _make(name, kw)
+    x = _x((5, *shape[1:]))
+    y, cache = layer.forward(x)
+    dys = np.random.default_rng(6).standard_normal((2, *y.shape))
+    ref = [layer.vjp(cache, dys[0]), layer.vjp(cache, dys), layer.vjp(cache, dys[1], per_sample=True)]
+    monkeypatch.setattr(conv, "_BLOCK_BYTES", 1)
+    yb, cb = layer.forward(x)
+    assert len(cb.cols) == 5
+    got = [layer.vjp(cb, dys[0]), layer.vjp(cb, dys), layer.vjp(cb, dys[1], per_sample=True)]
+    np.testing.assert_allclose(yb, y, rtol=1e-13, atol=1e-13)
+    for (dx, g), (dxb, gb) in zip(ref, got, strict=True):
+        np.testing.assert_allclose(dxb, dx, rtol=1e-12, atol=1e-13)
+        for k in g:
+            np.testing.assert_allclose(gb[k], g[k], rtol=1e-12, atol=1e-13)

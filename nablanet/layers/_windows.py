@@ -11,6 +11,7 @@ k̃ = dil·(k − 1) + 1, output length S′ = ⌊(Sₚ − k̃)/s⌋ + 1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import product
 from typing import Any
@@ -66,21 +67,30 @@ def tap_slices(
 
 
 def scatter_taps(
-    dpatch: np.ndarray, padded_shape: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
-    dilation: Sequence[int], out: Sequence[int],
+    dpatch: np.ndarray, dxp: np.ndarray, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+    out: Sequence[int],
 ) -> np.ndarray:
-    """col2im: the adjoint of ``windows``. ``dpatch`` is (*L, N, *S′, *k, C); returns (*L, N, *Sₚ, C).
+    """col2im: the adjoint of ``windows``. Adds ``dpatch`` (…, N, *S′, *k, C) into ``dxp`` (…, N, *Sₚ, C).
 
-    One strided add per kernel tap: each input position receives the gradient of every window
-    that read it.
+    Each input position receives the gradient of every window that read it: one strided add per
+    kernel tap. When the last axis is undilated, the taps along it touch consecutive positions, so
+    the adds go one output position at a time instead, each moving k·C contiguous values (longer
+    inner loops, fewer passes). Returns ``dxp``.
     """
     nd = len(kernel)
-    lead = dpatch.ndim - 2 * nd - 2  # leading vector axes in front of N
-    dxp = np.zeros((*dpatch.shape[: lead + 1], *padded_shape, dpatch.shape[-1]), dtype=dpatch.dtype)
+    c = dpatch.shape[-1]
+    if dilation[-1] == 1 and kernel[-1] * c >= 64 and out[-1] <= 4 * kernel[-1] * max(1, math.prod(kernel[:-1])):
+        # dpatch[…, p_1..p_{d-1}, p_d, t_1..t_{d-1}, :, :] → dxp[…, region(t_1..t_{d-1}), s·p_d : s·p_d + k_d, :]
+        for taps in product(*(range(k) for k in kernel[:-1])):
+            region = tap_slices(taps, stride[:-1], dilation[:-1], out[:-1])
+            for p in range(out[-1]):
+                src = dpatch[ix(Ellipsis, *(slice(None),) * (nd - 1), p, *taps, slice(None), slice(None))]
+                lo = p * stride[-1]
+                dxp[ix(Ellipsis, *region, slice(lo, lo + kernel[-1]), slice(None))] += src
+        return dxp
     for taps in product(*(range(k) for k in kernel)):
         region = tap_slices(taps, stride, dilation, out)
-        src = dpatch[ix(Ellipsis, *(slice(None),) * nd, *taps, slice(None))]
-        dxp[ix(Ellipsis, *region, slice(None))] += src
+        dxp[ix(Ellipsis, *region, slice(None))] += dpatch[ix(Ellipsis, *(slice(None),) * nd, *taps, slice(None))]
     return dxp
 
 

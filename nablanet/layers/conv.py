@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from itertools import product
 from typing import Any, NamedTuple
@@ -14,9 +15,12 @@ from nablanet.layers._windows import ix, out_size, pad_channels_last, scatter_ta
 from nablanet.layers.base import NO_DX, Layer, n_vector_axes
 from nablanet.parameter import Parameter
 
+_BLOCK_BYTES = 4 << 20  # im2col block size: a few MB stays in a core's share of the cache
+
 
 class ConvCache(NamedTuple):
-    cols: np.ndarray  # (G, M, K_g): the im2col matrix, M = N·∏S′, K_g = ∏k·C_g
+    cols: list[np.ndarray]  # im2col blocks, block b: (G, (s_{b+1} − s_b)·∏S′, K_g), K_g = ∏k·C_g
+    starts: tuple[int, ...]  # the blocks' first samples s_b, then N
     x_shape: tuple[int, ...]  # (N, C, *S)
     out_spatial: tuple[int, ...]  # S′
     pads: tuple[tuple[int, int], ...]
@@ -149,35 +153,53 @@ class _ConvNd(Layer):
         return w.reshape(g, self.out_channels // g, -1)
 
     # -- math -------------------------------------------------------------------------------------
+    def _im2col(self, xp: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
+        """The im2col matrix (G, n·∏S′, ∏k·C_g) of a padded channels-last block xp (n, *Sₚ, C)."""
+        nd, g = self._nd, self.groups
+        n, c = xp.shape[0], xp.shape[-1]
+        cg = c // g
+        if cg >= 8:
+            # (n, *S′, G, C_g, *k) → (G, n, *S′, *k, C_g): one copy of the window view
+            win = windows(xp, self.kernel_size, self.stride, self.dilation, out)  # (n, *S′, C, *k)
+            win = win.reshape(n, *out, g, cg, *self.kernel_size)
+            order = (1 + nd, 0, *range(1, 1 + nd), *range(3 + nd, 3 + 2 * nd), 2 + nd)
+            return np.ascontiguousarray(win.transpose(order)).reshape(g, n * math.prod(out), -1)
+        # few channels: runs of C_g values are too short for one copy; copy tap by tap instead
+        cols = np.empty((g, n, *out, *self.kernel_size, cg), dtype=xp.dtype)
+        for taps in product(*(range(k) for k in self.kernel_size)):
+            view = xp[ix(slice(None), *tap_slices(taps, self.stride, self.dilation, out), slice(None))]
+            cols[ix(slice(None), slice(None), *(slice(None),) * nd, *taps, slice(None))] = np.moveaxis(
+                view.reshape(n, *out, g, cg), -2, 0)
+        return cols.reshape(g, n * math.prod(out), -1)
+
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, ConvCache]:
         self._check(x)
-        nd, g = self._nd, self.groups
+        g = self.groups
         w = self.weight.data
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
-        n, c = x.shape[:2]
+        n = x.shape[0]
         out = self._out_spatial(x.shape[2:])
         xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads)  # (N, *Sₚ, C)
-        m = n * math.prod(out)
-        cg = c // g
-        if cg >= 8:
-            # (N, *S′, G, C_g, *k) → (G, N, *S′, *k, C_g): one copy of the window view, the im2col matrix
-            win = windows(xp, self.kernel_size, self.stride, self.dilation, out)  # (N, *S′, C, *k)
-            win = win.reshape(n, *out, g, cg, *self.kernel_size)
-            order = (1 + nd, 0, *range(1, 1 + nd), *range(3 + nd, 3 + 2 * nd), 2 + nd)
-            cols = np.ascontiguousarray(win.transpose(order)).reshape(g, m, -1)
-        else:  # few channels: runs of C_g values are too short for one copy; copy tap by tap instead
-            cols6 = np.empty((g, n, *out, *self.kernel_size, cg), dtype=x.dtype)
-            for taps in product(*(range(k) for k in self.kernel_size)):
-                view = xp[ix(slice(None), *tap_slices(taps, self.stride, self.dilation, out), slice(None))]
-                cols6[ix(slice(None), slice(None), *(slice(None),) * nd, *taps, slice(None))] = np.moveaxis(
-                    view.reshape(n, *out, g, cg), -2, 0)
-            cols = cols6.reshape(g, m, -1)
-        y = cols @ self._weight_matrix().transpose(0, 2, 1)  # (G, M, O_g)
-        y = y.transpose(1, 0, 2).reshape(n, *out, self.out_channels)  # a view when G = 1
+        p = math.prod(out)
+        wm = self._weight_matrix()  # (G, O_g, K_g)
+        # Blocks of samples whose im2col matrix fits _BLOCK_BYTES: the product reads each block
+        # while it is still in cache, and no single huge array is allocated (and page-faulted) per step.
+        step = max(1, _BLOCK_BYTES // (p * wm.shape[-1] * g * x.itemsize))
+        starts = (*range(0, n, step), n)
+        y = np.empty((n * p, self.out_channels), dtype=x.dtype)
+        blocks = []
+        for n0, n1 in itertools.pairwise(starts):
+            cols = self._im2col(xp[n0:n1], out)
+            if g == 1:  # a 2-D product: NumPy's stacked matmul is slower for one matrix
+                np.matmul(cols[0], wm[0].T, out=y[n0 * p : n1 * p])
+            else:
+                y[n0 * p : n1 * p] = (cols @ wm.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(-1, self.out_channels)
+            blocks.append(cols)
         if self.bias is not None:
             y += self.bias.data
-        return np.moveaxis(y, -1, 1), ConvCache(cols, x.shape, out, self._pads)
+        y = y.reshape(n, *out, self.out_channels)
+        return np.moveaxis(y, -1, 1), ConvCache(blocks, starts, x.shape, out, self._pads)
 
     def vjp(
         self, cache: ConvCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
@@ -185,40 +207,60 @@ class _ConvNd(Layer):
         nd, g = self._nd, self.groups
         nv = n_vector_axes(dy, nd + 2, type(self).__name__)
         vshape = dy.shape[:nv]
-        n = cache.x_shape[0]
         og = self.out_channels // g
-        cols = cache.cols
+        p = math.prod(cache.out_spatial)
         # dY in the im2col row order: (*V, G, M, O_g)
         dyh = np.moveaxis(dy, nv + 1, -1)  # (*V, N, *S′, O)
-        dyg = dyh.reshape(*vshape, -1, g, og)
-        dyg = np.swapaxes(dyg, -2, -3)  # (*V, G, M, O_g)
+        dyg = np.swapaxes(dyh.reshape(*vshape, -1, g, og), -2, -3)
+        spans = [(n0 * p, n1 * p) for n0, n1 in itertools.pairwise(cache.starts)]
         grads: dict[str, np.ndarray] = {}
         if per_sample:
-            p = cols.shape[1] // n
-            dwg = np.einsum(
-                "...gnpo,gnpk->...ngok", dyg.reshape(*vshape, g, n, p, og), cols.reshape(g, n, p, -1), optimize=True
-            )
-            grads["weight"] = self._to_weight_layout(dwg.reshape(*vshape, n, self.out_channels, -1))
+            parts = [
+                np.einsum("...gnpo,gnpk->...ngok", dyg[..., r0:r1, :].reshape(*vshape, g, -1, p, og),
+                          cols.reshape(g, -1, p, cols.shape[-1]), optimize=True)
+                for cols, (r0, r1) in zip(cache.cols, spans, strict=True)
+            ]
+            dwn = np.concatenate(parts, axis=nv)  # (*V, N, G, O_g, K_g)
+            grads["weight"] = self._to_weight_layout(dwn.reshape(*dwn.shape[: nv + 1], self.out_channels, -1))
             if self.bias is not None:
                 grads["bias"] = dy.sum(axis=tuple(range(nv + 2, nv + 2 + nd)))
         else:
-            dwg = np.swapaxes(dyg, -1, -2) @ cols  # (*V, G, O_g, K_g)
+            dwg: np.ndarray = np.zeros(0)
+            for i, (cols, (r0, r1)) in enumerate(zip(cache.cols, spans, strict=True)):
+                if g == 1 and nv == 0:
+                    part = dyg[0, r0:r1].T @ cols[0]
+                else:
+                    part = np.swapaxes(dyg[..., r0:r1, :], -1, -2) @ cols  # (*V, G, O_g, K_g)
+                dwg = part if i == 0 else dwg + part
             grads["weight"] = self._to_weight_layout(dwg.reshape(*vshape, self.out_channels, -1))
             if self.bias is not None:
                 grads["bias"] = dy.sum(axis=(nv, *range(nv + 2, nv + 2 + nd)))
         if not need_dx:
             return NO_DX, grads
-        dcols = dyg @ self._weight_matrix()  # (*V, G, M, K_g)
+        return self._input_grad(cache, dyg, vshape), grads
+
+    def _input_grad(self, cache: ConvCache, dyg: np.ndarray, vshape: tuple[int, ...]) -> np.ndarray:
+        """dX = dY Wₘ, then col2im, block by block, so each block of dX is scattered while it is
+        still in cache (and dX is never allocated whole)."""
+        g = self.groups
         cg = self.in_channels // g
         out = cache.out_spatial
-        # (*V, G, N, *S′, *k, C_g) → (*V, N, *S′, *k, G, C_g), then scatter each tap back
-        dcols = dcols.reshape(*vshape, g, n, *out, *self.kernel_size, cg)
-        dcols = np.moveaxis(dcols, nv, -2).reshape(*vshape, n, *out, *self.kernel_size, g * cg)
         spatial = cache.x_shape[2:]
         padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, cache.pads, strict=True))
-        dxp = scatter_taps(dcols, padded, self.kernel_size, self.stride, self.dilation, out)
+        wm = self._weight_matrix()  # (G, O_g, K_g)
+        nv = len(vshape)
+        p = math.prod(out)
+        dxp = np.zeros((*vshape, cache.x_shape[0], *padded, self.in_channels), dtype=dyg.dtype)
+        for n0, n1 in itertools.pairwise(cache.starts):
+            rows = dyg[..., n0 * p : n1 * p, :]
+            dcols = rows[0] @ wm[0] if g == 1 and nv == 0 else rows @ wm  # (*V, [G,] rows, K_g)
+            # (*V, G, n, *S′, *k, C_g) → (*V, n, *S′, *k, G, C_g): the channel order of x
+            dcols = dcols.reshape(*vshape, g, n1 - n0, *out, *self.kernel_size, cg)
+            dcols = np.moveaxis(dcols, nv, -2).reshape(*vshape, n1 - n0, *out, *self.kernel_size, g * cg)
+            block = dxp[ix(*(slice(None),) * nv, slice(n0, n1))]
+            scatter_taps(dcols, block, self.kernel_size, self.stride, self.dilation, out)
         dxh = unpad(dxp, cache.pads, spatial)  # (*V, N, *S, C)
-        return np.moveaxis(dxh, -1, nv + 1), grads
+        return np.moveaxis(dxh, -1, nv + 1)
 
     def _to_weight_layout(self, dw: np.ndarray) -> np.ndarray:
         """(…, O, ∏k·C_g) in (tap, channel) order → (…, O, C_g, *k), contiguous."""

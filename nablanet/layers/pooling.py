@@ -82,8 +82,8 @@ class _PoolNd(Layer):
 
 
 class MaxCache(NamedTuple):
-    xp: np.ndarray  # (N, *Sₚ, C): the input, channels-last, padded with −∞
-    y: np.ndarray  # (N, *S′, C): the window maxima
+    argmax: np.ndarray  # (N, *S′, C): index of each window's first maximum, taps in row-major order
+    padded: tuple[int, ...]  # (N, *Sₚ, C): the padded channels-last shape
     x_shape: tuple[int, ...]  # (N, C, *S)
     out_spatial: tuple[int, ...]
 
@@ -97,9 +97,8 @@ class _MaxPoolNd(_PoolNd):
     maximum in row-major window order gets the whole gradient (PyTorch's CPU kernel does the same;
     any convex split is a valid subgradient).
     Shapes: x (N, C, *S) → y (N, C, *S′), S′ as for convolution.
-    Method: one elementwise maximum per kernel tap over strided views (no window copy); the VJP
-    finds each window's first maximum by comparing the taps with y in the same order. The cache
-    holds y and a view of x (a padded copy only when padding > 0).
+    Method: one elementwise maximum per kernel tap over strided views (no window copy), tracking
+    the index of the first strictly larger tap; the cache holds that index (one byte per output).
     """
 
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, MaxCache]:
@@ -107,9 +106,15 @@ class _MaxPoolNd(_PoolNd):
         xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads, value=-np.inf)  # (N, *Sₚ, C)
         taps = self._taps(xp, out)
         y = next(taps).copy()
-        for view in taps:
+        k = math.prod(self.kernel_size)
+        argmax = np.zeros(y.shape, dtype=np.uint8 if k <= 256 else np.uint32)
+        better = np.empty(y.shape, dtype=bool)
+        for t, view in enumerate(taps, 1):
+            np.greater(view, y, out=better)  # strictly larger: ties keep the earlier tap
+            # t exceeds every index stored so far, so a maximum writes t exactly where better is set
+            np.maximum(argmax, better.view(np.uint8) * argmax.dtype.type(t), out=argmax)
             np.maximum(y, view, out=y)
-        return np.moveaxis(y, -1, 1), MaxCache(xp, y, x.shape, out)
+        return np.moveaxis(y, -1, 1), MaxCache(argmax, xp.shape, x.shape, out)
 
     def vjp(
         self, cache: MaxCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
@@ -118,13 +123,14 @@ class _MaxPoolNd(_PoolNd):
         nv = n_vector_axes(dy, nd + 2, type(self).__name__)
         dyh = np.moveaxis(dy, nv + 1, -1)  # (*V, N, *S′, C)
         out = cache.out_spatial
-        dxp = np.zeros((*dyh.shape[:nv], *cache.xp.shape), dtype=dy.dtype)
-        taken = np.zeros(cache.y.shape, dtype=bool)  # windows whose maximum already got its gradient
-        for view, dview in zip(self._taps(cache.xp, out), self._taps(dxp, out), strict=True):
-            first = view == cache.y
-            first &= ~taken
-            taken |= first
-            dview += dyh * first
+        dxp = np.zeros((*dyh.shape[:nv], *cache.padded), dtype=dy.dtype)
+        disjoint = all(s >= d * (k - 1) + 1 for s, k, d in zip(self.stride, self.kernel_size, self.dilation,
+                                                                 strict=True))
+        for t, dview in enumerate(self._taps(dxp, out)):
+            if disjoint:  # each input entry is in at most one window: write, don't add
+                np.multiply(dyh, cache.argmax == t, out=dview)
+            else:
+                dview += dyh * (cache.argmax == t)
         spatial = cache.x_shape[2:]
         return np.moveaxis(unpad(dxp, self._pads, spatial), -1, nv + 1), {}
 
@@ -192,7 +198,8 @@ class _AvgPoolNd(_PoolNd):
         # every tap of a window receives the same share: broadcast it over the kernel axes
         dpatch = np.broadcast_to(share[(Ellipsis, *(None,) * nd, slice(None))],
                                  (*share.shape[:-1], *self.kernel_size, share.shape[-1]))
-        dxp = scatter_taps(dpatch, padded, self.kernel_size, self.stride, self.dilation, cache.out_spatial)
+        dxp = np.zeros((*share.shape[: nv + 1], *padded, share.shape[-1]), dtype=share.dtype)
+        scatter_taps(dpatch, dxp, self.kernel_size, self.stride, self.dilation, cache.out_spatial)
         return np.moveaxis(unpad(dxp, self._pads, spatial), -1, nv + 1), {}
 
     def get_config(self) -> dict[str, Any]:
