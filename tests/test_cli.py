@@ -60,3 +60,35 @@ def test_library_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["train", "--epochs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--epochs 0" in err[0]
+
+
+def test_cnn_on_digits_learns(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    assert main(["train", "--model", "cnn", "--epochs", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "cnn"
+    assert result["test_accuracy"] >= 0.85  # 5 epochs of Adam on 8x8 digits; 20 epochs reach about 98.6%
+
+
+def test_cnn_on_mnist1d_runs_the_paper_architecture(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    pytest.importorskip("mnist1d")
+    monkeypatch.setenv("NABLANET_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["train", "--model", "cnn", "--data", "mnist1d", "--epochs", "2", "--lr", "0.01", "--json",
+                 "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_accuracy"] > 0.2  # chance is 0.1; two epochs are far from the paper's 94%
+    import nablanet as nn
+
+    model = nn.load(out / "model.npz")
+    assert [type(layer).__name__ for layer in model] == [
+        "Conv1d", "ReLU", "Conv1d", "ReLU", "Conv1d", "ReLU", "Flatten", "Linear"]
+    assert model[-1].in_features == 125  # type: ignore[attr-defined]
+
+
+def test_cnn_with_too_many_blocks_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    assert main(["train", "--model", "cnn", "--channels", "4,4,4,4", "--epochs", "1"]) == 2
+    assert "too many conv blocks" in capsys.readouterr().err
