@@ -181,6 +181,9 @@ class CrossEntropyLoss(Loss):
 
     def _terms(self, input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, _CECache]:
         n_classes, eps = input.shape[1], self.label_smoothing
+        if (input.ndim == 2 and target.shape != input.shape and self.weight is None and eps == 0
+                and not (target == self.ignore_index).any()):
+            return self._plain_terms(input, target)
         w = np.ones(n_classes) if self.weight is None else self.weight
         w_col = _class_axis(w.astype(input.dtype), input.ndim)
         if target.shape == input.shape:
@@ -195,6 +198,16 @@ class CrossEntropyLoss(Loss):
         log_p = log_softmax(input, axis=1)
         terms = -(r * log_p).sum(axis=1)
         return terms, _CECache(r, r.sum(axis=1, keepdims=True), np.exp(log_p), z)
+
+    def _plain_terms(self, input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, _CECache]:
+        """The common case (N, C) logits, class indices, no weights, smoothing or ignored rows:
+        r is one-hot, Σ_c r = 1 and Z = N, so ℓₙ = −log softmax(zₙ)_{yₙ} by direct indexing."""
+        rows = np.arange(input.shape[0])
+        log_p = log_softmax(input, axis=1)
+        r = np.zeros_like(input)
+        r[rows, target] = 1
+        return -log_p[rows, target], _CECache(r, np.ones((input.shape[0], 1), input.dtype), np.exp(log_p),
+                                               float(input.shape[0]))
 
     def _terms_vjp(self, aux: _CECache, dterms: np.ndarray) -> np.ndarray:
         return (aux.p * aux.r_sum - aux.r) * _along_classes(dterms)
