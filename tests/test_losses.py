@@ -495,7 +495,7 @@ def test_cross_entropy_plain_path_equals_the_general_one() -> None:
     z = np.random.default_rng(0).standard_normal((6, 4))
     y = np.array([0, 3, 1, 1, 2, 0])
     for reduction in ("mean", "sum", "none"):
-        plain, general = nn.CrossEntropyLoss(reduction=reduction), nn.CrossEntropyLoss(np.ones(4), reduction=reduction)
+        plain, general = CrossEntropyLoss(reduction=reduction), CrossEntropyLoss(np.ones(4), reduction=reduction)
         (v1, c1), (v2, c2) = plain.forward(z, y), general.forward(z, y)
         np.testing.assert_allclose(v1, v2, rtol=1e-15)
         np.testing.assert_allclose(plain.vjp(c1), general.vjp(c2), rtol=1e-15, atol=1e-17)
