@@ -1,0 +1,182 @@
+"""``Recorder``: the gradient lab as a training callback, reading each step's tape.
+
+Every ``every`` optimizer steps, the Recorder computes the chosen quantities from the tape that
+``fit`` hands to ``on_batch_end`` (the layers' caches and dy = ∂L/∂y): first-order quantities
+need no second backward pass. It keeps tidy records, one row per measurement:
+
+    step, epoch, layer, parameter, quantity, value
+
+``layer`` is the layer's state_dict prefix ("0", "2.1"), ``parameter`` the full parameter name
+("0.weight") or "" for layer- and model-level values (model-level rows have layer ""). Export
+with ``to_csv`` (atomic write) or ``to_pandas``; ``nablanet.lab.plots`` draws them.
+
+Quantities (``Recorder.QUANTITIES``):
+  loss                   the batch loss
+  lr                     the learning rate used by the step
+  grad_norm              ‖∂L/∂θ‖ per parameter, per layer, and over the model
+  weight_norm            ‖θ‖ per parameter after the step
+  update_ratio           ‖Δθ‖/‖θ‖ per parameter (the step's relative size)
+  dy_norm                ‖∂L/∂y‖ at each layer's output (the notes' "speed of learning" δˡ)
+  per_sample_grad_norm   mean, std and max over the batch of ‖∂ℓₙ/∂θ‖ per parameter (closed forms:
+                         no per-sample gradient is materialized for Linear and Conv layers)
+  grad_variance          tr(Σ) of the per-sample gradients per parameter and over the model, and
+                         the gradient noise scale B = tr(Σ)/‖G‖² (model level)
+  activations            mean, std, and per type the dead fraction (ReLU) or saturated
+                         fraction (Sigmoid, Tanh) of each layer's output
+
+Per-sample quantities are gradients of each sample's own loss ℓₙ (see ``Loss.per_sample``): under
+``reduction="mean"`` the batch gradient is their mean.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nablanet.lab._tape import tape_parameters
+from nablanet.layers.base import Tape
+from nablanet.train.callbacks import Callback, atomic_write_text
+
+COLUMNS = ("step", "epoch", "layer", "parameter", "quantity", "value")
+Row = tuple[str, str, str, float]  # layer, parameter, quantity, value
+QuantityFn = Callable[["Recorder", Tape, dict[str, Any]], Iterable[Row]]
+
+
+def _layer_of(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+class Recorder(Callback):
+    """Record gradient-lab quantities during ``fit``; see the module docstring for the list.
+
+    every:       record at optimizer steps 0, every, 2·every, … (steps count from 0 across epochs)
+    quantities:  names from ``Recorder.QUANTITIES``; default ("loss", "grad_norm")
+    """
+
+    QUANTITIES: ClassVar[dict[str, QuantityFn]] = {}
+
+    def __init__(self, every: int = 1, quantities: Iterable[str] = ("loss", "grad_norm")) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Recorder(every={every!r}): expected a positive int, e.g. every=10")
+        names = [quantities] if isinstance(quantities, str) else list(quantities)
+        unknown = [q for q in names if q not in self.QUANTITIES]
+        if unknown or not names:
+            raise ValueError(
+                f"Recorder(quantities={names!r}): unknown {unknown or 'empty list'}; choose from "
+                f"{sorted(self.QUANTITIES)}"
+            )
+        self.every = every
+        self.quantities = names
+        self.records: list[dict[str, Any]] = []
+        self._before: dict[str, np.ndarray] = {}
+
+    # -- callback hooks ---------------------------------------------------------------------------
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        self._snapshot()
+
+    def on_batch_end(self, step: int, logs: dict[str, Any], tape: Tape) -> None:
+        if step % self.every == 0:
+            for q in self.quantities:
+                for layer, parameter, quantity, value in self.QUANTITIES[q](self, tape, logs):
+                    self.records.append({"step": step, "epoch": logs.get("epoch"), "layer": layer,
+                                         "parameter": parameter, "quantity": quantity, "value": float(value)})
+        if (step + 1) % self.every == 0:
+            self._snapshot()  # the weights before the next recorded step, for update_ratio
+
+    def _snapshot(self) -> None:
+        """Keep the weights (fit calls on_batch_end after the update) when update_ratio is asked for."""
+        if "update_ratio" in self.quantities and hasattr(self, "context"):
+            self._before = {name: p.data.copy() for name, p in self.context.model.named_parameters()}
+
+    # -- export -----------------------------------------------------------------------------------
+    def to_records(self) -> list[dict[str, Any]]:
+        """The rows as dicts with the keys ``COLUMNS`` (copies)."""
+        return [dict(r) for r in self.records]
+
+    def to_pandas(self) -> Any:
+        """The rows as a pandas DataFrame (needs ``pip install pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("Recorder.to_pandas needs pandas: pip install pandas (or use to_records/to_csv)") from exc
+        return pd.DataFrame(self.records, columns=list(COLUMNS))
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the rows to ``path`` as CSV (temporary file + rename)."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.records)
+        target = Path(path)
+        atomic_write_text(target, buf.getvalue())
+        return target
+
+    def series(self, quantity: str, parameter: str | None = None, layer: str | None = None) -> tuple[
+            np.ndarray, np.ndarray]:
+        """(steps, values) of one quantity, filtered by parameter and/or layer name."""
+        rows = [r for r in self.records if r["quantity"] == quantity
+                and (parameter is None or r["parameter"] == parameter) and (layer is None or r["layer"] == layer)]
+        return np.array([r["step"] for r in rows]), np.array([r["value"] for r in rows])
+
+
+def quantity(name: str) -> Callable[[QuantityFn], QuantityFn]:
+    """Register a Recorder quantity: a function (recorder, tape, logs) -> rows."""
+
+    def deco(fn: QuantityFn) -> QuantityFn:
+        Recorder.QUANTITIES[name] = fn
+        return fn
+
+    return deco
+
+
+@quantity("loss")
+def _loss(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    yield "", "", "loss", logs["loss"]
+
+
+@quantity("lr")
+def _lr(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    yield "", "", "lr", logs["lr"]
+
+
+@quantity("grad_norm")
+def _grad_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    per_layer: dict[str, float] = {}
+    total = 0.0
+    for name, entry, local in tape_parameters(tape):
+        sq = float(np.vdot(entry.grads[local], entry.grads[local]))
+        per_layer[entry.name] = per_layer.get(entry.name, 0.0) + sq
+        total += sq
+        yield entry.name, name, "grad_norm", math.sqrt(sq)
+    for layer, sq in per_layer.items():
+        yield layer, "", "grad_norm", math.sqrt(sq)
+    yield "", "", "grad_norm", math.sqrt(total)
+
+
+@quantity("weight_norm")
+def _weight_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    for name, entry, local in tape_parameters(tape):
+        w = entry.layer._parameters[local].data
+        yield entry.name, name, "weight_norm", float(np.sqrt(np.vdot(w, w)))
+
+
+@quantity("update_ratio")
+def _update_ratio(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    for name, entry, local in tape_parameters(tape):
+        w = entry.layer._parameters[local].data
+        before = rec._before.get(name)
+        if before is not None:
+            delta = float(np.linalg.norm((w - before).ravel()))
+            yield entry.name, name, "update_ratio", delta / max(float(np.linalg.norm(before.ravel())), 1e-300)
+
+
+@quantity("dy_norm")
+def _dy_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    for entry in tape:
+        yield entry.name, "", "dy_norm", float(np.sqrt(np.vdot(entry.dy, entry.dy)))
