@@ -189,7 +189,8 @@ def main() -> None:
     gemm = {"peak_gflops_float32": peak, "epoch_gflop": flops / 1e9,
             **{f"{k}_fraction_of_peak": flops / v / 1e9 / peak for k, v in med.items()}}
     print(json.dumps({"work": f"1 epoch, MLP {SIZES}, n={args.n}, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
-                      "cpus": os.cpu_count(), "numpy_blas": blas_info(), "times": results, "ratios": ratios, "gemm": gemm}, indent=2))
+                      "cpus": os.cpu_count(), "numpy_blas": blas_info(), "times": results, "ratios": ratios,
+                      "gemm": gemm}, indent=2))
 
 
 if __name__ == "__main__":

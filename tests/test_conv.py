@@ -52,6 +52,7 @@ def test_finite_differences_float64(name: str, kw: dict[str, Any], shape: tuple[
     assert check_layer_fd(_make(name, kw), _x(shape)) <= 1e-6
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
 @pytest.mark.parametrize("name,kw,shape", CONV_CASES, ids=IDS)
 def test_torch_parity(name: str, kw: dict[str, Any], shape: tuple[int, ...], dtype: Any, tol: float) -> None:
