@@ -112,3 +112,20 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no records"):
         plots.plot_quantity(rec, "loss")
+
+
+def test_activation_quantities_come_from_the_tape() -> None:
+    model, x, y = _problem()
+    model.append(nn.Sigmoid())  # a saturating output layer (MSE on one-hot targets)
+    model[2].weight.data *= 50  # type: ignore[union-attr]  # push the sigmoid's inputs onto its tails
+    d = np.eye(3)[y]
+    rec = Recorder(every=100, quantities=["activations"], eps=1e-3)
+    nn.fit(model, nn.MSELoss(), nn.optim.SGD(model.parameters(), lr=0.0), train=(x, d), epochs=1, batch_size=64,
+           shuffle=False, callbacks=[rec])
+    rows = {(r["layer"], r["quantity"]): r["value"] for r in rec.records}
+    z = model[:3](x)
+    s = 1 / (1 + np.exp(-z))
+    assert rows[("3", "saturation_fraction")] == pytest.approx(np.mean(s * (1 - s) < 1e-3))
+    assert rows[("3", "activation_mean")] == pytest.approx(s.mean(), rel=1e-12)
+    h = np.tanh(model[0](x))
+    assert rows[("1", "activation_std")] == pytest.approx(h.std(), rel=1e-12)

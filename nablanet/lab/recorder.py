@@ -21,8 +21,9 @@ Quantities (``Recorder.QUANTITIES``):
                          no per-sample gradient is materialized for Linear and Conv layers)
   grad_variance          tr(Σ) of the per-sample gradients per parameter and over the model, and
                          the gradient noise scale B = tr(Σ)/‖G‖² (model level)
-  activations            mean, std, and per type the dead fraction (ReLU) or saturated
-                         fraction (Sigmoid, Tanh) of each layer's output
+  activations            mean and std of each activation layer's output, and per type the zero
+                         and dead fractions (ReLU) or the saturated fraction |f′| < eps (Sigmoid,
+                         Tanh, …; see ``nablanet.lab.activations``)
 
 Per-sample quantities are gradients of each sample's own loss ℓₙ (see ``Loss.per_sample``): under
 ``reduction="mean"`` the batch gradient is their mean.
@@ -40,6 +41,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nablanet.lab._tape import tape_parameters
+from nablanet.lab.activations import activation_rules
+from nablanet.layers.activations import ElementwiseCache
 from nablanet.layers.base import Tape
 from nablanet.train.callbacks import Callback, atomic_write_text
 
@@ -57,11 +60,12 @@ class Recorder(Callback):
 
     every:       record at optimizer steps 0, every, 2·every, … (steps count from 0 across epochs)
     quantities:  names from ``Recorder.QUANTITIES``; default ("loss", "grad_norm")
+    eps:         the |f′| threshold below which a sigmoid/tanh unit counts as saturated
     """
 
     QUANTITIES: ClassVar[dict[str, QuantityFn]] = {}
 
-    def __init__(self, every: int = 1, quantities: Iterable[str] = ("loss", "grad_norm")) -> None:
+    def __init__(self, every: int = 1, quantities: Iterable[str] = ("loss", "grad_norm"), *, eps: float = 1e-2) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"Recorder(every={every!r}): expected a positive int, e.g. every=10")
         names = [quantities] if isinstance(quantities, str) else list(quantities)
@@ -72,6 +76,7 @@ class Recorder(Callback):
                 f"{sorted(self.QUANTITIES)}"
             )
         self.every = every
+        self.eps = float(eps)
         self.quantities = names
         self.records: list[dict[str, Any]] = []
         self._before: dict[str, np.ndarray] = {}
@@ -180,3 +185,19 @@ def _update_ratio(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[R
 def _dy_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
     for entry in tape:
         yield entry.name, "", "dy_norm", float(np.sqrt(np.vdot(entry.dy, entry.dy)))
+
+
+@quantity("activations")
+def _activations(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    # Elementwise activations keep their input and output in the cache: the statistics of
+    # nablanet.lab.activations come from the tape at no extra forward pass.
+    for entry in tape:
+        if not isinstance(entry.cache, ElementwiseCache):
+            continue
+        x, y = entry.cache.x, entry.cache.y
+        yield entry.name, "", "activation_mean", float(np.mean(y))
+        yield entry.name, "", "activation_std", float(np.std(y))
+        rule = activation_rules.find(entry.layer)
+        if rule is not None:
+            for name, value in rule(entry.layer, x, y, entry.cache, rec.eps).items():
+                yield entry.name, "", name, value
