@@ -129,3 +129,25 @@ def test_activation_quantities_come_from_the_tape() -> None:
     assert rows[("3", "activation_mean")] == pytest.approx(s.mean(), rel=1e-12)
     h = np.tanh(model[0](x))
     assert rows[("1", "activation_std")] == pytest.approx(h.std(), rel=1e-12)
+
+
+def test_per_sample_quantities_match_the_on_demand_instruments() -> None:
+    from nablanet.lab.per_sample import per_sample_grad_norms
+    from nablanet.lab.variance import gradient_stats
+
+    model, x, y = _problem()
+    loss = nn.CrossEntropyLoss()
+    rec = Recorder(every=2, quantities=["per_sample_grad_norm", "grad_variance"])
+    nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=0.0), train=(x, y), epochs=1, batch_size=16,
+           shuffle=False, callbacks=[rec])
+    for step in (0, 2):
+        xb, yb = x[16 * step : 16 * (step + 1)], y[16 * step : 16 * (step + 1)]
+        norms = per_sample_grad_norms(model, loss, xb, yb)
+        rows = {(r["parameter"], r["quantity"]): r["value"] for r in rec.records if r["step"] == step}
+        for name, v in norms.items():
+            assert rows[(name, "per_sample_grad_norm_mean")] == pytest.approx(v.mean(), rel=1e-12)
+            assert rows[(name, "per_sample_grad_norm_max")] == pytest.approx(v.max(), rel=1e-12)
+        stats = gradient_stats(model, loss, xb, yb)
+        assert rows[("", "noise_scale")] == pytest.approx(stats.total.noise_scale, rel=1e-8)
+        for name, s in stats.params.items():
+            assert rows[(name, "grad_variance_trace")] == pytest.approx(s.trace_cov, rel=1e-8)

@@ -40,8 +40,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nablanet.lab._tape import tape_parameters
+from nablanet.lab._tape import batch_size_of, per_sample_factor, tape_parameters
 from nablanet.lab.activations import activation_rules
+from nablanet.lab.per_sample import TOTAL, layer_norms, per_sample_grad_norms_from_tape
+from nablanet.lab.variance import noise_scale_from_tape
 from nablanet.layers.activations import ElementwiseCache
 from nablanet.layers.base import Tape
 from nablanet.train.callbacks import Callback, atomic_write_text
@@ -87,12 +89,20 @@ class Recorder(Callback):
 
     def on_batch_end(self, step: int, logs: dict[str, Any], tape: Tape) -> None:
         if step % self.every == 0:
+            self._memo: dict[str, Any] = {}
             for q in self.quantities:
                 for layer, parameter, quantity, value in self.QUANTITIES[q](self, tape, logs):
                     self.records.append({"step": step, "epoch": logs.get("epoch"), "layer": layer,
                                          "parameter": parameter, "quantity": quantity, "value": float(value)})
         if (step + 1) % self.every == 0:
             self._snapshot()  # the weights before the next recorded step, for update_ratio
+
+    def per_sample_norms(self, tape: Tape) -> dict[str, np.ndarray]:
+        """This step's ‖∂ℓₙ/∂θ‖ per parameter, computed once per recorded step (closed forms)."""
+        if "norms" not in self._memo:
+            factor = per_sample_factor(self.context.loss, batch_size_of(tape))
+            self._memo["norms"] = per_sample_grad_norms_from_tape(tape, factor)
+        return dict(self._memo["norms"])
 
     def _snapshot(self) -> None:
         """Keep the weights (fit calls on_batch_end after the update) when update_ratio is asked for."""
@@ -201,3 +211,31 @@ def _activations(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Ro
         if rule is not None:
             for name, value in rule(entry.layer, x, y, entry.cache, rec.eps).items():
                 yield entry.name, "", name, value
+
+
+@quantity("per_sample_grad_norm")
+def _per_sample_grad_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    norms = rec.per_sample_norms(tape)
+    combined = layer_norms(norms)  # per layer ("0") and over the model (TOTAL)
+    rows = [(_layer_of(name), name, v) for name, v in norms.items()]
+    rows += [(layer if layer != TOTAL else "", "", v) for layer, v in combined.items()]
+    for layer, parameter, v in rows:
+        v = np.asarray(v, dtype=np.float64)
+        yield layer, parameter, "per_sample_grad_norm_mean", float(v.mean())
+        yield layer, parameter, "per_sample_grad_norm_std", float(v.std())
+        yield layer, parameter, "per_sample_grad_norm_max", float(v.max())
+
+
+@quantity("grad_variance")
+def _grad_variance(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    n = batch_size_of(tape)
+    if n < 2:  # a last batch of one sample has no variance to measure
+        return
+    factor = per_sample_factor(rec.context.loss, n)
+    scales = noise_scale_from_tape(tape, factor, norms=rec.per_sample_norms(tape))
+    for name, ns in scales.items():
+        if name == TOTAL:
+            yield "", "", "grad_variance_trace", ns.trace_cov
+            yield "", "", "noise_scale", ns.noise_scale
+        else:
+            yield _layer_of(name), name, "grad_variance_trace", ns.trace_cov

@@ -152,18 +152,22 @@ def gradient_stats(
     return gradient_stats_from_tape(run.tape, per_sample_factor(loss, batch_size_of(run.tape)))
 
 
-def noise_scale_from_tape(tape: Tape, factor: float) -> dict[str, NoiseScale]:
+def noise_scale_from_tape(
+    tape: Tape, factor: float, norms: dict[str, np.ndarray] | None = None
+) -> dict[str, NoiseScale]:
     """tr(Σ), ‖ḡ‖² and B_simple per parameter and under "total", without per-sample gradients where a
     closed-form norm exists:
 
         tr(Σ) = (Σₙ ‖gₙ‖² − N ‖ḡ‖²)/(N − 1),   ḡ = factor · G / N
 
-    with ‖gₙ‖ from ``per_sample_grad_norms_from_tape`` and G the tape's batch gradient (G = ḡ under
-    "mean", where factor = N; G = N ḡ under "sum", where factor = 1). Cost: one per-sample-norm pass.
+    with ‖gₙ‖ from ``per_sample_grad_norms_from_tape`` (or ``norms``, when the caller already has
+    them) and G the tape's batch gradient (G = ḡ under "mean", where factor = N; G = N ḡ under
+    "sum", where factor = 1). Cost: one per-sample-norm pass.
     """
     n = batch_size_of(tape)
     _check_batch(n, "noise_scale")
-    norms = per_sample_grad_norms_from_tape(tape, factor)
+    if norms is None:
+        norms = per_sample_grad_norms_from_tape(tape, factor)
     out: dict[str, NoiseScale] = {}
     for name, entry, local in tape_parameters(tape):
         gbar = np.asarray(entry.grads[local], dtype=np.float64) * (factor / n)
