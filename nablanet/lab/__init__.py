@@ -1,6 +1,53 @@
-"""The gradient lab: instruments that read what backward computed."""
+"""The gradient lab: instruments that read what backward computed.
 
+On demand, from a model, a loss and a batch::
+
+    nn.lab.per_sample_grad_norms(model, loss, x, y)   # {"0.weight": (N,), ...}, closed forms
+    nn.lab.per_sample_grads(model, loss, x, y)        # {"0.weight": (N, 32, 64), ...}
+    nn.lab.grad_norms(model, loss, x, y)              # batch gradient, per parameter / layer / total
+    nn.lab.gradient_stats(model, loss, x, y)          # variance, SNR, noise scale B = tr(Σ)/‖G‖²
+    nn.lab.batch_size_sweep(model, loss, x, y, [8, 16, 32])   # E‖g_B − g‖² and the 1/B law
+    nn.lab.hvp(model, loss, x, y, v), nn.lab.hessian_eigenvalues(model, loss, x, y, k=3)
+    nn.lab.layer_jacobians(model, x), nn.lab.jacobian_singular_values(model, x)
+    nn.lab.activation_stats(model, x), nn.lab.interpolate(...), nn.lab.loss_surface_2d(...)
+
+and during training, ``nn.lab.Recorder(every, quantities)`` as a ``fit`` callback reading each
+step's tape. Per-sample gradients are gradients of each sample's own loss ℓₙ: under
+``reduction="mean"`` the batch gradient is their mean.
+"""
+
+from nablanet.lab import plots
+from nablanet.lab.activations import ActivationStats, activation_stats, gradient_histograms, histogram
+from nablanet.lab.grad_norms import grad_norms
 from nablanet.lab.gradcheck import GradcheckError, GradcheckReport, gradcheck
-from nablanet.lab.jacobian import jacobian
+from nablanet.lab.jacobian import jacobian, jacobian_singular_values, layer_jacobians
+from nablanet.lab.landscape import interpolate, loss_surface_2d, random_directions
+from nablanet.lab.per_sample import layer_norms, per_sample_grad_norms, per_sample_grads
+from nablanet.lab.recorder import Recorder
+from nablanet.lab.registry import Registry
+from nablanet.lab.variance import batch_size_sweep, gradient_stats
 
-__all__ = ["GradcheckError", "GradcheckReport", "gradcheck", "jacobian"]
+__all__ = [
+    "ActivationStats",
+    "GradcheckError",
+    "GradcheckReport",
+    "Recorder",
+    "Registry",
+    "activation_stats",
+    "batch_size_sweep",
+    "grad_norms",
+    "gradcheck",
+    "gradient_histograms",
+    "gradient_stats",
+    "histogram",
+    "interpolate",
+    "jacobian",
+    "jacobian_singular_values",
+    "layer_jacobians",
+    "layer_norms",
+    "loss_surface_2d",
+    "per_sample_grad_norms",
+    "per_sample_grads",
+    "plots",
+    "random_directions",
+]
