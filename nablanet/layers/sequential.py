@@ -8,15 +8,18 @@ from typing import Any, overload
 import numpy as np
 
 from nablanet._random import RNGLike, get_rng
-from nablanet.layers.base import Layer, Tape, TapeEntry, accumulate_grads
+from nablanet.layers.base import Layer, Tape, TapeEntry
+from nablanet.layers.graph import Container
 
 
-class Sequential(Layer):
+class Sequential(Container):
     """Layers applied in order: y = fₖ(… f₂(f₁(x))).
 
     Backward is the chain rule read right to left, one VJP per layer:
     dyₖ = ∂L/∂y, then dyₗ₋₁ = VJPₗ(dyₗ) for l = k … 1, and dx = dy₀.
     Children are named ``"0"``, ``"1"``, … as in PyTorch, so state_dict keys match.
+    ``vjp`` and ``backward`` (the flat tape) come from ``Container``; any child container
+    (``Sequential``, ``Residual``, ``Parallel``, …) is recursed into, so the tape lists leaf layers.
     """
 
     def __init__(self, *layers: Layer) -> None:
@@ -68,26 +71,6 @@ class Sequential(Layer):
             caches.append(cache)
         return x, caches
 
-    def vjp(
-        self, cache: list[Any], dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        tape: Tape = []
-        dx = self._backward(cache, dy, per_sample, "", tape, need_dx)
-        grads = {f"{e.name}.{k}" if e.name else k: g for e in tape for k, g in e.grads.items()}
-        return dx, grads
-
-    def backward(self, caches: list[Any], dy: np.ndarray, *, accumulate: bool = True) -> Tape:
-        """Run the VJPs in reverse, add each gradient into ``param.grad``, return the tape.
-
-        The tape lists the leaf layers in forward order, nested Sequentials flattened with dotted
-        names. With ``accumulate=False`` the ``.grad`` fields are left alone.
-        """
-        tape: Tape = []
-        self._backward(caches, dy, False, "", tape, need_dx=False)
-        if accumulate:
-            accumulate_grads(tape)
-        return tape
-
     def _backward(
         self, caches: list[Any], dy: np.ndarray, per_sample: bool, prefix: str, tape: Tape, need_dx: bool = True
     ) -> np.ndarray:
@@ -95,7 +78,7 @@ class Sequential(Layer):
         last = len(self._modules) - 1
         for i, ((name, layer), cache) in enumerate(zip(reversed(self._modules.items()), reversed(caches), strict=True)):
             want_dx = need_dx or i < last  # only the first layer's input gradient may go unused
-            if isinstance(layer, Sequential):
+            if isinstance(layer, Container):
                 sub: Tape = []
                 dy = layer._backward(cache, dy, per_sample, f"{prefix}{name}.", sub, want_dx)
                 entries.extend(reversed(sub))

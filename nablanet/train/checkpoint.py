@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from nablanet.layers import attention as _attention  # noqa: F401  (imported so that load finds these classes)
+from nablanet.layers import bilinear as _bilinear  # noqa: F401
 from nablanet.layers.base import Layer
+from nablanet.layers.graph import Container
 from nablanet.layers.sequential import Sequential
 
 FORMAT = "nablanet-model"
@@ -29,10 +32,24 @@ VERSION = 1
 
 
 def _arch(layer: Layer) -> dict[str, Any]:
+    """The architecture as JSON. Three shapes of entry:
+
+    * ``{"class": "Sequential", "layers": [...]}`` (the original format, unchanged);
+    * ``{"class": "Residual", "config": {...}, "children": [...]}`` for any other container whose
+      children are constructor arguments (``Residual``, ``Parallel``, ``Multiply``, ``Pair``);
+    * ``{"class": "Linear", "config": {...}}`` for a layer its config rebuilds whole, sub-layers
+      included (``MultiheadAttention`` creates its ``out_proj``).
+    """
     if isinstance(layer, Sequential):
         return {"class": "Sequential", "layers": [_arch(child) for child in layer]}
-    if layer._modules:
-        raise TypeError(f"save: {type(layer).__name__} has sub-layers but is not a Sequential; it cannot be saved yet")
+    if isinstance(layer, Container) and not layer.builds_own_children:
+        return {"class": type(layer).__name__, "config": layer.get_config(),
+                "children": [_arch(child) for child in layer.children()]}
+    if layer._modules and not (isinstance(layer, Container) and layer.builds_own_children):
+        raise TypeError(
+            f"save: {type(layer).__name__} has sub-layers but is not a nablanet container (Sequential, Residual, "
+            "Parallel, ...), so its architecture cannot be written; compose it from those containers instead."
+        )
     return {"class": type(layer).__name__, "config": layer.get_config()}
 
 
@@ -57,6 +74,10 @@ def _build(arch: dict[str, Any], classes: dict[str, type[Layer]]) -> Layer:
         raise ValueError(f"the model file names a layer class {name!r} that nablanet does not have")
     cls = classes[name]
     kwargs = dict(arch.get("config", {}))
+    if "children" in arch:
+        if not issubclass(cls, Container) or cls.builds_own_children:
+            raise ValueError(f"the model file gives children to {name!r}, which is not a container that takes them")
+        return cls.from_children([_build(a, classes) for a in arch["children"]], kwargs)
     if "rng" in inspect.signature(cls.__init__).parameters:
         kwargs["rng"] = np.random.default_rng(0)  # the weights are loaded next; keep the global generator untouched
     return cls(**kwargs)
