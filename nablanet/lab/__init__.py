@@ -18,6 +18,18 @@ step's tape. Per-sample gradients are gradients of each sample's own loss ℓₙ
 
 from nablanet.lab import plots
 from nablanet.lab.activations import ActivationStats, activation_stats, gradient_histograms, histogram
+from nablanet.lab.curvature import (
+    flatten_params,
+    ggn,
+    ggn_vp,
+    hessian,
+    hessian_eigenvalues,
+    hutchinson_trace,
+    hvp,
+    newton_step,
+    step_size_report,
+    unflatten_params,
+)
 from nablanet.lab.grad_norms import grad_norms
 from nablanet.lab.gradcheck import GradcheckError, GradcheckReport, gradcheck
 from nablanet.lab.jacobian import jacobian, jacobian_singular_values, layer_jacobians
@@ -35,19 +47,29 @@ __all__ = [
     "Registry",
     "activation_stats",
     "batch_size_sweep",
+    "flatten_params",
+    "ggn",
+    "ggn_vp",
     "grad_norms",
     "gradcheck",
     "gradient_histograms",
     "gradient_stats",
+    "hessian",
+    "hessian_eigenvalues",
     "histogram",
+    "hutchinson_trace",
+    "hvp",
     "interpolate",
     "jacobian",
     "jacobian_singular_values",
     "layer_jacobians",
     "layer_norms",
     "loss_surface_2d",
+    "newton_step",
     "per_sample_grad_norms",
     "per_sample_grads",
     "plots",
     "random_directions",
+    "step_size_report",
+    "unflatten_params",
 ]

@@ -1,9 +1,12 @@
 """Layers: each a forward and an explicit vector-Jacobian product."""
 
 from nablanet.layers.activations import ELU, GELU, Hardtanh, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from nablanet.layers.attention import MultiheadAttention
 from nablanet.layers.base import IncompatibleKeys, Layer
+from nablanet.layers.bilinear import Bilinear
 from nablanet.layers.conv import Conv1d, Conv2d
 from nablanet.layers.dropout import Dropout, Dropout2d, RReLU
+from nablanet.layers.graph import Container, Multiply, Pair, Parallel, Residual
 from nablanet.layers.linear import Linear
 from nablanet.layers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nablanet.layers.pooling import (
@@ -27,6 +30,8 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Bilinear",
+    "Container",
     "Conv1d",
     "Conv2d",
     "Dropout",
@@ -42,8 +47,13 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "MultiheadAttention",
+    "Multiply",
+    "Pair",
+    "Parallel",
     "RReLU",
     "ReLU",
+    "Residual",
     "Sequential",
     "SiLU",
     "Sigmoid",
