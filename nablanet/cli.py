@@ -1,4 +1,4 @@
-"""The command line: ``nablanet train``.
+"""The command line: ``nablanet train`` and ``nablanet study``.
 
 Every flag is documented in ``nablanet train --help``; a bad flag or value prints one line, not a
 traceback, and exits with status 2.
@@ -112,7 +112,51 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None,
                    help="folder for model.npz, history.csv and curves.png (loss and accuracy per epoch)")
     t.add_argument("--json", action="store_true", help="print one JSON object with the results instead of the table")
+    st = sub.add_parser(
+        "study",
+        help="answer a question from the source notes by measurement: figures and an HTML report",
+        description="Run a study (nablanet study --list shows them) and write records.csv, PNG figures, "
+                    "result.json and a self-contained index.html into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    st.add_argument("name", nargs="?", default=None, help="the study to run")
+    st.add_argument("--list", action="store_true", help="list the studies, one line each")
+    st.add_argument("--quick", action="store_true", help="the small configuration (under 2 minutes on 2 cores)")
+    st.add_argument("--out", type=Path, default=None, help="output folder (default: studies/NAME)")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="override a setting of the study's configuration (VALUE is JSON, e.g. --set seed=3)")
+    st.add_argument("--json", action="store_true", help="print the result (verdict, numbers, files) as JSON")
     return parser
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=3")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def study_command(args: argparse.Namespace) -> dict[str, Any]:
+    from nablanet import studies
+
+    if args.list or args.name is None:
+        width = max(len(n) for n in studies.REGISTRY)
+        for name, study in sorted(studies.REGISTRY.items()):
+            print(f"{name:<{width}}  {study.question}")
+        return {}
+    if args.name not in studies.REGISTRY:
+        raise ValueError(f"no study {args.name!r}; the studies are {sorted(studies.REGISTRY)} (nablanet study --list)")
+    out = args.out if args.out is not None else Path("studies") / args.name
+    result, folder = studies.run_study(studies.REGISTRY[args.name], out, quick=args.quick,
+                                       overrides=_overrides(args.overrides))
+    return {"study": args.name, "verdict": result.verdict, "headline": result.headline, "out": str(folder),
+            "report": str(folder / "index.html")}
 
 
 def _load_data(args: argparse.Namespace) -> Any:
@@ -297,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command == "study":
+            result = study_command(args)
+            if result:
+                print(json.dumps(result, default=str) if args.json else
+                      f"{result['verdict']}\nreport: {result['report']}")
+            return 0
         result = train_command(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError) as exc:
         print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
