@@ -6,6 +6,7 @@ from nablanet.layers.base import IncompatibleKeys, Layer
 from nablanet.layers.bilinear import Bilinear
 from nablanet.layers.conv import Conv1d, Conv2d
 from nablanet.layers.dropout import Dropout, Dropout2d, RReLU
+from nablanet.layers.embedding import Embedding
 from nablanet.layers.graph import Container, Multiply, Pair, Parallel, Residual
 from nablanet.layers.linear import Linear
 from nablanet.layers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
@@ -17,6 +18,7 @@ from nablanet.layers.pooling import (
     MaxPool1d,
     MaxPool2d,
 )
+from nablanet.layers.recurrent import GRU, LSTM, RNN, LastStep
 from nablanet.layers.sequential import Sequential, Tape, TapeEntry
 from nablanet.layers.shape import Flatten
 from nablanet.layers.softmax import LogSoftmax, Softmax
@@ -24,6 +26,9 @@ from nablanet.layers.softmax import LogSoftmax, Softmax
 __all__ = [
     "ELU",
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",
@@ -36,10 +41,12 @@ __all__ = [
     "Conv2d",
     "Dropout",
     "Dropout2d",
+    "Embedding",
     "Flatten",
     "Hardtanh",
     "Identity",
     "IncompatibleKeys",
+    "LastStep",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
