@@ -515,3 +515,27 @@ def test_clear_errors() -> None:
         gru.bptt_truncate = -2
     with pytest.warns(UserWarning, match="no effect"):
         GRU(I, H, dropout=0.5)
+
+
+def test_fit_trains_with_truncated_bptt_and_restores_the_setting() -> None:
+    import nablanet as nn
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 6, 2)), rng.integers(0, 2, 16)
+
+    def trained(k: int | None) -> dict[str, np.ndarray]:
+        gru = nn.GRU(2, 3, batch_first=True, dtype=np.float64, rng=1)
+        model = nn.Sequential(gru, nn.LastStep(), nn.Linear(3, 2, dtype=np.float64, rng=2))
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.5), train=(x, y), epochs=2,
+               batch_size=8, seed=0, bptt_truncate=k)
+        assert gru.bptt_truncate is None
+        return model.state_dict()
+
+    full, long_cut, short_cut = trained(None), trained(6), trained(1)
+    for k in full:  # a cut no shorter than the sequence changes nothing; a 1-step cut changes the updates
+        np.testing.assert_array_equal(long_cut[k], full[k])
+    assert any(not np.allclose(short_cut[k], full[k]) for k in full)
+    with pytest.raises(ValueError, match="no recurrent layer"):
+        model = nn.Sequential(nn.Linear(2, 2))
+        nn.fit(model, nn.MSELoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x[:, 0], x[:, 0]),
+               bptt_truncate=3)

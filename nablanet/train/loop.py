@@ -103,6 +103,7 @@ def fit(
     tol_weights: float | None = None,
     tol_loss: float | None = None,
     initial_epoch: int = 0,
+    bptt_truncate: int | None = None,
     verbose: bool = False,
 ) -> History:
     """Train ``model`` on ``train = (x, y)`` for ``epochs`` passes; return the per-epoch History.
@@ -116,6 +117,10 @@ def fit(
     |Lₑ − Lₑ₋₁| < ``tol_loss`` (mean training losses). A non-finite training loss stops training
     at once, with the message in ``history.stop_reason``, and the model keeps the last weights
     that gave a finite loss.
+
+    ``bptt_truncate=k`` trains every recurrent layer (RNN, GRU, LSTM) with truncated backprop
+    through time: the gradient through the hidden state is cut every k steps (see
+    ``nablanet.layers.recurrent``); the layers' own setting is restored afterwards.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs={epochs!r}: expected an int >= 0")
@@ -131,6 +136,13 @@ def fit(
     for cb in callbacks:
         cb.set_context(ctx)
     was_training = model.training
+    recurrent = [m for m in _leaves(model) if hasattr(m, "bptt_truncate")]
+    if bptt_truncate is not None and not recurrent:
+        raise ValueError(f"fit(bptt_truncate={bptt_truncate!r}): the model has no recurrent layer (RNN, GRU, LSTM)")
+    saved_truncation = [m.bptt_truncate for m in recurrent]
+    if bptt_truncate is not None:
+        for m in recurrent:
+            m.bptt_truncate = bptt_truncate  # validated by the layer
     model.train()
     last_good = [p.data.copy() for p in params]
     prev_w = _flat_weights(model) if tol_weights is not None else None
@@ -205,7 +217,16 @@ def fit(
     if verbose and ctx.stop_reason:
         print(f"stopped: {ctx.stop_reason}")
     model.train(was_training)
+    for m, k in zip(recurrent, saved_truncation, strict=True):
+        m.bptt_truncate = k
     return history
+
+
+def _leaves(layer: Layer) -> list[Layer]:
+    """Every layer without children, depth first."""
+    if not layer._modules:
+        return [layer]
+    return [leaf for child in layer._modules.values() for leaf in _leaves(child)]
 
 
 _COLUMNS = [("epoch", "{:>5d}"), ("loss", "{:>10.4f}"), ("accuracy", "{:>9.4f}"), ("val_loss", "{:>10.4f}"),
