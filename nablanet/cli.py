@@ -1,4 +1,4 @@
-"""The command line: ``nablanet train`` and ``nablanet study``.
+"""The command line: ``nablanet train``, ``nablanet study`` and ``nablanet sweep``.
 
 Every flag is documented in ``nablanet train --help``; a bad flag or value prints one line, not a
 traceback, and exits with status 2.
@@ -126,7 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                     help="override a setting of the study's configuration (VALUE is JSON, e.g. --set seed=3)")
     st.add_argument("--json", action="store_true", help="print the result (verdict, numbers, files) as JSON")
+    st.add_argument("--seeds", type=_positive_int, default=None, metavar="K",
+                    help="run the configuration for seeds 0..K-1 as a sweep (cells in OUT/seeds) and report the "
+                         "median and range of each headline number over the seeds (OUT/summary.csv)")
+    _sweep_flags(st, "with --seeds: ")
+    sw = sub.add_parser(
+        "sweep",
+        help="run a study over a grid of settings x seeds, in parallel or on a Dask cluster",
+        description="Run the sweep described by a TOML file (study, quick, seeds, out, retries, figures, [set], "
+                    "[grid]; see nablanet.studies.sweep). Finished cells are kept under OUT/cells/<hash> and "
+                    "skipped by a rerun; OUT/summary.csv has one row per cell, OUT/medians.csv the medians over "
+                    "seeds.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sw.add_argument("config", type=Path, help="the sweep's TOML file")
+    sw.add_argument("--out", type=Path, default=None, help="output folder; unset: the config's out")
+    _sweep_flags(sw, "")
+    sw.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive int")
+    return v
+
+
+def _sweep_flags(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help=prefix + "worker processes; unset: all CPUs")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help=prefix + "run the cells on this Dask scheduler, e.g. tcp://127.0.0.1:8786; unset: joblib "
+                        "processes on this machine")
+    p.add_argument("--quiet", action="store_true", help=prefix + "no progress bar or progress lines")
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
@@ -153,10 +189,43 @@ def study_command(args: argparse.Namespace) -> dict[str, Any]:
     if args.name not in studies.REGISTRY:
         raise ValueError(f"no study {args.name!r}; the studies are {sorted(studies.REGISTRY)} (nablanet study --list)")
     out = args.out if args.out is not None else Path("studies") / args.name
+    if args.seeds is not None:
+        from nablanet.studies.sweep import run_seeds
+
+        medians = run_seeds(args.name, args.seeds, out, quick=args.quick, overrides=_overrides(args.overrides),
+                            n_jobs=args.jobs, scheduler=args.scheduler, quiet=args.quiet)
+        return {"study": args.name, "seeds": args.seeds, "medians": medians, "summary": str(out / "summary.csv"),
+                "per_seed": str(out / "seeds" / "summary.csv")}
     result, folder = studies.run_study(studies.REGISTRY[args.name], out, quick=args.quick,
                                        overrides=_overrides(args.overrides))
     return {"study": args.name, "verdict": result.verdict, "headline": result.headline, "out": str(folder),
             "report": str(folder / "index.html")}
+
+
+def _medians_table(result: dict[str, Any]) -> str:
+    """The text ``nablanet study NAME --seeds K`` prints: median [min, max] of each headline number."""
+    rows = result["medians"]
+    width = max((len(r["quantity"]) for r in rows), default=0)
+    lines = [f"{result['study']}, seeds 0..{result['seeds'] - 1}: median [min, max] of each headline number"]
+    for r in rows:
+        missing = f"  ({r['n']} of {r['of']} seeds gave a number)" if r["n"] < r["of"] else ""
+        lines.append(f"  {r['quantity']:<{width}}  {r['median']:>9.4g}  [{r['min']:.4g}, {r['max']:.4g}]{missing}")
+    lines.append(f"summary: {result['summary']}  (per seed: {result['per_seed']})")
+    return "\n".join(lines)
+
+
+def sweep_command(args: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+
+    from nablanet.studies.sweep import load_config, run_sweep  # importing nablanet.studies registers them
+
+    config = load_config(args.config)
+    if args.out is not None:
+        config = dataclasses.replace(config, out=args.out)
+    rows = run_sweep(config, n_jobs=args.jobs, scheduler=args.scheduler, quiet=args.quiet)
+    medians = config.out / "medians.csv"
+    return {"study": config.study, "cells": len(rows), "summary": str(config.out / "summary.csv"),
+            "medians": str(medians) if medians.exists() else None, "rows": rows}
 
 
 def _load_data(args: argparse.Namespace) -> Any:
@@ -343,14 +412,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "study":
             result = study_command(args)
-            if result:
-                print(json.dumps(result, default=str) if args.json else
+            if result and args.json:
+                print(json.dumps(result, default=str))
+            elif result:
+                print(_medians_table(result) if "medians" in result else
                       f"{result['verdict']}\nreport: {result['report']}")
             return 0
+        if args.command == "sweep":
+            result = sweep_command(args)
+            print(json.dumps(result["rows"], default=str) if args.json else
+                  f"{result['study']}: {result['cells']} cells in {result['summary']}"
+                  + (f", medians over seeds in {result['medians']}" if result["medians"] else ""))
+            return 0
         result = train_command(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, KeyError) as exc:
         print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from nablanet.studies.sweep import SweepError
+
+        if not isinstance(exc, SweepError):  # cells still failing after their retries: exit status 1
+            raise
+        print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result))
     else:
