@@ -4,7 +4,7 @@
 result.json and a self-contained index.html.
 """
 
-from nablanet.studies import saturation
+from nablanet.studies import momentum, saturation, vanishing
 from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash, run_study
 
-__all__ = ["REGISTRY", "Study", "StudyResult", "config_hash", "run_study", "saturation"]
+__all__ = ["REGISTRY", "Study", "StudyResult", "config_hash", "momentum", "run_study", "saturation", "vanishing"]

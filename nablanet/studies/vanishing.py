@@ -1,0 +1,470 @@
+"""Study ``vanishing``: how fast does each hidden layer learn, at initialization and during
+training, as a function of depth, activation and initialization? (source notes 002 and 004;
+Nielsen, *Neural Networks and Deep Learning*, ch. 5.)
+
+Speed of learning. For an MLP  zˡ = Wˡ aˡ⁻¹ + bˡ,  aˡ = f(zˡ)  (hidden layers l = 1..L, sigmoid
+outputs a = σ(z^{L+1})), the error of layer l is δˡ = ∂C/∂zˡ = ∂C/∂bˡ, and backpropagation gives
+
+    δˡ = f′(zˡ) ⊙ (Wˡ⁺¹)ᵀ δˡ⁺¹      so   δ¹ = f′(z¹) ⊙ W²ᵀ (f′(z²) ⊙ W³ᵀ ( … δᴸ))
+
+(the notes' BP2, Nielsen's eq. 122 for a chain of one neuron per layer:
+∂C/∂b₁ = σ′(z₁) w₂ σ′(z₂) w₃ σ′(z₃) w₄ σ′(z₄) ∂C/∂a₄). With σ′ ≤ ¼ and weights of order one,
+each layer back multiplies ‖δ‖ by a factor below one: the earlier layers learn more slowly. The
+"speed of learning" of layer l is the length ‖δˡ‖ of the bias gradient of the cost averaged over a
+batch of N images (Nielsen's ``generate_gradient.py`` sums the per-image ∂Cₓ/∂bˡ and divides by N):
+
+    ‖δˡ‖ = ‖(1/N) Σₙ ∂Cₙ/∂bˡ‖,     Cₙ = −Σₖ [yₖ ln aₖ + (1 − yₖ) ln(1 − aₖ)]   (cross-entropy)
+                                    or Cₙ = ½ ‖aₙ − yₙ‖²                         (quadratic)
+
+The summed ("sum" reduction) gradient is exactly N times the averaged one; the study records both
+for the Nielsen setting and shows that only the average gives his magnitudes.
+
+Nielsen reports for sigmoid [784, 30, 30, 30, 30, 10] at initialization, on 1,000 training images,
+‖δˡ‖ ≈ 0.003, 0.017, 0.070, 0.285: the first hidden layer learns about 100 times more slowly than
+the last. His script builds ``network2.Network(sizes)``, whose defaults are the cross-entropy cost
+and weights ~ N(0, 1/n_in), biases ~ N(0, 1) ("scaled_normal" here); the N(0, 1) weights of his
+chapter 1 ("normal") with the quadratic cost give a much smaller spread, which the study measures
+too.
+
+Initializations (n_in = fan-in of the layer):
+    normal          W, b ~ N(0, 1)                            Nielsen ch. 1 (large_weight_initializer)
+    scaled_normal   W ~ N(0, 1/n_in), b ~ N(0, 1)             Nielsen ch. 3, network2's default
+    pytorch         W, b ~ U(±1/√n_in)                        nn.Linear's (and PyTorch's) default
+    xavier          W ~ U(±√(6/(n_in + n_out))), b = 0        Glorot & Bengio 2010 (gain 1)
+    kaiming         W ~ N(0, 2/n_in), b = 0                   He et al. 2015 (ReLU gain √2)
+
+Data: the MNIST test images (``t10k``, pixels / 255) in ``shared/data/mnist``; the probe batch is
+the first ``n_probe`` of them. When those files are absent the study falls back to scikit-learn's
+8×8 digits (64 inputs) and says so in the verdict. During training (mini-batch SGD on the cost
+above, batch mean, sum over the 10 outputs) the speeds are measured on the same probe batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import nablanet as nn
+from nablanet.studies.base import Study, StudyResult, pyplot, register
+
+NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
+"""Nielsen's ‖δˡ‖ for the four hidden layers of a sigmoid [784, 30, 30, 30, 30, 10] at init."""
+
+ACTIVATIONS: dict[str, type[nn.Layer]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
+INITS = ("normal", "scaled_normal", "pytorch", "xavier", "kaiming")
+COSTS = ("cross_entropy", "quadratic")
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def _mnist_roots(root: str | None) -> list[Path]:
+    if root is not None:
+        return [Path(root).expanduser()]
+    repo = Path(__file__).resolve().parents[2]
+    # shared/ beside the checkout, or inside it (device copies)
+    return [repo.parent / "shared" / "data" / "mnist", repo / "shared" / "data" / "mnist"]
+
+
+def load_data(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+    """All images x (N, i) in [0, 1] and one-hot targets (N, 10), float64, and a description.
+
+    ``cfg["data"]``: "mnist" (the t10k images; digits when the files are absent) or "digits".
+    """
+    if cfg["data"] not in ("mnist", "digits"):
+        raise ValueError(f"vanishing: data={cfg['data']!r}; expected 'mnist' or 'digits'. "
+                         "Fix: --set data=digits for the 8×8 digits.")
+    if cfg["data"] == "mnist":
+        for root in _mnist_roots(cfg.get("mnist_root")):
+            try:
+                images, labels = nn.data.load_mnist_arrays(root, kind="t10k")
+            except FileNotFoundError:
+                continue
+            x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+            return x, np.eye(10)[labels], f"the MNIST test images (t10k) from {root}"
+    splits = nn.data.load_digits(seed=0, validation=0.0, test=0.0, dtype=np.float64)
+    x, y = splits.train
+    why = "MNIST files not found, fell back to " if cfg["data"] == "mnist" else ""
+    return np.asarray(x), np.eye(10)[np.asarray(y)], why + "scikit-learn's 8×8 digits"
+
+
+# -- models -------------------------------------------------------------------------------------------
+def init_linear(layer: nn.Linear, init: str, rng: np.random.Generator) -> None:
+    """Fill ``layer``'s weight and bias in place by the rule named ``init`` (see the module docstring)."""
+    w, b = layer.weight, layer.bias
+    if b is None:
+        raise ValueError("init_linear expects a Linear layer with a bias (the study measures bias gradients)")
+    fan_in = layer.in_features
+    if init == "normal":
+        nn.init.normal_(w, 0.0, 1.0, rng=rng)
+        nn.init.normal_(b, 0.0, 1.0, rng=rng)
+    elif init == "scaled_normal":
+        nn.init.normal_(w, 0.0, 1.0 / math.sqrt(fan_in), rng=rng)
+        nn.init.normal_(b, 0.0, 1.0, rng=rng)
+    elif init == "pytorch":
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(w, -bound, bound, rng=rng)
+        nn.init.uniform_(b, -bound, bound, rng=rng)
+    elif init == "xavier":
+        nn.init.xavier_uniform_(w, rng=rng)
+        nn.init.zeros_(b)
+    elif init == "kaiming":
+        nn.init.kaiming_normal_(w, nonlinearity="relu", rng=rng)
+        nn.init.zeros_(b)
+    else:
+        raise ValueError(f"vanishing: init={init!r}; expected one of {list(INITS)}. Fix: use one of those names.")
+
+
+def build_mlp(n_in: int, depth: int, width: int, activation: str, init: str, seed: int) -> nn.Sequential:
+    """Linear–f blocks (``depth`` hidden layers of ``width``) and a Linear output of 10 logits.
+
+    Hidden layer l (1-based) is module 2(l − 1); its bias gradient is δˡ. The output sigmoid belongs
+    to the cost: BCE-with-logits for cross-entropy, an appended Sigmoid for the quadratic cost.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"vanishing: activation={activation!r}; expected one of {list(ACTIVATIONS)}. "
+                         "Fix: use one of those names.")
+    rng = np.random.default_rng(seed)
+    layers: list[nn.Layer] = []
+    sizes = [n_in, *([width] * depth), 10]
+    for k, (i, o) in enumerate(itertools.pairwise(sizes)):
+        lin = nn.Linear(i, o, dtype=np.float64, rng=rng)
+        init_linear(lin, init, rng)
+        layers.append(lin)
+        if k < depth:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def _loss(cost: str) -> nn.Loss:
+    """The summed cost Σₙ Cₙ on the logits z (sigmoid outputs a = σ(z) inside)."""
+    if cost == "cross_entropy":
+        return nn.BCEWithLogitsLoss(reduction="sum")
+    if cost == "quadratic":
+        return nn.QuadraticLoss(reduction="sum")
+    raise ValueError(f"vanishing: cost={cost!r}; expected one of {list(COSTS)}. Fix: use one of those names.")
+
+
+def speeds(model: nn.Sequential, x: np.ndarray, d: np.ndarray, cost: str = "cross_entropy",
+           reduction: str = "mean") -> np.ndarray:
+    """‖δˡ‖ for the hidden layers l = 1..L: the norm of ∂C/∂bˡ with C = (1/N) Σₙ Cₙ ("mean") or
+    C = Σₙ Cₙ ("sum")."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"vanishing: reduction={reduction!r}; expected 'mean' or 'sum'")
+    net: nn.Layer = model if cost == "cross_entropy" else nn.Sequential(*model, nn.Sigmoid())
+    _, grads = nn.value_and_grad(net, _loss(cost), x, d)
+    scale = 1.0 / len(x) if reduction == "mean" else 1.0
+    depth = (len(model) - 1) // 2
+    return np.array([np.linalg.norm(grads[f"{2 * k}.bias"]) * scale for k in range(depth)])
+
+
+# -- the three measurements ----------------------------------------------------------------------------
+def _nielsen_part(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray) -> list[dict[str, Any]]:
+    """Sigmoid [n_in, 30, 30, 30, 30, 10] at init: inits × costs × reductions × seeds."""
+    rows = []
+    for init in ("scaled_normal", "normal"):
+        for cost in COSTS:
+            for seed in range(cfg["seeds"]):
+                model = build_mlp(x.shape[1], 4, 30, "sigmoid", init, seed)
+                for reduction in ("mean", "sum"):
+                    for layer, s in enumerate(speeds(model, x, d, cost, reduction), start=1):
+                        rows.append({"part": "nielsen", "activation": "sigmoid", "init": init, "cost": cost,
+                                     "reduction": reduction, "depth": 4, "seed": seed, "step": 0,
+                                     "layer": layer, "speed": float(s)})
+    return rows
+
+
+def _init_part(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray) -> list[dict[str, Any]]:
+    rows = []
+    for activation in cfg["activations"]:
+        for init in cfg["inits"]:
+            for depth in cfg["depths"]:
+                for seed in range(cfg["seeds"]):
+                    model = build_mlp(x.shape[1], depth, cfg["width"], activation, init, seed)
+                    for layer, s in enumerate(speeds(model, x, d, cfg["cost"]), start=1):
+                        rows.append({"part": "init", "activation": activation, "init": init, "cost": cfg["cost"],
+                                     "reduction": "mean", "depth": depth, "seed": seed, "step": 0,
+                                     "layer": layer, "speed": float(s)})
+    return rows
+
+
+def _train_run(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray, activation: str, init: str,
+               seed: int) -> list[dict[str, Any]]:
+    """One SGD run on C = (1/B) Σₙ Cₙ over the first ``n_train`` images; speeds on the probe batch
+    every ``probe_every`` steps and after the last one."""
+    xp, dp = x[: cfg["n_probe"]], d[: cfg["n_probe"]]
+    xt, dt = x[: cfg["n_train"]], d[: cfg["n_train"]]
+    depth, loss = cfg["train_depth"], _loss(cfg["cost"])
+    model = build_mlp(x.shape[1], depth, cfg["width"], activation, init, seed)
+    net: nn.Layer = model if cfg["cost"] == "cross_entropy" else nn.Sequential(*model, nn.Sigmoid())
+    opt = nn.optim.SGD(model.parameters(), lr=cfg["lr"][activation])
+    rng = np.random.default_rng(10_000 + seed)
+    steps_per_epoch = math.ceil(len(xt) / cfg["batch_size"])
+    rows: list[dict[str, Any]] = []
+
+    def probe(step: int) -> None:
+        acc = float(np.mean(model(xp).argmax(1) == dp.argmax(1)))
+        for layer, s in enumerate(speeds(model, xp, dp, cfg["cost"]), start=1):
+            rows.append({"part": "training", "activation": activation, "init": init, "cost": cfg["cost"],
+                         "reduction": "mean", "depth": depth, "seed": seed, "step": step,
+                         "epoch": step / steps_per_epoch, "layer": layer, "speed": float(s),
+                         "probe_accuracy": acc})
+
+    step = 0
+    for _ in range(cfg["epochs"]):
+        for xb, db in nn.data.batches(xt, dt, cfg["batch_size"], rng=rng):
+            if step % cfg["probe_every"] == 0:
+                probe(step)
+            y, caches = net.forward(xb, train=True)
+            _, lcache = loss.forward(y, db)
+            opt.zero_grad()
+            net.backward(caches, loss.vjp(lcache, 1.0 / len(xb)))
+            opt.step()
+            step += 1
+    probe(step)
+    return rows
+
+
+def _training_part(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray) -> list[dict[str, Any]]:
+    rows = []
+    for activation in cfg["train_activations"]:
+        for init in cfg["train_inits"]:
+            for seed in range(cfg["train_seeds"]):
+                rows += _train_run(cfg, x, d, activation, init, seed)
+    return rows
+
+
+# -- summaries ----------------------------------------------------------------------------------------
+def _select(records: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+
+def speed_table(records: list[dict[str, Any]], **match: Any) -> np.ndarray:
+    """Speeds (seeds, layers) of the matching rows."""
+    rows = _select(records, **match)
+    seeds = sorted({r["seed"] for r in rows})
+    layers = sorted({r["layer"] for r in rows})
+    table = np.full((len(seeds), len(layers)), np.nan)
+    for r in rows:
+        table[seeds.index(r["seed"]), layers.index(r["layer"])] = r["speed"]
+    return table
+
+
+def ratio_stats(table: np.ndarray) -> dict[str, float]:
+    """Median, min, max and quartiles over seeds of ‖δᴸ‖/‖δ¹‖ (last over first hidden layer)."""
+    r = table[:, -1] / table[:, 0]
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return {"median": float(med), "min": float(r.min()), "max": float(r.max()), "q1": float(q1), "q3": float(q3)}
+
+
+def _per_layer_factor(records: list[dict[str, Any]], activation: str, init: str, depths: list[int]) -> float:
+    """g in  median ratio(L) ≈ c · g^(L − 1): the factor by which one more layer back slows learning."""
+    if len(depths) < 2:
+        return float("nan")
+    med = [ratio_stats(speed_table(records, part="init", activation=activation, init=init, depth=L))["median"]
+           for L in depths]
+    slope = np.polyfit(np.asarray(depths, dtype=float) - 1, np.log(med), 1)[0]
+    return float(np.exp(slope))
+
+
+def _fmt_range(s: dict[str, float]) -> str:
+    return f"{s['median']:.3g} (min–max {s['min']:.3g}–{s['max']:.3g})"
+
+
+# -- the study ----------------------------------------------------------------------------------------
+def run(cfg: dict[str, Any]) -> StudyResult:
+    x, d, source = load_data(cfg)
+    xp, dp = x[: cfg["n_probe"]], d[: cfg["n_probe"]]
+    records = _nielsen_part(cfg, xp, dp) + _init_part(cfg, xp, dp) + _training_part(cfg, x, d)
+    for r in records:
+        r["data"] = "mnist" if "MNIST test" in source else "digits"
+    head: dict[str, Any] = {"data": source, "probe images": len(xp)}
+
+    # 1. Nielsen's setting: which (init, cost, reduction) gives his numbers?
+    settings = [(i, c, red) for i in ("scaled_normal", "normal") for c in COSTS for red in ("mean", "sum")]
+    log_err: dict[tuple[str, str, str], float] = {}
+    medians: dict[tuple[str, str, str], np.ndarray] = {}
+    for i, c, red in settings:
+        med = np.median(speed_table(records, part="nielsen", init=i, cost=c, reduction=red), axis=0)
+        medians[(i, c, red)] = med
+        log_err[(i, c, red)] = float(np.max(np.abs(np.log10(med / np.asarray(NIELSEN_SPEEDS)))))
+    best = min(log_err, key=lambda k: log_err[k])
+    nb = medians[("scaled_normal", "cross_entropy", "mean")]
+    for layer, s in enumerate(nb, start=1):
+        head[f"nielsen setting: ‖δ{layer}‖ median"] = float(s)
+    ns = ratio_stats(speed_table(records, part="nielsen", init="scaled_normal", cost="cross_entropy",
+                                 reduction="mean"))
+    head["nielsen setting: last/first median"] = ns["median"]
+    head["nielsen setting: max |log10(ours/Nielsen)|"] = log_err[("scaled_normal", "cross_entropy", "mean")]
+    head["best match to Nielsen"] = "/".join(best)
+    nq = ratio_stats(speed_table(records, part="nielsen", init="normal", cost="quadratic", reduction="mean"))
+    head["N(0,1) quadratic: last/first median"] = nq["median"]
+    head["N(0,1) quadratic: max |log10(ours/Nielsen)|"] = log_err[("normal", "quadratic", "mean")]
+
+    # 2. at init, every activation × init at the figure depth, and the depth sweep
+    fd = cfg["figure_depth"]
+    ratios: dict[tuple[str, str], dict[str, float]] = {}
+    for a in cfg["activations"]:
+        for i in cfg["inits"]:
+            st = ratio_stats(speed_table(records, part="init", activation=a, init=i, depth=fd))
+            ratios[(a, i)] = st
+            head[f"{a}/{i}: last/first median"] = st["median"]
+            head[f"{a}/{i}: last/first min"] = st["min"]
+            head[f"{a}/{i}: last/first max"] = st["max"]
+    for a in cfg["activations"]:
+        for i in cfg["inits"]:
+            head[f"{a}/{i}: factor per layer"] = _per_layer_factor(records, a, i, cfg["depths"])
+
+    # 3. during training
+    trained: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+    for a in cfg["train_activations"]:
+        for i in cfg["train_inits"]:
+            rows = _select(records, part="training", activation=a, init=i)
+            last = max(r["step"] for r in rows)
+            r0 = ratio_stats(speed_table(rows, step=0))["median"]
+            r1 = ratio_stats(speed_table(rows, step=last))["median"]
+            during = float(np.median([ratio_stats(speed_table(rows, step=s))["median"]
+                                      for s in sorted({r["step"] for r in rows}) if s > 0]))
+            acc = float(np.median([r["probe_accuracy"] for r in rows if r["step"] == last and r["layer"] == 1]))
+            trained[(a, i)] = (r0, during, r1, acc)
+            head[f"training {a}/{i}: last/first at init"] = r0
+            head[f"training {a}/{i}: last/first, median over training"] = during
+            head[f"training {a}/{i}: last/first at end"] = r1
+            head[f"training {a}/{i}: probe accuracy at end"] = acc
+
+    verdict = _verdict(cfg, source, head, ratios, trained, ns, nq, nb, best, log_err)
+    figures, captions = _figures(cfg, records, medians, source)
+    return StudyResult(records, verdict, head, figures, captions)
+
+
+def _verdict(cfg: dict[str, Any], source: str, head: dict[str, Any], ratios: dict[tuple[str, str], dict[str, float]],
+             trained: dict[tuple[str, str], tuple[float, float, float, float]], ns: dict[str, float],
+             nq: dict[str, float], nb: np.ndarray, best: tuple[str, str, str],
+             log_err: dict[tuple[str, str, str], float]) -> str:
+    fd, seeds = cfg["figure_depth"], cfg["seeds"]
+    ours = ", ".join(f"{s:.3g}" for s in nb)
+    theirs = ", ".join(f"{s:g}" for s in NIELSEN_SPEEDS)
+    parts = [
+        f"Data: {source} (probe batch of {head['probe images']} images); medians over {seeds} seeds. "
+        f"Nielsen's sigmoid [n, 30, 30, 30, 30, 10] at init with his script's settings (weights N(0, 1/n_in), "
+        f"biases N(0, 1), cross-entropy, gradient averaged over the batch): ‖δˡ‖ = {ours} (he reports {theirs}); "
+        f"last/first = {_fmt_range(ns)}. The closest of the {len(log_err)} settings tried is "
+        f"{'/'.join(best)} (largest per-layer deviation ×{10 ** log_err[best]:.2f}); summing instead of averaging "
+        f"multiplies every speed by {head['probe images']}, and N(0, 1) weights with the quadratic cost give "
+        f"last/first = {_fmt_range(nq)}, not ~100.",
+    ]
+    sig = [f"{i} {ratios[('sigmoid', i)]['median']:.3g}" for i in cfg["inits"] if ("sigmoid", i) in ratios]
+    if sig:
+        parts.append(f"Sigmoid nets of depth {fd}, last/first hidden-layer speed by init: {', '.join(sig)}.")
+    xav = [f"{a} {ratios[(a, 'xavier')]['median']:.3g}" for a in cfg["activations"] if (a, "xavier") in ratios]
+    if xav:
+        parts.append(f"With Xavier init: {', '.join(xav)}.")
+    relu = [f"{i} {ratios[('relu', i)]['median']:.3g}" for i in cfg["inits"] if ("relu", i) in ratios]
+    if relu:
+        parts.append(f"ReLU by init: {', '.join(relu)} (below 1: the first layer is the faster one).")
+    key = "sigmoid/scaled_normal: factor per layer"
+    if key in head and np.isfinite(head[key]):
+        parts.append(f"Over depths {cfg['depths']}, each extra sigmoid layer (scaled_normal) multiplies the "
+                     f"last/first ratio by {head[key]:.2f}.")
+    if trained:
+        tr = [f"{a}/{i} {r0:.3g} at init, {rd:.3g} during, {r1:.3g} at the end (probe accuracy {acc:.0%})"
+              for (a, i), (r0, rd, r1, acc) in trained.items()]
+        parts.append(f"During {cfg['epochs']} epoch(s) of mini-batch SGD, last/first (median over the probes "
+                     f"after step 0): {'; '.join(tr)}.")
+    return " ".join(parts)
+
+
+def _band(ax: Any, xs: Any, table: np.ndarray, label: str, **kw: Any) -> None:
+    med = np.median(table, axis=0)
+    line = ax.plot(xs, med, marker="o", label=label, **kw)[0]
+    ax.fill_between(xs, table.min(axis=0), table.max(axis=0), color=line.get_color(), alpha=0.15)
+
+
+def _figures(cfg: dict[str, Any], records: list[dict[str, Any]], medians: dict[tuple[str, str, str], np.ndarray],
+             source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    plt = pyplot()
+    layers = np.arange(1, 5)
+    fig1, ax = plt.subplots(figsize=(6.5, 4.2))
+    for (i, c, red) in medians:
+        if red == "mean":
+            _band(ax, layers, speed_table(records, part="nielsen", init=i, cost=c, reduction=red), f"{i}, {c}")
+    ax.plot(layers, NIELSEN_SPEEDS, "k*", markersize=12, label="Nielsen (ch. 5)")
+    ax.set(yscale="log", xlabel="hidden layer l", ylabel="‖δˡ‖", xticks=layers,
+           title="sigmoid [n,30,30,30,30,10] at init")
+    ax.legend(fontsize=8)
+    fig1.tight_layout()
+
+    acts, fd = cfg["activations"], cfg["figure_depth"]
+    fig2, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
+    for ax, a in zip(axes[0], acts, strict=True):
+        for i in cfg["inits"]:
+            _band(ax, np.arange(1, fd + 1), speed_table(records, part="init", activation=a, init=i, depth=fd), i)
+        ax.set(yscale="log", title=f"{a}, depth {fd}, at init", xlabel="hidden layer l", ylabel="‖δˡ‖",
+               xticks=np.arange(1, fd + 1))
+        ax.legend(fontsize=7)
+    fig2.tight_layout()
+
+    fig3, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
+    for ax, a in zip(axes[0], acts, strict=True):
+        for i in cfg["inits"]:
+            st = [ratio_stats(speed_table(records, part="init", activation=a, init=i, depth=L)) for L in cfg["depths"]]
+            med = np.array([s["median"] for s in st])
+            err = np.array([[s["median"] - s["min"] for s in st], [s["max"] - s["median"] for s in st]])
+            ax.errorbar(cfg["depths"], med, yerr=err, marker="o", capsize=3, label=i)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set(yscale="log", title=f"{a}: ‖δᴸ‖ / ‖δ¹‖ at init", xlabel="hidden layers L", ylabel="last / first",
+               xticks=cfg["depths"])
+        ax.legend(fontsize=7)
+    fig3.tight_layout()
+
+    ta, ti = cfg["train_activations"], cfg["train_inits"]
+    fig4, axes = plt.subplots(len(ta), len(ti), figsize=(4.2 * len(ti), 3.2 * len(ta)), squeeze=False)
+    for row, a in zip(axes, ta, strict=True):
+        for ax, i in zip(row, ti, strict=True):
+            rows = _select(records, part="training", activation=a, init=i)
+            probes = sorted({r["step"] for r in rows})
+            for layer in range(1, cfg["train_depth"] + 1):
+                curve = [np.median([r["speed"] for r in rows if r["step"] == s and r["layer"] == layer])
+                         for s in probes]
+                ax.plot(probes, curve, label=f"hidden layer {layer}")
+            ax.set(yscale="log", title=f"{a}, {i}", xlabel="SGD step", ylabel="‖δˡ‖ on the probe batch")
+            ax.legend(fontsize=7)
+    fig4.tight_layout()
+    data = "MNIST t10k" if "MNIST test" in source else "digits"
+    captions = {
+        "nielsen": f"Speed of learning ‖δˡ‖ (batch-mean bias gradient, {data}) of the four hidden layers of a "
+                   "sigmoid net at init: median and min–max band over seeds for two inits and two costs; stars: "
+                   "Nielsen's numbers.",
+        "speeds_at_init": f"‖δˡ‖ per hidden layer at init, depth {fd}, cross-entropy on sigmoid outputs: median "
+                          "and min–max over seeds, by activation and initialization.",
+        "ratio_vs_depth": "Last over first hidden layer's speed at init vs depth (median, whiskers min–max over "
+                          "seeds); 1 means every layer learns equally fast.",
+        "training": f"‖δˡ‖ on the probe batch during {cfg['epochs']} epoch(s) of mini-batch SGD (median over "
+                    f"{cfg['train_seeds']} seed(s)), depth {cfg['train_depth']}.",
+    }
+    return {"nielsen": fig1, "speeds_at_init": fig2, "ratio_vs_depth": fig3, "training": fig4}, captions
+
+
+_COMMON: dict[str, Any] = {
+    "data": "mnist", "mnist_root": None, "n_probe": 1000, "width": 30, "cost": "cross_entropy",
+    "figure_depth": 4, "train_depth": 4, "batch_size": 10, "lr": {"sigmoid": 0.5, "tanh": 0.1, "relu": 0.1},
+}
+
+STUDY = register(Study(
+    name="vanishing",
+    question="How much more slowly do the early layers learn than the late ones, and how do the activation "
+             "(sigmoid, tanh, ReLU) and the initialization (N(0,1), PyTorch's, Xavier) change that?",
+    notes="Source notes 002 (vanishing gradients in sigmoid nets, Nielsen eq. 122) and 004 (backpropagation); "
+          "Nielsen, Neural Networks and Deep Learning, ch. 5.",
+    run=run,
+    quick={**_COMMON, "seeds": 3, "depths": [2, 4, 6], "activations": ["sigmoid", "tanh", "relu"],
+           "inits": ["normal", "scaled_normal", "pytorch", "xavier", "kaiming"],
+           "train_activations": ["sigmoid", "relu"], "train_inits": ["scaled_normal", "xavier"],
+           "train_seeds": 1, "epochs": 1, "n_train": 5000, "probe_every": 50},
+    full={**_COMMON, "seeds": 10, "depths": [2, 3, 4, 5, 6], "activations": ["sigmoid", "tanh", "relu"],
+          "inits": ["normal", "scaled_normal", "pytorch", "xavier", "kaiming"],
+          "train_activations": ["sigmoid", "tanh", "relu"], "train_inits": ["scaled_normal", "pytorch", "xavier"],
+          "train_seeds": 5, "epochs": 3, "n_train": 10000, "probe_every": 100},
+))
