@@ -4,7 +4,18 @@
 result.json and a self-contained index.html.
 """
 
-from nablanet.studies import momentum, saturation, vanishing
+from nablanet.studies import label_smoothing, loss_gradients, momentum, saturation, vanishing
 from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash, run_study
 
-__all__ = ["REGISTRY", "Study", "StudyResult", "config_hash", "momentum", "run_study", "saturation", "vanishing"]
+__all__ = [
+    "REGISTRY",
+    "Study",
+    "StudyResult",
+    "config_hash",
+    "label_smoothing",
+    "loss_gradients",
+    "momentum",
+    "run_study",
+    "saturation",
+    "vanishing",
+]

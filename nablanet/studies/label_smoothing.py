@@ -1,0 +1,398 @@
+"""Study ``label-smoothing``: what label smoothing does to the gradients reaching the non-target logits,
+to confidence, and to calibration (source notes 001, "Label Smoothening").
+
+Setting. A ReLU MLP with logits zₙ (n sample, c class, C classes), p = softmax(z), trained with
+``nn.CrossEntropyLoss(label_smoothing=ε)`` for several ε from the same initialization and batch order.
+The smoothed target (PyTorch's parametrization) and the per-sample loss are
+
+    r_c = (1 − ε)[c = y] + ε/C,      ℓₙ = −Σ_c r_c log p_{n,c}.
+
+The notes write the same target as 1 − (K − 1)e for the true class and e for the others: e = ε/C.
+
+Gradients. With respect to the probabilities, ∂ℓ/∂p_c = −r_c/p_c: exactly 0 for every c ≠ y when
+ε = 0 (the notes' complaint: "the derivative of the loss for all other classes is zero") and
+−ε/(C p_c) ≠ 0 with smoothing. With respect to the logits (what backprop passes on),
+
+    ∂ℓₙ/∂z_{n,c} = p_{n,c} − r_c:   c ≠ y:  p_c − ε/C      c = y:  p_y − (1 − ε + ε/C).
+
+Without smoothing the non-target logit gradient p_c is always > 0 (it always pushes z_c down) and
+vanishes only as the logit gap z_y − z_c → ∞: the minimizer is at infinity. With smoothing it changes
+sign at p_c = ε/C (a non-target class below ε/C has its logit pushed *up*), and every gradient
+vanishes at the finite optimum p = r, i.e. z_y − z_c = log((1 − ε + ε/C)/(ε/C)) for all c ≠ y
+(4.51 for ε = 0.1, C = 10): the logits stay bounded and the confidence max_c p_c tends to 1 − ε + ε/C.
+The study measures, on the training set at every epoch (epoch 0 = initialization), the mean of
+|∂ℓₙ/∂z_{n,c}| over c ≠ yₙ and over c = yₙ (per-sample gradients of ℓₙ, from the loss's
+``per_sample_vjp``; the batch gradient under reduction="mean" is 1/N of their sum), their signs, and
+the logit gap z_y − mean_{c≠y} z_c against its optimum.
+
+Calibration. With confidence κₙ = max_c p_{n,c} and correctness aₙ = [argmax_c p_{n,c} = yₙ] on the test
+set, M = 15 equal-width bins Bₖ = (k/M, (k + 1)/M], k = 0 … M − 1 (κ = 0 goes into B₀),
+
+    ECE = Σₖ (|Bₖ|/n) · |acc(Bₖ) − conf(Bₖ)|,   acc(Bₖ) = mean of aₙ,  conf(Bₖ) = mean of κₙ over n ∈ Bₖ,
+
+empty bins contributing 0 (Guo et al. 2017, "On calibration of modern neural networks"). ECE ∈ [0, 1];
+0 means every bin's accuracy equals its mean confidence. The reliability diagram plots acc(Bₖ)
+against the bin. Smoothing lowers confidence by construction; whether that improves ECE depends on
+whether the unsmoothed model was overconfident (mean confidence above accuracy) to begin with, so
+the study runs two data sets: digits (an easy task, learned almost perfectly) and MNIST-1D (a hard
+one, where an MLP overfits).
+
+Records: ``part="epoch"`` one row per data set, seed, ε, epoch and split (train: gradient
+statistics and logit gap; test: accuracy, confidence, ECE, NLL); ``part="bin"`` the final test
+set's reliability bins (all seeds pooled); ``part="check"`` the library's VJP against p − r.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import nablanet as nn
+from nablanet.layers.softmax import log_softmax, softmax
+from nablanet.studies.base import Study, StudyResult, pyplot, register
+
+
+# -- calibration ------------------------------------------------------------------------------------
+def _check_calibration_input(confidence: Any, correct: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r}: expected a positive int. Fix: pass e.g. n_bins=15.")
+    kappa = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct)
+    if kappa.ndim != 1 or hit.shape != kappa.shape or kappa.size == 0:
+        raise ValueError(
+            f"got confidence.shape={kappa.shape} and correct.shape={hit.shape}; expected two 1-D arrays of the same "
+            "length n ≥ 1 (κₙ = max_c pₙ꜀ and aₙ = [argmax_c pₙ꜀ = yₙ]). Fix: pass p.max(1) and p.argmax(1) == y."
+        )
+    if not np.all(np.isfinite(kappa)) or kappa.min() < 0 or kappa.max() > 1:
+        raise ValueError(
+            f"confidence has values in [{np.nanmin(kappa):.4g}, {np.nanmax(kappa):.4g}]; expected probabilities in "
+            "[0, 1]. Fix: pass softmax probabilities (p.max(1)), not logits."
+        )
+    if hit.dtype != bool and not np.all((hit == 0) | (hit == 1)):
+        raise ValueError("correct must hold booleans or 0/1. Fix: pass p.argmax(1) == y.")
+    return kappa, hit.astype(np.float64)
+
+
+def calibration_bins(confidence: Any, correct: Any, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Reliability-diagram bins of equal width: Bₖ = (k/M, (k + 1)/M], κ = 0 in B₀ (M = ``n_bins``).
+
+    Returns arrays of length M: ``lower``, ``upper`` (edges), ``count`` |Bₖ|, ``accuracy`` acc(Bₖ) and
+    ``confidence`` conf(Bₖ) (both NaN for an empty bin). ``confidence`` κₙ ∈ [0, 1] (n,), ``correct``
+    aₙ ∈ {0, 1} (n,).
+    """
+    kappa, hit = _check_calibration_input(confidence, correct, n_bins)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    k = np.clip(np.searchsorted(edges, kappa, side="left") - 1, 0, n_bins - 1)  # κ ∈ (e_k, e_k+1] → k
+    count = np.bincount(k, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(k, weights=hit, minlength=n_bins) / count
+        conf = np.bincount(k, weights=kappa, minlength=n_bins) / count
+    return {"lower": edges[:-1], "upper": edges[1:], "count": count, "accuracy": acc, "confidence": conf}
+
+
+def expected_calibration_error(confidence: Any, correct: Any, n_bins: int = 15) -> float:
+    """ECE = Σₖ (|Bₖ|/n) |acc(Bₖ) − conf(Bₖ)| over ``calibration_bins`` (empty bins add 0); in [0, 1]."""
+    bins = calibration_bins(confidence, correct, n_bins)
+    used = bins["count"] > 0
+    n = bins["count"].sum()
+    return float(np.sum(bins["count"][used] / n * np.abs(bins["accuracy"][used] - bins["confidence"][used])))
+
+
+# -- training and measurements ------------------------------------------------------------------------
+def _data(name: str, seed: int) -> nn.data.Splits:
+    if name == "digits":
+        return nn.data.load_digits(seed=seed, dtype=np.float64)
+    if name == "mnist1d":
+        return nn.data.load_mnist1d(seed=seed, dtype=np.float64)
+    raise ValueError(f"dataset {name!r}: expected 'digits' or 'mnist1d'")
+
+
+def _mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Sequential:
+    rng = np.random.default_rng(seed)
+    layers: list[nn.Layer] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width, rng=rng, dtype=np.float64), nn.ReLU()]
+        n_in = width
+    layers.append(nn.Linear(n_in, n_out, rng=rng, dtype=np.float64))
+    return nn.Sequential(*layers)
+
+
+def logit_gradient_stats(loss: nn.CrossEntropyLoss, z: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Per-sample logit gradients gₙ = ∂ℓₙ/∂zₙ (the loss's own VJP) split by target and non-target class:
+    mean |g_c| over c ≠ y and over c = y, the mean signed non-target g_c, the fraction of non-target g_c < 0
+    (logit pushed up), the logit gap z_y − mean_{c≠y} z_c, and the largest deviation of g from p − r."""
+    n, n_classes = z.shape
+    _, cache = loss.forward(z, y)
+    g = loss.per_sample_vjp(cache)
+    target = np.zeros((n, n_classes), dtype=bool)
+    target[np.arange(n), y] = True
+    eps = loss.label_smoothing
+    r = (1 - eps) * target + eps / n_classes
+    off = g[~target]
+    return {
+        "grad_nontarget_abs": float(np.mean(np.abs(off))),
+        "grad_target_abs": float(np.mean(np.abs(g[target]))),
+        "grad_nontarget_signed": float(np.mean(off)),
+        "frac_nontarget_negative": float(np.mean(off < 0)),
+        "logit_gap": float(np.mean(z[target] - z[~target].reshape(n, n_classes - 1).mean(axis=1))),
+        "vjp_vs_p_minus_r": float(np.max(np.abs(g - (softmax(z, axis=1) - r)))),
+    }
+
+
+def heldout_metrics(z: np.ndarray, y: np.ndarray, n_bins: int) -> dict[str, float]:
+    """Accuracy, mean confidence, ECE (``n_bins`` bins) and NLL (unsmoothed cross-entropy) of logits z."""
+    p = softmax(z, axis=1)
+    kappa, hit = p.max(axis=1), p.argmax(axis=1) == y
+    return {"accuracy": float(hit.mean()), "confidence": float(kappa.mean()),
+            "ece": expected_calibration_error(kappa, hit, n_bins),
+            "nll": float(-np.mean(log_softmax(z, axis=1)[np.arange(len(y)), y]))}
+
+
+class _EpochProbe(nn.callbacks.Callback):
+    """At initialization and after every epoch: gradient statistics on the training set, calibration
+    on the test set; rows tagged with ``tags``."""
+
+    def __init__(self, model: nn.Sequential, loss: nn.CrossEntropyLoss, train: tuple[np.ndarray, np.ndarray],
+                 test: tuple[np.ndarray, np.ndarray], n_bins: int, tags: dict[str, Any]) -> None:
+        self.model, self.loss, self.train_set, self.test_set = model, loss, train, test
+        self.n_bins, self.tags = n_bins, tags
+        self.rows: list[dict[str, Any]] = []
+
+    def _measure(self, epoch: int) -> None:
+        (x, y), (xt, yt) = self.train_set, self.test_set
+        z = self.model(x)
+        stats = logit_gradient_stats(self.loss, z, y)
+        stats["accuracy"] = float(np.mean(z.argmax(axis=1) == y))
+        stats["confidence"] = float(softmax(z, axis=1).max(axis=1).mean())
+        self.rows.append({"part": "epoch", **self.tags, "epoch": epoch, "split": "train", **stats})
+        self.rows.append({"part": "epoch", **self.tags, "epoch": epoch, "split": "test",
+                          **heldout_metrics(self.model(xt), yt, self.n_bins)})
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        self._measure(0)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        self._measure(epoch + 1)
+
+
+def _train(dataset: str, splits: nn.data.Splits, eps: float, seed: int, cfg: dict[str, Any]
+           ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Train from the seed's initialization with label smoothing ε; rows per epoch, final test logits."""
+    (x, y), (xt, yt) = splits.train, splits.test
+    model = _mlp(x.shape[1], cfg["hidden"], 10, seed)
+    loss = nn.CrossEntropyLoss(label_smoothing=eps)
+    tags = {"dataset": dataset, "seed": seed, "epsilon": eps}
+    probe = _EpochProbe(model, loss, (x, y), (xt, yt), cfg["n_bins"], tags)
+    opt = nn.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
+    nn.fit(model, loss, opt, train=(x, y), epochs=cfg["epochs"][dataset], batch_size=cfg["batch_size"], seed=seed,
+           callbacks=[probe])
+    return probe.rows, model(xt)
+
+
+# -- run -------------------------------------------------------------------------------------------
+def _check_config(cfg: dict[str, Any]) -> None:
+    eps = cfg["epsilons"]
+    if not eps or eps[0] != 0 or any(not 0 < e < 1 for e in eps[1:]):
+        raise ValueError(f"epsilons={eps!r}: expected 0 first (the unsmoothed reference) and then values in (0, 1). "
+                         "Fix: --set 'epsilons=[0, 0.1]'.")
+    missing = [d for d in cfg["datasets"] if d not in cfg["epochs"]]
+    if missing:
+        raise ValueError(f"epochs={cfg['epochs']!r} has no entry for {missing}: expected epochs per data set. "
+                         f"Fix: --set 'epochs={{\"digits\": 15, \"mnist1d\": 10}}'.")
+    if isinstance(cfg["n_seeds"], bool) or not isinstance(cfg["n_seeds"], int) or cfg["n_seeds"] < 1:
+        raise ValueError(f"n_seeds={cfg['n_seeds']!r}: expected a positive int. Fix: --set n_seeds=3.")
+
+
+def run(cfg: dict[str, Any]) -> StudyResult:
+    """Train every (data set, seed, ε) from the seed's initialization; settings: ``datasets``, ``epsilons``
+    (0 first), ``seed`` and ``n_seeds`` (seeds seed … seed + n_seeds − 1; headline numbers are medians over
+    them), ``hidden`` widths, ``epochs`` per data set, ``batch_size``, ``lr``, ``momentum``, ``n_bins``."""
+    _check_config(cfg)
+    records: list[dict[str, Any]] = []
+    finals: dict[tuple[str, float], list[tuple[np.ndarray, np.ndarray]]] = {}
+    seeds = list(range(cfg["seed"], cfg["seed"] + cfg["n_seeds"]))
+    for dataset in cfg["datasets"]:
+        for seed in seeds:
+            splits = _data(dataset, seed)
+            for eps in cfg["epsilons"]:
+                rows, zt = _train(dataset, splits, eps, seed, cfg)
+                records += rows
+                finals.setdefault((dataset, eps), []).append((zt, splits.test[1]))
+    bins: dict[tuple[str, float], dict[str, np.ndarray]] = {}
+    for (dataset, eps), runs in finals.items():
+        p = softmax(np.concatenate([z for z, _ in runs]), axis=1)
+        yt = np.concatenate([y for _, y in runs])
+        bins[dataset, eps] = calibration_bins(p.max(axis=1), p.argmax(axis=1) == yt, cfg["n_bins"])
+        for k in range(cfg["n_bins"]):
+            records.append({"part": "bin", "dataset": dataset, "epsilon": eps, "bin": k,
+                            **{key: float(v[k]) for key, v in bins[dataset, eps].items()}})
+    check = max(r["vjp_vs_p_minus_r"] for r in records if r["part"] == "epoch" and r["split"] == "train")
+    records.append({"part": "check", "quantity": "max |per_sample_vjp − (p − r)|", "value": check})
+
+    def series(dataset: str, eps: float, split: str, key: str) -> np.ndarray:
+        """(epochs + 1,) median over seeds of ``key``."""
+        per_seed = [[r[key] for r in records if r["part"] == "epoch" and r["dataset"] == dataset
+                     and r["epsilon"] == eps and r["seed"] == seed and r["split"] == split] for seed in seeds]
+        return np.median(np.array(per_seed), axis=0)
+
+    head: dict[str, Any] = {"max |per_sample_vjp − (p − r)|": check}
+    sentences: list[str] = []
+    eps0, smoothed = cfg["epsilons"][0], cfg["epsilons"][1:]
+    summary: dict[str, dict[str, float]] = {}  # data set → unsmoothed overconfidence, first ε's ECE change
+    for dataset in cfg["datasets"]:
+        end: dict[float, dict[str, float]] = {}
+        for eps in cfg["epsilons"]:
+            e = {key: float(series(dataset, eps, "test", key)[-1]) for key in ("accuracy", "confidence", "ece", "nll")}
+            gaps = series(dataset, eps, "train", "logit_gap")
+            e.update({
+                "nt_init": float(series(dataset, eps, "train", "grad_nontarget_abs")[0]),
+                "nt_end": float(series(dataset, eps, "train", "grad_nontarget_abs")[-1]),
+                "t_init": float(series(dataset, eps, "train", "grad_target_abs")[0]),
+                "t_end": float(series(dataset, eps, "train", "grad_target_abs")[-1]),
+                "neg_end": float(series(dataset, eps, "train", "frac_nontarget_negative")[-1]),
+                "gap_end": float(gaps[-1]),
+                "gap_growth": float(gaps[-1] - gaps[(3 * (len(gaps) - 1)) // 4]),  # over the last quarter
+            })
+            end[eps] = e
+            tag = f"{dataset} ε={eps:g}"
+            head.update({
+                f"{tag}: test accuracy": e["accuracy"], f"{tag}: test confidence": e["confidence"],
+                f"{tag}: test ECE": e["ece"], f"{tag}: test NLL": e["nll"],
+                f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, init": e["nt_init"], f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, end": e["nt_end"],
+                f"{tag}: mean |∂ℓ/∂z_y|, init": e["t_init"], f"{tag}: mean |∂ℓ/∂z_y|, end": e["t_end"],
+                f"{tag}: fraction of non-target ∂ℓ/∂z_c < 0, end": e["neg_end"],
+                f"{tag}: logit gap, end": e["gap_end"],
+                f"{tag}: logit gap growth over the last quarter": e["gap_growth"],
+            })
+            if eps > 0:
+                head[f"{tag}: optimal logit gap log((1−ε+ε/C)/(ε/C))"] = math.log((1 - eps + eps / 10) / (eps / 10))
+                head[f"{tag}: confidence drop vs ε={eps0:g}"] = end[eps0]["confidence"] - e["confidence"]
+        base = end[eps0]
+
+        def fit_word(gap: float) -> str:
+            return f"{'over' if gap > 0 else 'under'}confident by {abs(gap):.3f}"
+
+        parts = [f"ε = {eps:g} lowers it to {end[eps]['confidence']:.3f} at accuracy {end[eps]['accuracy']:.1%} "
+                 f"({fit_word(end[eps]['confidence'] - end[eps]['accuracy'])}) and moves ECE from {base['ece']:.3f} to "
+                 f"{end[eps]['ece']:.3f}" for eps in smoothed]
+        grads = "; ".join(
+            f"ε = {eps:g}: {end[eps]['nt_end']:.2g} ({end[eps]['nt_end'] / base['nt_end']:.2g}× the unsmoothed), "
+            f"{end[eps]['neg_end']:.0%} of them negative (pushing z_c up, towards p_c = ε/C), logit gap "
+            f"{end[eps]['gap_end']:.2f} (optimum {math.log((1 - eps + eps / 10) / (eps / 10)):.2f})"
+            for eps in smoothed)
+        growing = base["gap_growth"] > 0
+        sentences.append(
+            f"{dataset}: without smoothing the test confidence is {base['confidence']:.3f} at accuracy "
+            f"{base['accuracy']:.1%} ({fit_word(base['confidence'] - base['accuracy'])}, ECE {base['ece']:.3f}); "
+            + "; ".join(parts) + ". "
+            "On the training set the mean |∂ℓ/∂z_c| over non-target classes starts at "
+            f"{base['nt_init']:.3f} and ends at {base['nt_end']:.2g} without smoothing "
+            f"({base['neg_end']:.0%} negative; logit gap {base['gap_end']:.2f}, "
+            + (f"still growing by {base['gap_growth']:.2f} over the last quarter: the optimum is at infinity"
+               if growing else "no longer growing")
+            + (f"); with {grads}." if smoothed else ")."))
+        if smoothed:
+            summary[dataset] = {"over": base["confidence"] - base["accuracy"],
+                                "delta_ece": end[smoothed[0]]["ece"] - base["ece"]}
+    helped = [d for d, v in summary.items() if v["delta_ece"] < 0]
+    hurt = [d for d, v in summary.items() if v["delta_ece"] >= 0]
+    if helped and hurt:
+        over = {d: f"{summary[d]['over']:+.3f}" for d in summary}
+        sentences.append(
+            f"So ε = {smoothed[0]:g} improved calibration on {', '.join(helped)} (unsmoothed confidence − accuracy "
+            f"{', '.join(over[d] for d in helped)}) and worsened it on {', '.join(hurt)} "
+            f"({', '.join(over[d] for d in hurt)})"
+            + (": it lowers confidence whatever the accuracy, which corrects a large overconfidence and turns a "
+               "small one into underconfidence." if min(summary[d]["over"] for d in helped)
+               > max(summary[d]["over"] for d in hurt) else "."))
+    verdict = " ".join(sentences)
+    figures, captions = _figures(records, bins, cfg, series)
+    return StudyResult(records, verdict, head, figures, captions)
+
+
+def _figures(records: list[dict[str, Any]], bins: dict[tuple[str, float], dict[str, np.ndarray]], cfg: dict[str, Any],
+             series: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    plt = pyplot()
+    datasets, epsilons = cfg["datasets"], cfg["epsilons"]
+    fig1, axes = plt.subplots(len(datasets), len(epsilons), figsize=(3.6 * len(epsilons), 3.4 * len(datasets)),
+                              squeeze=False, sharex=True, sharey=True)
+    for i, dataset in enumerate(datasets):
+        for j, eps in enumerate(epsilons):
+            ax, b = axes[i, j], bins[dataset, eps]
+            used = b["count"] > 0
+            width = b["upper"] - b["lower"]
+            ax.bar(b["lower"][used], b["accuracy"][used], width=width[used], align="edge", edgecolor="k",
+                   color="tab:blue", label="accuracy")
+            ax.bar(b["lower"][used], b["confidence"][used] - b["accuracy"][used], bottom=b["accuracy"][used],
+                   width=width[used], align="edge", facecolor="none", edgecolor="tab:red", hatch="//",
+                   label="gap to the bin's mean confidence")
+            ax.plot([0, 1], [0, 1], "k--", lw=1)
+            ece = float(np.sum(b["count"][used] / b["count"].sum()
+                               * np.abs(b["accuracy"][used] - b["confidence"][used])))
+            ax.set(title=f"{dataset}, ε = {eps:g}: ECE {ece:.3f}", xlim=(0, 1), ylim=(0, 1))
+            if i == len(datasets) - 1:
+                ax.set_xlabel("confidence (max softmax probability)")
+            if j == 0:
+                ax.set_ylabel("accuracy in bin")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig1.tight_layout()
+
+    fig2, axes2 = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
+    for i, dataset in enumerate(datasets):
+        ax, ax_gap = axes2[0, i], axes2[1, i]
+        for eps in epsilons:
+            nt = series(dataset, eps, "train", "grad_nontarget_abs")
+            line = ax.semilogy(np.arange(len(nt)), nt, label=f"ε = {eps:g}, c ≠ y")[0]
+            ax.semilogy(np.arange(len(nt)), series(dataset, eps, "train", "grad_target_abs"), ls="--",
+                        color=line.get_color(), label=f"ε = {eps:g}, c = y")
+            ax_gap.plot(np.arange(len(nt)), series(dataset, eps, "train", "logit_gap"), color=line.get_color(),
+                        label=f"ε = {eps:g}")
+            if eps > 0:
+                ax_gap.axhline(math.log((1 - eps + eps / 10) / (eps / 10)), color=line.get_color(), ls=":", lw=1)
+        ax.set(title=f"{dataset}: mean |∂ℓₙ/∂z_c| on the training set", xlabel="epoch", ylabel="mean |∂ℓ/∂z|")
+        ax.legend(fontsize=7)
+        ax_gap.set(title=f"{dataset}: logit gap z_y − mean z_c (dotted: optimum)", xlabel="epoch", ylabel="gap")
+        ax_gap.legend(fontsize=7)
+    fig2.tight_layout()
+
+    fig3, axes3 = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+    for i, dataset in enumerate(datasets):
+        ax = axes3[0, i]
+        for eps in epsilons:
+            conf = series(dataset, eps, "test", "confidence")
+            line = ax.plot(np.arange(len(conf)), conf, label=f"ε = {eps:g}: confidence")[0]
+            ax.plot(np.arange(len(conf)), series(dataset, eps, "test", "accuracy"), ls="--", color=line.get_color(),
+                    label=f"ε = {eps:g}: accuracy")
+            ax.plot(np.arange(len(conf)), series(dataset, eps, "test", "ece"), ls=":", color=line.get_color(),
+                    label=f"ε = {eps:g}: ECE")
+        ax.set(title=f"{dataset}: test set", xlabel="epoch", ylim=(0, 1))
+        ax.legend(fontsize=7, ncol=1)
+    fig3.tight_layout()
+    seeds = f"{cfg['n_seeds']} seed{'s' if cfg['n_seeds'] > 1 else ''}"
+    captions = {
+        "reliability": f"Reliability diagrams on the test set after training ({cfg['n_bins']} equal-width bins, "
+                       f"{seeds} pooled): accuracy per confidence bin; the hatched part is the gap to the bin's mean "
+                       "confidence (above the bar: overconfident; inside it: underconfident).",
+        "gradients": "Top: mean |∂ℓₙ/∂z_c| over the non-target classes (solid) and the target class (dashed) on the "
+                     "training set per epoch. Bottom: the mean logit gap and, dotted, its finite optimum under "
+                     f"smoothing (median over {seeds}).",
+        "calibration": f"Test confidence, accuracy and ECE per epoch for each ε (median over {seeds}).",
+    }
+    return {"reliability": fig1, "gradients": fig2, "calibration": fig3}, captions
+
+
+STUDY = register(Study(
+    name="label-smoothing",
+    question="What does label smoothing do to the gradients reaching the non-target logits, to confidence and "
+             "to calibration (ECE)?",
+    notes="Source notes 001 (multi-class cross-entropy and label smoothing).",
+    run=run,
+    quick={"datasets": ["digits", "mnist1d"], "epsilons": [0.0, 0.1, 0.2], "seed": 0, "n_seeds": 1,
+           "hidden": [128, 128], "epochs": {"digits": 15, "mnist1d": 10}, "batch_size": 32, "lr": 0.05,
+           "momentum": 0.9, "n_bins": 15},
+    full={"datasets": ["digits", "mnist1d"], "epsilons": [0.0, 0.1, 0.2], "seed": 0, "n_seeds": 3,
+          "hidden": [128, 128], "epochs": {"digits": 60, "mnist1d": 60}, "batch_size": 32, "lr": 0.05,
+          "momentum": 0.9, "n_bins": 15},
+))

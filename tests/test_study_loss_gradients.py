@@ -1,0 +1,121 @@
+"""Study loss-gradients: the per-sample bound ‖∂ℓ_quad/∂z‖ ≤ ‖J(p)‖₂‖∂ℓ_CE/∂z‖ ≤ ½‖∂ℓ_CE/∂z‖ holds for every
+recorded sample, carries to the last layer's weights, the ratio shrinks along the CE trajectory, and the
+loss rescales every layer's gradient by about the same factor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nablanet as nn
+from nablanet.layers.softmax import softmax
+from nablanet.studies import StudyResult, run_study
+from nablanet.studies import loss_gradients as lg
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyResult, Path]:
+    return run_study(lg.STUDY, tmp_path_factory.mktemp("loss_gradients"), quick=True)
+
+
+def _probes(result: StudyResult, layer: str) -> list[dict[str, Any]]:
+    return [r for r in result.records if r["part"] == "probe" and r["layer"] == layer]
+
+
+def test_softmax_jacobian_norm_is_at_most_one_half_and_backprop_applies_it() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((200, 10)) * rng.uniform(0.1, 8.0, (200, 1))
+    p = softmax(z, axis=1)
+    jac = lg.softmax_jacobian(p)
+    assert np.allclose(jac, np.swapaxes(jac, 1, 2))
+    assert np.all(np.linalg.eigvalsh(jac)[:, -1] <= 0.5 + 1e-15)
+    # the bound is attained: p = (½, ½, 0, …) gives J = [[¼, −¼], [−¼, ¼]] ⊕ 0, eigenvalue ½
+    assert np.linalg.eigvalsh(lg.softmax_jacobian(np.array([[0.5, 0.5, 0.0]])))[0, -1] == pytest.approx(0.5)
+    # Softmax + QuadraticLoss backprop gives J(p)(p − q) per sample (per_sample_vjp of ℓ through Softmax's VJP)
+    y = rng.integers(0, 10, 200)
+    q = np.eye(10)[y]
+    quad, sm = nn.QuadraticLoss(), nn.Softmax(dim=-1)
+    out, cache = sm.forward(z)
+    _, lc = quad.forward(out, q)
+    dz, _ = sm.vjp(cache, quad.per_sample_vjp(lc))
+    assert np.allclose(dz, np.einsum("nij,nj->ni", jac, p - q), atol=1e-14)
+
+
+def test_output_layer_bound_holds_for_every_recorded_sample(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    z = _probes(result, "z")
+    assert len(z) >= 2000
+    for r in z:
+        assert r["J_norm"] <= 0.5 + 1e-12
+        assert r["quad"] <= 0.5 * r["ce"] * (1 + 1e-12)
+        assert r["quad"] <= r["J_norm"] * r["ce"] * (1 + 1e-9) + 1e-300  # the sharpened bound
+    h = result.headline
+    assert h["max ‖∂ℓ_quad/∂z‖ / ‖∂ℓ_CE/∂z‖ (bound ½)"] <= 0.5
+    assert h["fraction of samples with ‖∂ℓ_quad/∂z‖ ≤ ½‖∂ℓ_CE/∂z‖"] == 1.0
+    assert h["max ‖∂ℓ_quad/∂z‖ / (‖J‖₂ ‖∂ℓ_CE/∂z‖) (sharpened bound 1)"] <= 1 + 1e-9
+    assert h["max rel. deviation backprop vs ‖J(p)(p − q)‖"] < 1e-9
+
+
+def test_the_bound_carries_to_the_last_layer_weights(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    n_layers = max(int(r["layer"][1:]) for r in result.records if r["part"] == "probe" and r["layer"] != "z")
+    out_rows = _probes(result, f"W{n_layers}")
+    z_rows = {(r["trajectory"], r["step"], r["sample"]): r for r in _probes(result, "z")}
+    for r in out_rows:
+        dz = z_rows[r["trajectory"], r["step"], r["sample"]]
+        # ‖∂ℓ/∂W_out,ₙ‖ = ‖∂ℓ/∂zₙ‖ ‖hₙ‖ for both losses, so the weight ratio equals the logit ratio
+        assert r["ce"] == pytest.approx(dz["ce"] * dz["h_norm"], rel=1e-9)
+        assert r["quad"] == pytest.approx(dz["quad"] * dz["h_norm"], rel=1e-9, abs=1e-300)
+        assert r["quad"] <= 0.5 * r["ce"] * (1 + 1e-12)
+    checks = {r["quantity"]: r["value"] for r in result.records if r["part"] == "check"}
+    assert len(checks) == 4 and max(checks.values()) < 1e-9  # vs materialized per-sample gradients
+
+
+def test_ratio_starts_at_one_over_c_and_shrinks_along_the_ce_trajectory(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h = result.headline
+    steps = sorted({r["step"] for r in _probes(result, "z") if r["trajectory"] == "ce"})
+    start, end = h["output W: median ratio at step 0"], h[f"output W: median ratio at step {steps[-1]}"]
+    assert start == pytest.approx(0.1, abs=0.02)  # p ≈ uniform at init: J acts as 1/C on p − q
+    assert end < 0.5 * start
+    # the quadratic gradient falls further than the cross-entropy one at the same weights
+    assert (h["CE trajectory: median ‖∂ℓ_quad/∂W_out‖ end / start"]
+            < h["CE trajectory: median ‖∂ℓ_CE/∂W_out‖ end / start"] < 1)
+    # near the correct vertex the ratio is ≈ (1 − p_y)·[C/(C − 1), 2] (first order in 1 − p_y ≤ 0.1)
+    assert h["end, correct with p_y > 0.9: samples"] > 10
+    assert 10 / 9 * 0.9 <= h["end, p_y > 0.9: min ratio/(1 − p_y) (first order: C/(C−1))"]
+    assert h["end, p_y > 0.9: max ratio/(1 − p_y) (first order: 2)"] <= 2 * 1.1
+
+
+def test_the_loss_rescales_every_layer_alike(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    cfg = lg.STUDY.quick
+    sweep = [r for r in result.records if r["part"] == "sweep"]
+    assert len(sweep) == 2 * sum(d + 1 for d in cfg["sweep_depths"]) * len(cfg["sweep_widths"])
+    assert result.headline["sweep trained: max over (L, m) of max/min layer ratio"] < 1.5
+    assert result.headline["per sample: max/min ratio over layers, median"] < 1.1
+    for r in sweep:  # every layer's gradient changes with the loss: the ratio is far from 1
+        assert r["median_ratio"] < 0.5
+
+
+def test_reports_are_written_and_the_verdict_quotes_the_numbers(study: tuple[StudyResult, Path]) -> None:
+    result, out = study
+    h = result.headline
+    assert f"{h['max ‖∂ℓ_quad/∂z‖ / ‖∂ℓ_CE/∂z‖ (bound ½)']:.3f}" in result.verdict
+    assert f"{h['output W: median ratio at step 0']:.3f}" in result.verdict
+    assert f"{h['sweep trained: max over (L, m) of max/min layer ratio']:.3f}" in result.verdict
+    assert "within the analytic bound ½" in result.verdict
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["study"] == "loss-gradients" and meta["verdict"] == result.verdict
+    html = (out / "index.html").read_text()
+    assert html.count("data:image/png;base64,") == len(result.figures) == 4
+    assert (out / "records.csv").stat().st_size > 0
+    losses = {r["loss"] for r in result.records if r["part"] == "train"}
+    assert losses == {"ce", "quad", "mse"}
