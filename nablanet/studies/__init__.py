@@ -4,17 +4,19 @@
 result.json and a self-contained index.html.
 """
 
-from nablanet.studies import label_smoothing, loss_gradients, momentum, saturation, vanishing
+from nablanet.studies import batch_size, label_smoothing, loss_gradients, momentum, newton, saturation, vanishing
 from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash, run_study
 
 __all__ = [
     "REGISTRY",
     "Study",
     "StudyResult",
+    "batch_size",
     "config_hash",
     "label_smoothing",
     "loss_gradients",
     "momentum",
+    "newton",
     "run_study",
     "saturation",
     "vanishing",
