@@ -532,3 +532,21 @@ def test_error_messages(make: Callable[[], object], exc: type[Exception], match:
         make()
     message = str(info.value)
     assert "expected" in message.lower() and "fix" in message.lower(), message
+
+
+def test_hyperparameter_changes_take_effect_between_steps() -> None:
+    # Validated values are reused while nothing changes; a changed group entry or lr_scale is seen at once.
+    p = nn.Parameter(np.ones(3))
+    opt = nn.optim.SGD([p], lr=0.1)
+    p.grad = np.ones(3)
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.9)
+    opt.param_groups[0]["lr"] = 0.5
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.4)
+    opt.lr_scale = 0.1
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.35)
+    opt.param_groups[0]["lr"] = -1.0
+    with pytest.raises(ValueError, match="lr"):
+        opt.step()

@@ -94,6 +94,8 @@ def _class_indices(who: str, x: np.ndarray, t: np.ndarray, ignore_index: int, pr
                 + (f", or probabilities of the input's shape {x.shape}." if probs_ok else ".")
             )
     idx = t.astype(np.int64)
+    if idx.size and 0 <= idx.min() and idx.max() < n_classes:  # the common case, without a mask
+        return idx
     bad = np.argwhere((idx != ignore_index) & ((idx < 0) | (idx >= n_classes)))
     if len(bad):
         first = tuple(int(i) for i in bad[0])

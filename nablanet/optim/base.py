@@ -76,6 +76,7 @@ class Optimizer:
         self.state: dict[int, dict[str, np.ndarray]] = {}
         self.step_count = 0
         self._lr_scale = 1.0
+        self._cache: dict[int, tuple[Any, dict[str, Any]]] = {}  # validated hyperparameters per group
         for group in _as_groups(params, type(self).__name__):
             self._add_group(group)
         if not any(group["params"] for group in self.param_groups):
@@ -168,7 +169,22 @@ class Optimizer:
 
     # -- hyperparameter values and their validation -------------------------------------------
     def _values(self, group: Mapping[str, Any], t: int) -> dict[str, Any]:
-        """The group's hyperparameters at step t as floats (tuples stay tuples), validated."""
+        """The group's hyperparameters at step t as floats (tuples stay tuples), validated.
+
+        Without schedules the values do not depend on t: they are validated once and reused until
+        a hyperparameter or ``lr_scale`` changes.
+        """
+        items = [(k, v) for k, v in group.items() if k != "params"]
+        key = (self._lr_scale, tuple(items))
+        cached = self._cache.get(id(group))
+        if cached is not None and cached[0] == key:
+            return dict(cached[1])
+        h = self._validated(group, t)
+        if not any(callable(v) or (isinstance(v, tuple | list) and any(map(callable, v))) for _, v in items):
+            self._cache[id(group)] = (key, dict(h))
+        return h
+
+    def _validated(self, group: Mapping[str, Any], t: int) -> dict[str, Any]:
         h: dict[str, Any] = {}
         for name, value in group.items():
             if name == "params":

@@ -40,9 +40,9 @@ def _accuracy(out: np.ndarray, y: np.ndarray) -> float | None:
     if out.ndim != 2 or out.shape[1] < 2:
         return None
     if y.ndim == 1 and y.dtype.kind in "iu":
-        return float(np.mean(out.argmax(axis=1) == y))
+        return np.count_nonzero(out.argmax(axis=1) == y) / len(y)
     if y.shape == out.shape:
-        return float(np.mean(out.argmax(axis=1) == y.argmax(axis=1)))
+        return np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)) / len(y)
     return None
 
 
