@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from _common import blas_info
 
 import nablanet as nn
 
@@ -100,20 +101,6 @@ def measured(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.
     extra = (peak - before) / 1024 if reset and peak is not None and before is not None else None
     return seconds, extra
 
-
-def blas_info() -> dict[str, object]:
-    """NumPy's BLAS and the kernel family it picked (OpenBLAS may pick AVX2 "Haswell" kernels on an
-    AVX-512 CPU it does not recognize; ``OPENBLAS_CORETYPE=SkylakeX`` set before starting Python
-    selects the AVX-512 ones)."""
-    info: dict[str, object] = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return info
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas" and "numpy" in str(pool.get("filepath", "")):
-            info.update({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
-    return info
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _common import blas_info
 
 import nablanet as nn
 from nablanet.layers.recurrent import LSTM, LastStep
@@ -83,18 +84,6 @@ def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.nda
     fn(x, y)
     return time.perf_counter() - t0
 
-
-def blas_info() -> dict[str, object]:
-    """NumPy's BLAS, the kernel family it picked and its thread count (when threadpoolctl is installed)."""
-    info: dict[str, object] = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return info
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas" and "numpy" in str(pool.get("filepath", "")):
-            info.update({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
-    return info
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+from _common import blas_info
 
 import nablanet as nn
 
@@ -146,20 +147,6 @@ def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.nda
         times.append(time.perf_counter() - t0)
     return times
 
-
-def blas_info() -> dict[str, object]:
-    """NumPy's BLAS and the kernel family it picked (OpenBLAS may pick AVX2 "Haswell" kernels on an
-    AVX-512 CPU it does not recognize; ``OPENBLAS_CORETYPE=SkylakeX`` set before starting Python
-    selects the AVX-512 ones)."""
-    info: dict[str, object] = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return info
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas" and "numpy" in str(pool.get("filepath", "")):
-            info.update({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
-    return info
 
 
 def main() -> None:

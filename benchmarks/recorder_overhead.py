@@ -23,7 +23,8 @@ import nablanet as nn
 from nablanet.lab.recorder import Recorder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlp_epoch import BATCH, LR, MOMENTUM, SIZES, blas_info, init_weights, make_data
+from _common import blas_info
+from mlp_epoch import BATCH, LR, MOMENTUM, SIZES, init_weights, make_data
 
 QUANTITIES = ("grad_norm", "per_sample_grad_norm")
 
