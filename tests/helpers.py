@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -52,3 +55,14 @@ def check_layer_fd(layer: nn.Layer, x: np.ndarray, seed: int = 0, train: bool = 
     for name, p in layer.named_parameters():
         worst = max(worst, rel_err(grads[name], numeric_grad(f, p.data)))
     return worst
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ as a module (the reference runs live there so they print their figures)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
