@@ -56,8 +56,9 @@ class _ConvNd(Layer):
     Layout:  the math runs channels-last; y is returned as a transposed (NCHW-shaped) view of a
              channels-last array, so the next convolution or pooling layer reads it for free.
     Memory:  the cache holds X: N·∏S′·∏k·C entries (for LeNet's second layer, batch 64, 14×14,
-             5×5×32: 64·196·800 floats = 40 MB in float32); the VJP allocates dX of the same size
-             and a padded input gradient. Peak extra memory ≈ 2·|X| + |x padded|.
+             5×5×32: 64·196·800 floats = 40 MB in float32), kept as blocks of whole samples of about
+             _BLOCK_BYTES (4 MB) each; the VJP forms dX one block at a time and allocates the padded
+             input gradient. Peak extra memory ≈ |X| + one block + |x padded|.
     Init (PyTorch's): W, b ~ U(−1/√fan_in, 1/√fan_in), fan_in = C/G·∏k.
     """
 
