@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import numpy as np
 
 
 def blas_info() -> dict[str, object]:
@@ -20,3 +23,20 @@ def blas_info() -> dict[str, object]:
         if pool.get("user_api") == "blas" and "numpy" in str(pool.get("filepath", "")):
             info.update({k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
     return info
+
+
+def torch_sgd_epoch(model: Any, x: np.ndarray, y: np.ndarray, batch: int, lr: float, momentum: float) -> None:
+    """One epoch of PyTorch SGD with momentum and cross-entropy, in the batch order nablanet's ``fit``
+    draws for seed 0 (a permutation from ``default_rng(0)``), so both libraries do the same work."""
+    import torch
+
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for start in range(0, len(x), batch):
+        idx = order[start : start + batch]
+        opt.zero_grad()
+        loss = loss_fn(model(tx[idx]), ty[idx])
+        loss.backward()
+        opt.step()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info
+from _common import blas_info, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -58,16 +58,7 @@ def run_torch(x: np.ndarray, y: np.ndarray) -> None:
         t.Flatten(), t.Linear(3136, 10),
     )
     model.load_state_dict({k: torch.from_numpy(v) for k, v in build_nablanet().state_dict().items()})
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
-    loss_fn = t.CrossEntropyLoss()
-    for start in range(0, len(x), BATCH):
-        idx = order[start : start + BATCH]
-        opt.zero_grad()
-        loss = loss_fn(model(tx[idx]), ty[idx])
-        loss.backward()
-        opt.step()
+    torch_sgd_epoch(model, x, y, BATCH, LR, MOMENTUM)
 
 
 def _status_kib(field: str) -> int | None:

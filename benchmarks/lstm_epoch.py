@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import blas_info
+from _common import blas_info, torch_sgd_epoch
 
 import nablanet as nn
 from nablanet.layers.recurrent import LSTM, LastStep
@@ -67,16 +67,7 @@ def run_torch(x: np.ndarray, y: np.ndarray) -> None:
     model = Model()
     names = {"0.": "lstm.", "2.": "linear."}
     model.load_state_dict({names[k[:2]] + k[2:]: torch.from_numpy(v) for k, v in build_nablanet().state_dict().items()})
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for start in range(0, len(x), BATCH):
-        idx = order[start : start + BATCH]
-        opt.zero_grad()
-        loss = loss_fn(model(tx[idx]), ty[idx])
-        loss.backward()
-        opt.step()
+    torch_sgd_epoch(model, x, y, BATCH, LR, MOMENTUM)
 
 
 def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.ndarray) -> float:

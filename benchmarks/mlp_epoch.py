@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info
+from _common import blas_info, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -93,16 +93,7 @@ def run_torch(x: np.ndarray, y: np.ndarray) -> None:
             lin.bias.copy_(torch.from_numpy(b))
         mods += [lin, torch.nn.ReLU()] if i < len(SIZES) - 2 else [lin]
     model = torch.nn.Sequential(*mods)
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for start in range(0, len(x), BATCH):
-        idx = order[start : start + BATCH]
-        opt.zero_grad()
-        loss = loss_fn(model(tx[idx]), ty[idx])
-        loss.backward()
-        opt.step()
+    torch_sgd_epoch(model, x, y, BATCH, LR, MOMENTUM)
 
 
 def run_sklearn(x: np.ndarray, y: np.ndarray) -> None:
