@@ -1,8 +1,11 @@
-"""What every benchmark reports beside its times: NumPy's BLAS and the kernels it picked."""
+"""What the benchmarks share: NumPy's BLAS and the kernels it picked, interleaved timing, PyTorch's epoch."""
 
 from __future__ import annotations
 
 import os
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,3 +43,24 @@ def torch_sgd_epoch(model: Any, x: np.ndarray, y: np.ndarray, batch: int, lr: fl
         loss = loss_fn(model(tx[idx]), ty[idx])
         loss.backward()
         opt.step()
+
+
+def interleaved(
+    runners: dict[str, Callable[[np.ndarray, np.ndarray], None]], x: np.ndarray, y: np.ndarray, repeats: int,
+    pause: float = 0.5,
+) -> dict[str, list[float]]:
+    """Times of ``repeats`` rounds, each running every runner once: a slow spell of the machine then
+    falls on all of them alike instead of on whichever ran during it. Each run starts after a
+    ``pause``, once the previous library's worker threads (OpenBLAS, OpenMP) have stopped spinning."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, fn in runners.items():
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            fn(x, y)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def summary(ts: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts)}

@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import blas_info, torch_sgd_epoch
+from _common import blas_info, interleaved, summary, torch_sgd_epoch
 
 import nablanet as nn
 from nablanet.layers.recurrent import LSTM, LastStep
@@ -70,13 +67,6 @@ def run_torch(x: np.ndarray, y: np.ndarray) -> None:
     torch_sgd_epoch(model, x, y, BATCH, LR, MOMENTUM)
 
 
-def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.ndarray) -> float:
-    t0 = time.perf_counter()
-    fn(x, y)
-    return time.perf_counter() - t0
-
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -96,12 +86,7 @@ def main() -> None:
         runners = {args.only: runners[args.only]}
     for fn in runners.values():  # warm up imports, thread pools and allocator
         fn(x[: BATCH * 4], y[: BATCH * 4])
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.repeats):
-        for name, fn in runners.items():
-            times[name].append(timed(fn, x, y))
-    results = {name: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts)}
-               for name, ts in times.items()}
+    results = {name: summary(ts) for name, ts in interleaved(runners, x, y, args.repeats).items()}
     out: dict[str, object] = {
         "work": f"1 epoch, LSTM({FEATURES}, {HIDDEN}) on n={args.n} x {SEQ_LEN} steps, last step -> "
                 f"Linear({HIDDEN}, {CLASSES}), batch {BATCH}, SGD momentum {MOMENTUM}, float32",

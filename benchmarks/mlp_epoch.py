@@ -12,13 +12,12 @@ import argparse
 import itertools
 import json
 import os
-import statistics
 import time
 import warnings
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info, torch_sgd_epoch
+from _common import blas_info, interleaved, summary, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -130,16 +129,6 @@ def timeit_once(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def timed(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.ndarray, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x, y)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -154,10 +143,7 @@ def main() -> None:
         runners["sklearn"] = run_sklearn
     for fn in runners.values():  # warm up caches and imports
         fn(x[: BATCH * 4], y[: BATCH * 4])
-    results = {}
-    for name, fn in runners.items():
-        ts = timed(fn, x, y, args.repeats)
-        results[name] = {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts)}
+    results = {name: summary(ts) for name, ts in interleaved(runners, x, y, args.repeats).items()}
     med = {k: v["median_s"] for k, v in results.items()}
     ratios = {"nablanet/numpy_loop": med["nablanet"] / med["numpy_loop"]}
     if "pytorch" in med:

@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -114,6 +114,83 @@ def test_trajectory_matches_torch(case: tuple[type[Optimizer], str, dict[str, An
         assert p.data is arr, "the update must be in place"
         assert p.data.dtype == dtype
         assert rel_err(p.data, want) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_keep_previous_steps_are_bit_identical_and_restorable(
+    case: tuple[type[Optimizer], str, dict[str, Any]],
+) -> None:
+    """step(keep_previous=True) writes the same bits as the in-place step into a new array,
+    restore_previous() puts the pre-step values back, forget_previous() the first arrays."""
+    cls, _, kwargs = case
+    init, grads = make_problem(np.float64)
+    plain = [Parameter(a.copy()) for a in init]
+    kept = [Parameter(a.copy()) for a in init]
+    firsts = [p.data for p in kept]
+    opt_plain, opt_kept = cls(plain, **kwargs), cls(kept, **kwargs)
+    for row in grads:
+        before = [p.data.copy() for p in kept]
+        for params, opt in ((plain, opt_plain), (kept, opt_kept)):
+            set_grads(params, row)
+            opt.step(keep_previous=opt is opt_kept)
+        for a, b in zip(plain, kept, strict=True):
+            np.testing.assert_array_equal(a.data, b.data)
+        olds = [p.data for p in kept]
+        opt_kept.restore_previous()
+        for p, want in zip(kept, before, strict=True):
+            np.testing.assert_array_equal(p.data, want)
+        for p, new in zip(kept, olds, strict=True):
+            p.data = new  # redo the step: continue the trajectory
+    final = [p.data.copy() for p in kept]
+    opt_kept.forget_previous()
+    for p, first, want in zip(kept, firsts, final, strict=True):
+        assert p.data is first
+        np.testing.assert_array_equal(p.data, want)
+
+
+def test_keep_previous_leaves_the_old_array_untouched_and_forget_gives_the_first_back() -> None:
+    p = Parameter(np.arange(4.0))
+    opt = SGD([p], lr=0.5, momentum=0.9)
+    first = p.data
+    p.grad = np.ones(4)
+    opt.step(keep_previous=True)
+    second = p.data
+    assert second is not first
+    np.testing.assert_array_equal(first, np.arange(4.0))
+    np.testing.assert_array_equal(second, np.arange(4.0) - 0.5)
+    p.grad = np.ones(4)
+    opt.step(keep_previous=True)
+    np.testing.assert_array_equal(second, np.arange(4.0) - 0.5)  # the previous step's values are kept
+    opt.forget_previous()
+    assert p.data is first
+    np.testing.assert_array_equal(p.data, np.arange(4.0) - 0.5 - 0.5 * 1.9)
+    opt.restore_previous()  # nothing to restore after forget_previous
+    np.testing.assert_array_equal(p.data, np.arange(4.0) - 0.5 - 0.5 * 1.9)
+    p.grad = np.ones(4)
+    opt.step()  # and plain steps are in place again
+    assert p.data is first
+
+
+class _InPlaceSGD(Optimizer):
+    """A user's rule that writes p.data in place, without _apply."""
+
+    ranges: ClassVar[dict[str, Any]] = {"lr": SGD.ranges["lr"]}
+
+    def __init__(self, params: Any, lr: float) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def _update(self, p: Parameter, g: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
+        p.data -= h["lr"] * g
+
+
+def test_keep_previous_works_for_a_rule_that_updates_in_place() -> None:
+    p = Parameter(np.arange(3.0))
+    opt = _InPlaceSGD([p], lr=1.0)
+    p.grad = np.ones(3)
+    opt.step(keep_previous=True)
+    np.testing.assert_array_equal(p.data, np.arange(3.0) - 1)
+    opt.restore_previous()
+    np.testing.assert_array_equal(p.data, np.arange(3.0))
 
 
 def test_param_groups_match_torch() -> None:

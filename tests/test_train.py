@@ -129,6 +129,94 @@ def test_diverging_loss_stops_and_keeps_last_good_weights() -> None:
     assert np.isfinite(nn.MSELoss()(out, np.eye(3)[y[:8]] * 1e3))
 
 
+class _DuckSGD:
+    """An optimizer that is not a nablanet Optimizer: fit falls back to copying the weights."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float) -> None:
+        self.params, self.lr = params, lr
+
+    def current(self, name: str = "lr") -> float:
+        return self.lr
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.data -= self.lr * p.grad
+
+
+def _growing(t: int) -> float:
+    """An lr that makes the adaptive rules (whose steps are about lr in size) overflow in a few steps."""
+    return 10.0 ** (20 * t)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: nn.optim.SGD(ps, lr=3e5, momentum=0.9),
+    lambda ps: nn.optim.Adam(ps, lr=_growing),
+    lambda ps: nn.optim.AdamW(ps, lr=_growing, weight_decay=0.1),
+    lambda ps: nn.optim.RMSprop(ps, lr=_growing),
+    lambda ps: nn.optim.Adagrad(ps, lr=_growing),
+    lambda ps: _DuckSGD(list(ps), lr=1e6),
+], ids=["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "duck-typed"])
+def test_divergence_restores_exactly_the_weights_of_the_last_finite_loss(make_opt) -> None:  # type: ignore[no-untyped-def]
+    x, y = _blobs(64)
+    model = nn.Sequential(nn.Linear(2, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1))
+    arrays = [p.data for p in model.parameters()]
+    after_step: list[list[np.ndarray]] = [[p.data.copy() for p in model.parameters()]]  # w_0, w_1, ...
+    rec = cbs.LambdaCallback(on_batch_end=lambda s, logs, tape: after_step.append(
+        [p.data.copy() for p in model.parameters()]))
+    history = nn.fit(model, nn.MSELoss(), make_opt(model.parameters()), train=(x, np.eye(3)[y] * 1e3),
+                     epochs=200, batch_size=8, callbacks=[rec])
+    assert history.stop_reason is not None and "restored the last weights" in history.stop_reason
+    # the step whose loss was non-finite ran at after_step[-1]; the weights before it are kept
+    assert len(after_step) >= 2
+    for p, want in zip(model.parameters(), after_step[-2], strict=True):
+        np.testing.assert_array_equal(p.data, want)
+    assert all(p.data is a for p, a in zip(model.parameters(), arrays, strict=True)), "fit keeps the arrays"
+
+
+def test_fit_keeps_each_parameter_array_and_its_values_match_in_place_steps() -> None:
+    x, y = _blobs(50)
+    runs = []
+    for keep in (True, False):
+        model = _model()
+        arrays = [p.data for p in model.parameters()]
+        opt = nn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if keep:
+            nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=3, batch_size=7)
+            assert all(p.data is a for p, a in zip(model.parameters(), arrays, strict=True))
+        else:  # the same epochs by hand, every step in place
+            loss = nn.CrossEntropyLoss()
+            for epoch in range(3):
+                for xb, yb in nn.data.batches(x, y, 7, rng=np.random.default_rng([0, epoch])):
+                    out, caches = model.forward(xb, train=True, rng=np.random.default_rng([0, epoch, 1]))
+                    _, lc = loss.forward(out, yb)
+                    opt.zero_grad()
+                    model.backward(caches, loss.vjp(lc))
+                    opt.step()
+        runs.append([p.data.copy() for p in model.parameters()])
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_gives_back_the_arrays_when_a_callback_raises() -> None:
+    x, y = _blobs(40)
+    model = _model()
+    arrays = [p.data for p in model.parameters()]
+
+    def boom(step: int, logs: dict, tape: object) -> None:  # type: ignore[type-arg]
+        if step == 2:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), epochs=1,
+               batch_size=4, callbacks=[cbs.LambdaCallback(on_batch_end=boom)])
+    assert all(p.data is a for p, a in zip(model.parameters(), arrays, strict=True))
+
+
 def test_stopping_rules_on_weight_step_and_loss_change() -> None:
     x, y = _blobs(40)
     model = _model()

@@ -13,6 +13,7 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet._validation import as_float_input
+from nablanet.layers._zeros import zeros_like_layout
 from nablanet.layers.base import Layer, n_vector_axes
 
 
@@ -65,7 +66,7 @@ class ReLU(Elementwise):
     """
 
     def f(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x, 0)
+        return np.maximum(x, zeros_like_layout(x))  # against an array of 0s NumPy runs its SIMD loop
 
     def df(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (x >= 0).astype(x.dtype)
@@ -73,7 +74,8 @@ class ReLU(Elementwise):
     def vjp(
         self, cache: ElementwiseCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        n_vector_axes(dy, cache.y.ndim, "ReLU")
+        if dy.ndim < cache.x.ndim:
+            n_vector_axes(dy, cache.x.ndim, "ReLU")  # raises the error
         return dy * (cache.x >= 0), {}  # a product with the bool mask is several times faster than np.where
 
 

@@ -71,8 +71,13 @@ class Linear(Layer):
         self, cache: LinearCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = cache.x
-        nv = n_vector_axes(dy, x.ndim, "Linear")
         w = self.weight.data
+        if not per_sample and dy.ndim == 2 and x.ndim == 2:  # the common case, without reshapes
+            grads = {"weight": dy.T @ x}
+            if self.bias is not None:
+                grads["bias"] = dy.sum(axis=0)
+            return (dy @ w if need_dx else NO_DX), grads
+        nv = n_vector_axes(dy, x.ndim, "Linear")
         dx = dy @ w if need_dx else NO_DX
         vshape = dy.shape[:nv]
         if per_sample:

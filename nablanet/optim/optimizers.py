@@ -1,7 +1,8 @@
 """SGD (with momentum and Nesterov), Adam, AdamW, RMSprop and Adagrad: one per-array rule each.
 
 Every rule is PyTorch's single-tensor algorithm (``foreach=False``), written out for NumPy and
-updating ``p.data`` in place in its own dtype. Notation: g = ∂L/∂w (``p.grad``), α the learning
+updating ``p.data`` in its own dtype through ``Optimizer._apply`` (in place, or into the spare
+buffer under ``step(keep_previous=True)``). Notation: g = ∂L/∂w (``p.grad``), α the learning
 rate after ``lr_scale``, λ the weight decay, t the optimizer's step counter (which schedules
 see), k the number of updates this parameter has received including this one (Adam's bias
 correction and Adagrad's decay count k, as PyTorch does; k = t + 1 unless some steps found
@@ -68,6 +69,7 @@ class SGD(Optimizer):
     0 ≤ dampening ≤ 1, weight_decay ≥ 0. nesterov=True needs momentum > 0 and dampening = 0.
     """
 
+    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "momentum": _UNIT_OPEN,
@@ -120,10 +122,10 @@ class SGD(Optimizer):
             else:
                 d = buf
         if d is g or d is state.get("momentum_buffer"):
-            p.data -= h["lr"] * d
+            self._apply(p, h["lr"] * d)
         else:  # d is a temporary of our own: scale it in place
             d *= h["lr"]
-            p.data -= d
+            self._apply(p, d)
 
 
 class Adam(Optimizer):
@@ -141,6 +143,7 @@ class Adam(Optimizer):
     weight_decay ≥ 0.
     """
 
+    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "betas": _UNIT_OPEN,
@@ -178,9 +181,10 @@ class Adam(Optimizer):
     def _update(self, p: Parameter, g: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         lr, (b1, b2), wd = h["lr"], h["betas"], h["weight_decay"]
         k = _next_count(state)
+        decay = None  # AdamW: w ← (1 − αλ)·w − step, the decay applied first as PyTorch does
         if wd != 0:
             if self.decoupled_weight_decay:
-                p.data *= 1 - lr * wd
+                decay = 1 - lr * wd
             else:
                 g = g + wd * p.data
         m = _zeros(state, "exp_avg", p)
@@ -195,7 +199,7 @@ class Adam(Optimizer):
         denom += h["eps"]
         step = np.divide(m, denom, out=denom)
         step *= lr / (1 - b1**k)
-        p.data -= step
+        self._apply(p, step, decay)
 
 
 class AdamW(Adam):
@@ -230,6 +234,7 @@ class RMSprop(Optimizer):
     weight_decay ≥ 0, 0 ≤ momentum < 1.
     """
 
+    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "alpha": _UNIT,
@@ -284,7 +289,7 @@ class RMSprop(Optimizer):
             step = np.multiply(buf, h["lr"], out=step)
         else:
             step *= h["lr"]
-        p.data -= step
+        self._apply(p, step)
 
 
 class Adagrad(Optimizer):
@@ -300,6 +305,7 @@ class Adagrad(Optimizer):
     used once, when S is created).
     """
 
+    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "lr_decay": _NONNEG,
@@ -344,4 +350,4 @@ class Adagrad(Optimizer):
         step += h["eps"]
         np.divide(g, step, out=step)
         step *= lr_k
-        p.data -= step
+        self._apply(p, step)

@@ -13,6 +13,8 @@ from nablanet._validation import as_float_input, as_numeric_array, check_finite
 from nablanet.data.batching import batches
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
+from nablanet.optim.base import Optimizer
+from nablanet.parameter import Parameter
 from nablanet.train.callbacks import Callback, TrainingContext
 from nablanet.train.history import History
 
@@ -144,73 +146,73 @@ def fit(
         for m in recurrent:
             m.bptt_truncate = bptt_truncate  # validated by the layer
     model.train()
-    last_good = [p.data.copy() for p in params]
+    guard = _LastGood(params, optimizer)
     prev_w = _flat_weights(model) if tol_weights is not None else None
     prev_loss: float | None = None
     step = 0
     for cb in callbacks:
         cb.on_train_begin({})
-    for epoch in range(initial_epoch, initial_epoch + epochs):
-        t0 = time.perf_counter()
-        order_rng, forward_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
-        n_batches = math.ceil(len(x) / (batch_size or len(x)))
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch, {"batches": n_batches})
-        loss_sum, hits, seen = 0.0, 0.0, 0
-        for b, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, rng=order_rng)):
-            # -- the step: forward, loss, backward (VJPs into .grad), update -------------------------
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
-                out, caches = model.forward(xb, train=True, rng=forward_rng)
-            value, lcache = loss.forward(out, yb) if np.isfinite(out).all() else (math.nan, None)
-            if lcache is None or not math.isfinite(value):
-                for p, good in zip(params, last_good, strict=True):
-                    np.copyto(p.data, good)
-                ctx.stop(f"loss became {value} at epoch {epoch}, batch {b}; restored the last weights "
-                         "that gave a finite loss. Lower the learning rate or check the data.")
-                break
-            for p, good in zip(params, last_good, strict=True):
-                np.copyto(good, p.data)
-            lr = float(optimizer.current("lr"))
-            optimizer.zero_grad()
-            tape = model.backward(caches, loss.vjp(lcache))
-            optimizer.step()
-            # -- bookkeeping ---------------------------------------------------------------------
-            loss_sum += float(value) * len(xb)
-            acc = _accuracy(out, yb)
-            hits += 0.0 if acc is None else acc * len(xb)
-            seen += len(xb)
-            logs = {"loss": float(value), "lr": lr, "epoch": epoch, "batch": b, "size": len(xb)}
+    try:
+        for epoch in range(initial_epoch, initial_epoch + epochs):
+            t0 = time.perf_counter()
+            order_rng, forward_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
+            n_batches = math.ceil(len(x) / (batch_size or len(x)))
             for cb in callbacks:
-                cb.on_batch_end(step, logs, tape)
-            step += 1
+                cb.on_epoch_begin(epoch, {"batches": n_batches})
+            loss_sum, hits, seen = 0.0, 0.0, 0
+            for b, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, rng=order_rng)):
+                # -- the step: forward, loss, backward (VJPs into .grad), update -------------------------
+                with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
+                    out, caches = model.forward(xb, train=True, rng=forward_rng)
+                value, lcache = loss.forward(out, yb) if np.isfinite(out).all() else (math.nan, None)
+                if lcache is None or not math.isfinite(value):
+                    guard.restore()
+                    ctx.stop(f"loss became {value} at epoch {epoch}, batch {b}; restored the last weights "
+                             "that gave a finite loss. Lower the learning rate or check the data.")
+                    break
+                lr = float(optimizer.current("lr"))
+                optimizer.zero_grad()
+                tape = model.backward(caches, loss.vjp(lcache))
+                guard.step()  # optimizer.step(), keeping these weights: their loss was finite
+                # -- bookkeeping ---------------------------------------------------------------------
+                loss_sum += float(value) * len(xb)
+                acc = _accuracy(out, yb)
+                hits += 0.0 if acc is None else acc * len(xb)
+                seen += len(xb)
+                logs = {"loss": float(value), "lr": lr, "epoch": epoch, "batch": b, "size": len(xb)}
+                for cb in callbacks:
+                    cb.on_batch_end(step, logs, tape)
+                step += 1
+                if ctx.stop_training:
+                    break
+            if seen == 0:
+                break
+            record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / seen}
+            record["accuracy"] = hits / seen if _accuracy(out, yb) is not None else None
+            if val is not None:
+                model.eval()
+                scores = evaluate(model, loss, val[0], val[1], metrics=metrics)
+                model.train()
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            record["lr"] = float(optimizer.current("lr"))
+            record["seconds"] = time.perf_counter() - t0
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, record)
+            history.append(record)
+            if verbose:
+                _print_row(record, header=len(history) == 1)
+            if tol_loss is not None and prev_loss is not None and abs(record["loss"] - prev_loss) < tol_loss:
+                ctx.stop(f"|L_e - L_e-1| = {abs(record['loss'] - prev_loss):.3g} < tol_loss={tol_loss}")
+            prev_loss = record["loss"]
+            if tol_weights is not None and prev_w is not None:
+                w = _flat_weights(model)
+                if float(np.linalg.norm(w - prev_w)) < tol_weights:
+                    ctx.stop(f"||w_e - w_e-1|| = {np.linalg.norm(w - prev_w):.3g} < tol_weights={tol_weights}")
+                prev_w = w
             if ctx.stop_training:
                 break
-        if seen == 0:
-            break
-        record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / seen}
-        record["accuracy"] = hits / seen if _accuracy(out, yb) is not None else None
-        if val is not None:
-            model.eval()
-            scores = evaluate(model, loss, val[0], val[1], metrics=metrics)
-            model.train()
-            record.update({f"val_{k}": v for k, v in scores.items()})
-        record["lr"] = float(optimizer.current("lr"))
-        record["seconds"] = time.perf_counter() - t0
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, record)
-        history.append(record)
-        if verbose:
-            _print_row(record, header=len(history) == 1)
-        if tol_loss is not None and prev_loss is not None and abs(record["loss"] - prev_loss) < tol_loss:
-            ctx.stop(f"|L_e - L_e-1| = {abs(record['loss'] - prev_loss):.3g} < tol_loss={tol_loss}")
-        prev_loss = record["loss"]
-        if tol_weights is not None and prev_w is not None:
-            w = _flat_weights(model)
-            if float(np.linalg.norm(w - prev_w)) < tol_weights:
-                ctx.stop(f"||w_e - w_e-1|| = {np.linalg.norm(w - prev_w):.3g} < tol_weights={tol_weights}")
-            prev_w = w
-        if ctx.stop_training:
-            break
+    finally:
+        guard.close()  # each parameter gets back the array it had before fit
     for cb in callbacks:
         cb.on_train_end({})
     history.stop_reason = ctx.stop_reason
@@ -220,6 +222,40 @@ def fit(
     for m, k in zip(recurrent, saved_truncation, strict=True):
         m.bptt_truncate = k
     return history
+
+
+class _LastGood:
+    """The weights of the last step whose loss was finite, restored when the loss diverges.
+
+    A nablanet ``Optimizer`` keeps them for free: ``step(keep_previous=True)`` writes the new
+    weights into a spare buffer and leaves the old array as it was. Any other optimizer gets a
+    copy of the weights before each step.
+    """
+
+    def __init__(self, params: list[Parameter], optimizer: Any) -> None:
+        self.params, self.optimizer = params, optimizer
+        self.buffered = isinstance(optimizer, Optimizer)
+        self.copies = None if self.buffered else [p.data.copy() for p in params]
+
+    def step(self) -> None:
+        if self.copies is None:
+            self.optimizer.step(keep_previous=True)
+            return
+        for p, good in zip(self.params, self.copies, strict=True):
+            np.copyto(good, p.data)
+        self.optimizer.step()
+
+    def restore(self) -> None:
+        if self.copies is None:
+            self.optimizer.restore_previous()
+            return
+        for p, good in zip(self.params, self.copies, strict=True):
+            np.copyto(p.data, good)
+
+    def close(self) -> None:
+        """Every parameter gets back the array it had before ``fit`` (holding the new values)."""
+        if self.copies is None:
+            self.optimizer.forget_previous()
 
 
 def _leaves(layer: Layer) -> list[Layer]:
