@@ -32,7 +32,6 @@ Index letters: n batch, i in, o out, p output position, r extra (time) position,
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from typing import Any, cast
@@ -171,7 +170,7 @@ def _conv_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
 
     Per sample n and group g the weight gradient is a matrix product over the P = ∏S′ output
     positions: dWₙ,g = dYₙ,gᵀ Xₙ,g, with dYₙ,g (P, O_g) the output gradient and Xₙ,g (P, K_g) the
-    sample's im2col rows (``cache.cols`` holds them block by block, rows sample-major). Then
+    sample's im2col rows (``layer.col_blocks`` forms them block by block, rows sample-major). Then
 
         ‖dWₙ‖² = Σ_g ‖dYₙ,gᵀ Xₙ,g‖² = Σ_g Σ_p Σ_p′ (dYₙ,g[p]·dYₙ,g[p′]) (Xₙ,g[p]·Xₙ,g[p′])   (Gram trick)
 
@@ -189,8 +188,8 @@ def _conv_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     if "weight" in entry.grads:
         dyg = np.moveaxis(dy, 1, -1).reshape(n, p, g, og)  # (N, P, G, O_g), rows as in im2col
-        sq = np.empty(n, dtype=np.result_type(dy, cache.cols[0]))
-        for cols, (n0, n1) in zip(cache.cols, itertools.pairwise(cache.starts), strict=True):
+        sq = np.empty(n, dtype=np.result_type(dy, cache.xp))
+        for n0, n1, cols in layer.col_blocks(cache):
             kg = cols.shape[-1]
             xb = cols.reshape(g, n1 - n0, p, kg)  # (G, n, P, K_g)
             dyb = dyg[n0:n1].transpose(2, 0, 1, 3)  # (G, n, P, O_g)

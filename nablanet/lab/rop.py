@@ -30,7 +30,6 @@ An unknown layer, activation or loss fails loudly with a NotImplementedError nam
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from itertools import product
@@ -269,14 +268,14 @@ def _rop_linear(
 
 
 def _conv_x_wdot(layer: Conv1d | Conv2d, cache: ConvCache, wdot: np.ndarray) -> np.ndarray:
-    """conv(x, Ẇ) without bias, from the cached im2col blocks X:  Y = X Ẇₘᵀ  (Ẇₘ (G, O_g, ∏k·C_g),
+    """conv(x, Ẇ) without bias, from the layer's im2col blocks X:  Y = X Ẇₘᵀ  (Ẇₘ (G, O_g, ∏k·C_g),
     its columns in the (tap, channel) order of X). Returns (N, O, *S′)."""
     g, o = layer.groups, layer.out_channels
     wm = np.moveaxis(wdot, 1, -1).reshape(g, o // g, -1)
     n, out = cache.x_shape[0], cache.out_spatial
     p = math.prod(out)
-    y = np.empty((n * p, o), dtype=np.result_type(cache.cols[0], wdot))
-    for cols, (n0, n1) in zip(cache.cols, itertools.pairwise(cache.starts), strict=True):
+    y = np.empty((n * p, o), dtype=np.result_type(cache.xp, wdot))
+    for n0, n1, cols in layer.col_blocks(cache):
         y[n0 * p : n1 * p] = (cols @ wm.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(-1, o)
     return np.moveaxis(y.reshape(n, *out, o), -1, 1)
 
@@ -288,7 +287,7 @@ def _jvp_conv(
     """y = conv(x, W) + b is bilinear in (x, W):  ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ.
 
     conv(ẋ, W) runs the layer's own forward on ẋ with the bias removed; conv(x, Ẇ) is one GEMM per
-    cached im2col block. Shapes: x, ẋ (N, C, *S)  W, Ẇ (O, C/G, *k)  ḃ (O,)  ẏ (N, O, *S′).
+    im2col block. Shapes: x, ẋ (N, C, *S)  W, Ẇ (O, C/G, *k)  ḃ (O,)  ẏ (N, O, *S′).
     """
     ydot = None if xdot is None else _substitute(layer, bias=None).forward(xdot)[0]
     wdot, bdot = thetadot.get("weight"), thetadot.get("bias")

@@ -17,7 +17,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 
 def ix(*parts: Any) -> tuple[Any, ...]:
@@ -55,6 +55,26 @@ def windows(
     pos = tuple(slice(0, s * (o - 1) + 1, s) for s, o in zip(stride, out, strict=True))
     taps = tuple(slice(None, None, d) for d in dilation)
     return w[(slice(None), *pos, slice(None), *taps)]
+
+
+def window_rows(
+    xp: np.ndarray, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], out: Sequence[int]
+) -> np.ndarray | None:
+    """The windows of a padded channels-last ``xp`` (N, *Sₚ, C) as a read-only strided view
+    (N, *S′, k₁, …, k_{d−1}, k_d·C): taps outer and channels inner, the order of the im2col
+    columns, with the last kernel axis and the channels merged into one run of k_d·C contiguous
+    values (one window row along the last axis). Copying it into an (N·∏S′, ∏k·C) buffer is the
+    whole im2col, with inner loops k_d times longer than a copy tap by tap or channel by channel.
+    None when the layout does not allow it: a dilated last axis, or a last spatial axis and a
+    channel axis that are not adjacent in memory.
+    """
+    nd, c, item = len(kernel), xp.shape[-1], xp.itemsize
+    s = xp.strides
+    if dilation[-1] != 1 or not ((s[-1] == item and s[-2] == c * item) or (c == 1 and s[-2] == item)):
+        return None
+    shape = (xp.shape[0], *out, *kernel[:-1], kernel[-1] * c)
+    strides = (s[0], *(s[1 + a] * stride[a] for a in range(nd)), *(s[1 + a] * dilation[a] for a in range(nd - 1)), item)
+    return as_strided(xp, shape, strides, writeable=False)
 
 
 def tap_slices(

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from itertools import product
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike, get_rng
-from nablanet.layers._windows import ix, out_size, pad_channels_last, scatter_taps, tap_slices, unpad, windows
+from nablanet.layers._windows import (
+    ix,
+    out_size,
+    pad_channels_last,
+    scatter_taps,
+    tap_slices,
+    unpad,
+    window_rows,
+    windows,
+)
 from nablanet.layers.base import NO_DX, Layer, n_vector_axes
 from nablanet.parameter import Parameter
 
 _BLOCK_BYTES = 4 << 20  # im2col block size: a few MB stays in a core's share of the cache
+_SHORT_RUN = 64  # window rows of fewer values (k_w·C) are gathered tap by tap (see col_blocks)
 
 
 class ConvCache(NamedTuple):
-    cols: list[np.ndarray]  # im2col blocks, block b: (G, (s_{b+1} − s_b)·∏S′, K_g), K_g = ∏k·C_g
+    xp: np.ndarray  # the input, padded and channels-last (N, *Sₚ, C); im2col blocks are formed from it
     starts: tuple[int, ...]  # the blocks' first samples s_b, then N
     x_shape: tuple[int, ...]  # (N, C, *S)
     out_spatial: tuple[int, ...]  # S′
@@ -55,10 +66,14 @@ class _ConvNd(Layer):
              S′ = ⌊(S + pₗ + pᵣ − dil·(k − 1) − 1)/s⌋ + 1.
     Layout:  the math runs channels-last; y is returned as a transposed (NCHW-shaped) view of a
              channels-last array, so the next convolution or pooling layer reads it for free.
-    Memory:  the cache holds X: N·∏S′·∏k·C entries (for LeNet's second layer, batch 64, 14×14,
-             5×5×32: 64·196·800 floats = 40 MB in float32), kept as blocks of whole samples of about
-             _BLOCK_BYTES (4 MB) each; the VJP forms dX one block at a time and allocates the padded
-             input gradient. Peak extra memory ≈ |X| + one block + |x padded|.
+    Blocks:  X is never formed whole: forward and VJP each form it in blocks of whole samples of
+             about _BLOCK_BYTES (4 MB) in one reused buffer, multiply each block while it is in
+             cache, and move on (``col_blocks``). With stride 1 and one group, dX runs as a
+             convolution of dY padded by dil·(k − 1) − p with the flipped kernel (an im2col of dY
+             and one GEMM per block, no col2im); otherwise dX = dY Wₘ per block, then col2im.
+    Memory:  the cache holds the padded channels-last input xₚₐ𝒹 (N·∏Sₚ·C entries), not X (for
+             LeNet's second layer, batch 64, 18×18 padded, 32 channels: 2.7 MB against 40 MB for X in float32).
+             Peak extra memory ≈ one block of X + |dY padded| + |dx| during the VJP.
     Init (PyTorch's): W, b ~ U(−1/√fan_in, 1/√fan_in), fan_in = C/G·∏k.
     """
 
@@ -173,34 +188,86 @@ class _ConvNd(Layer):
                 view.reshape(n, *out, g, cg), -2, 0)
         return cols.reshape(g, n * math.prod(out), -1)
 
+    def _padded_input(self, x: np.ndarray) -> np.ndarray:
+        """x (N, C, *S) → padded channels-last (N, *Sₚ, C), laid out so ``window_rows`` applies
+        where the geometry allows it (a copy only when x's memory is not channels-last already)."""
+        xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads)
+        if self.groups == 1 and self.dilation[-1] == 1 and window_rows(xp, *self._geometry(xp)) is None:
+            xp = np.ascontiguousarray(xp)
+        return xp
+
+    def _geometry(self, xp: np.ndarray) -> tuple[tuple[int, ...], ...]:
+        spatial = xp.shape[1:-1]
+        out = tuple(
+            (s - d * (k - 1) - 1) // st + 1
+            for s, k, st, d in zip(spatial, self.kernel_size, self.stride, self.dilation, strict=True)
+        )
+        return self.kernel_size, self.stride, self.dilation, out
+
+    def _block_starts(self, n: int, row_bytes: int) -> tuple[int, ...]:
+        # Blocks of samples whose im2col matrix fits _BLOCK_BYTES: each block is formed in one
+        # buffer and read by the product while it is still in cache.
+        step = max(1, _BLOCK_BYTES // max(1, row_bytes))
+        return (*range(0, n, step), n)
+
+    def col_blocks(self, cache: ConvCache) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(n₀, n₁, X_b) for each block of samples: X_b (G, (n₁ − n₀)·∏S′, K_g) holds the im2col rows
+        of samples n₀ … n₁ − 1, formed again from the cached padded input. With groups = 1 every
+        X_b is a view of one buffer that the next block overwrites: use it before the next.
+
+        How X_b is formed depends on the run of values one window row holds along the last axis
+        (k_d·C with groups = 1): a long run is copied row by row (``window_rows``); a short one,
+        as in a first layer on 1- or 3-channel images, tap by tap into a (K, rows) buffer, whose
+        transpose X_b then is (one long contiguous copy per tap; the products take it as is).
+        """
+        xp, out, g = cache.xp, cache.out_spatial, self.groups
+        p, c = math.prod(out), xp.shape[-1]
+        k = math.prod(self.kernel_size) * c
+        most = max(b - a for a, b in itertools.pairwise(cache.starts))
+        if g == 1 and self.kernel_size[-1] * c < _SHORT_RUN:
+            buf = np.empty(most * p * k, dtype=xp.dtype)
+            taps = list(product(*(range(kk) for kk in self.kernel_size)))
+            for n0, n1 in itertools.pairwise(cache.starts):
+                rows = (n1 - n0) * p
+                cols_t = buf[: k * rows].reshape(len(taps), c, n1 - n0, *out)
+                for t, tap in enumerate(taps):
+                    view = xp[ix(slice(n0, n1), *tap_slices(tap, self.stride, self.dilation, out), slice(None))]
+                    cols_t[t] = np.moveaxis(view, -1, 0)
+                yield n0, n1, cols_t.reshape(k, rows).T[None]
+            return
+        view = window_rows(xp, self.kernel_size, self.stride, self.dilation, out) if g == 1 else None
+        if view is None:
+            for n0, n1 in itertools.pairwise(cache.starts):
+                yield n0, n1, self._im2col(xp[n0:n1], out)
+            return
+        buf = np.empty((most * p, k), dtype=xp.dtype)
+        for n0, n1 in itertools.pairwise(cache.starts):
+            cols = buf[: (n1 - n0) * p]
+            np.copyto(cols.reshape(view[n0:n1].shape), view[n0:n1])
+            yield n0, n1, cols[None]
+
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, ConvCache]:
         self._check(x)
-        g = self.groups
         w = self.weight.data
         if x.dtype != w.dtype:
             x = x.astype(w.dtype)
         n = x.shape[0]
         out = self._out_spatial(x.shape[2:])
-        xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads)  # (N, *Sₚ, C)
         p = math.prod(out)
+        xp = self._padded_input(x)  # (N, *Sₚ, C)
         wm = self._weight_matrix()  # (G, O_g, K_g)
-        # Blocks of samples whose im2col matrix fits _BLOCK_BYTES: the product reads each block
-        # while it is still in cache, and no single huge array is allocated (and page-faulted) per step.
-        step = max(1, _BLOCK_BYTES // (p * wm.shape[-1] * g * x.itemsize))
-        starts = (*range(0, n, step), n)
+        starts = self._block_starts(n, p * wm.shape[-1] * self.groups * x.itemsize)
+        cache = ConvCache(xp, starts, x.shape, out, self._pads)
         y = np.empty((n * p, self.out_channels), dtype=x.dtype)
-        blocks = []
-        for n0, n1 in itertools.pairwise(starts):
-            cols = self._im2col(xp[n0:n1], out)
-            if g == 1:  # a 2-D product: NumPy's stacked matmul is slower for one matrix
+        for n0, n1, cols in self.col_blocks(cache):
+            if self.groups == 1:  # a 2-D product: NumPy's stacked matmul is slower for one matrix
                 np.matmul(cols[0], wm[0].T, out=y[n0 * p : n1 * p])
             else:
                 y[n0 * p : n1 * p] = (cols @ wm.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(-1, self.out_channels)
-            blocks.append(cols)
         if self.bias is not None:
             y += self.bias.data
         y = y.reshape(n, *out, self.out_channels)
-        return np.moveaxis(y, -1, 1), ConvCache(blocks, starts, x.shape, out, self._pads)
+        return np.moveaxis(y, -1, 1), cache
 
     def vjp(
         self, cache: ConvCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
@@ -213,32 +280,73 @@ class _ConvNd(Layer):
         # dY in the im2col row order: (*V, G, M, O_g)
         dyh = np.moveaxis(dy, nv + 1, -1)  # (*V, N, *S′, O)
         dyg = np.swapaxes(dyh.reshape(*vshape, -1, g, og), -2, -3)
-        spans = [(n0 * p, n1 * p) for n0, n1 in itertools.pairwise(cache.starts)]
         grads: dict[str, np.ndarray] = {}
         if per_sample:
             parts = [
-                np.einsum("...gnpo,gnpk->...ngok", dyg[..., r0:r1, :].reshape(*vshape, g, -1, p, og),
+                np.einsum("...gnpo,gnpk->...ngok", dyg[..., n0 * p : n1 * p, :].reshape(*vshape, g, -1, p, og),
                           cols.reshape(g, -1, p, cols.shape[-1]), optimize=True)
-                for cols, (r0, r1) in zip(cache.cols, spans, strict=True)
+                for n0, n1, cols in self.col_blocks(cache)
             ]
             dwn = np.concatenate(parts, axis=nv)  # (*V, N, G, O_g, K_g)
             grads["weight"] = self._to_weight_layout(dwn.reshape(*dwn.shape[: nv + 1], self.out_channels, -1))
             if self.bias is not None:
                 grads["bias"] = dy.sum(axis=tuple(range(nv + 2, nv + 2 + nd)))
         else:
-            dwg: np.ndarray = np.zeros(0)
-            for i, (cols, (r0, r1)) in enumerate(zip(cache.cols, spans, strict=True)):
-                if g == 1 and nv == 0:
-                    part = dyg[0, r0:r1].T @ cols[0]
+            dwg = np.zeros(0)
+            for i, (n0, n1, cols) in enumerate(self.col_blocks(cache)):
+                rows = dyg[..., n0 * p : n1 * p, :]
+                part = rows[0].T @ cols[0] if g == 1 and nv == 0 else np.swapaxes(rows, -1, -2) @ cols
+                if i == 0:
+                    dwg = part
                 else:
-                    part = np.swapaxes(dyg[..., r0:r1, :], -1, -2) @ cols  # (*V, G, O_g, K_g)
-                dwg = part if i == 0 else dwg + part
+                    dwg += part
             grads["weight"] = self._to_weight_layout(dwg.reshape(*vshape, self.out_channels, -1))
             if self.bias is not None:
                 grads["bias"] = dy.sum(axis=(nv, *range(nv + 2, nv + 2 + nd)))
         if not need_dx:
             return NO_DX, grads
+        if nv == 0 and self._transposed_ok(cache):
+            return self._input_grad_transposed(cache, dyh), grads
         return self._input_grad(cache, dyg, vshape), grads
+
+    def _transposed_ok(self, cache: ConvCache) -> bool:
+        """Whether dX can run as a convolution of the padded dY (stride 1, one group, an
+        undilated last axis, and padding no wider than the kernel's reach on any side)."""
+        return (
+            self.groups == 1
+            and all(s == 1 for s in self.stride)
+            and self.dilation[-1] == 1
+            and all(lo <= d * (k - 1) and hi <= d * (k - 1)
+                    for (lo, hi), k, d in zip(cache.pads, self.kernel_size, self.dilation, strict=True))
+        )
+
+    def _input_grad_transposed(self, cache: ConvCache, dyh: np.ndarray) -> np.ndarray:
+        """dX for stride 1 as a convolution: with t′ = k − 1 − t and dYₚₐ𝒹 = dY padded by
+        dil·(k − 1) − pₗ before and dil·(k − 1) − pᵣ after on each axis,
+            dx[n, c, i] = Σ_o Σ_t′ W[o, c, k − 1 − t′] · dYₚₐ𝒹[n, o, i + dil·t′],
+        one im2col of dYₚₐ𝒹 (rows of ∏k·O) and one GEMM per block, with no col2im scatter."""
+        spatial = cache.x_shape[2:]
+        n, c = cache.x_shape[0], self.in_channels
+        reach = tuple(d * (k - 1) for k, d in zip(self.kernel_size, self.dilation, strict=True))
+        dyp = pad_channels_last(dyh, [(r - lo, r - hi) for r, (lo, hi) in zip(reach, cache.pads, strict=True)])
+        ones = (1,) * self._nd
+        view = window_rows(dyp, self.kernel_size, ones, self.dilation, spatial)
+        if view is None:  # dY was not channels-last in memory: a contiguous copy always qualifies
+            view = cast(np.ndarray, window_rows(np.ascontiguousarray(dyp), self.kernel_size, ones, self.dilation,
+                                                spatial))
+        # Wf[(t′, o), c] = W[o, c, k − 1 − t′]
+        flipped = self.weight.data[(slice(None), slice(None), *(slice(None, None, -1),) * self._nd)]
+        wf = np.moveaxis(flipped, (0, 1), (-2, -1)).reshape(-1, c)
+        p = math.prod(spatial)
+        starts = self._block_starts(n, p * wf.shape[0] * dyp.itemsize)
+        most = max(b - a for a, b in itertools.pairwise(starts))
+        buf = np.empty((most * p, wf.shape[0]), dtype=dyp.dtype)
+        dx = np.empty((n * p, c), dtype=dyp.dtype)
+        for n0, n1 in itertools.pairwise(starts):
+            cols = buf[: (n1 - n0) * p]
+            np.copyto(cols.reshape(view[n0:n1].shape), view[n0:n1])
+            np.matmul(cols, wf, out=dx[n0 * p : n1 * p])
+        return np.moveaxis(dx.reshape(n, *spatial, c), -1, 1)
 
     def _input_grad(self, cache: ConvCache, dyg: np.ndarray, vshape: tuple[int, ...]) -> np.ndarray:
         """dX = dY Wₘ, then col2im, block by block, so each block of dX is scattered while it is
@@ -247,7 +355,7 @@ class _ConvNd(Layer):
         cg = self.in_channels // g
         out = cache.out_spatial
         spatial = cache.x_shape[2:]
-        padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, cache.pads, strict=True))
+        padded = cache.xp.shape[1:-1]
         wm = self._weight_matrix()  # (G, O_g, K_g)
         nv = len(vshape)
         p = math.prod(out)

@@ -123,9 +123,15 @@ class _MaxPoolNd(_PoolNd):
         nv = n_vector_axes(dy, nd + 2, type(self).__name__)
         dyh = np.moveaxis(dy, nv + 1, -1)  # (*V, N, *S′, C)
         out = cache.out_spatial
-        dxp = np.zeros((*dyh.shape[:nv], *cache.padded), dtype=dy.dtype)
         disjoint = all(s >= d * (k - 1) + 1 for s, k, d in zip(self.stride, self.kernel_size, self.dilation,
                                                                  strict=True))
+        # windows that tile the padded input exactly write every entry once: no zero fill needed
+        tiled = disjoint and all(
+            s == k and d == 1 and o * s == full
+            for s, k, d, o, full in zip(self.stride, self.kernel_size, self.dilation, out, cache.padded[1:-1],
+                                        strict=True)
+        )
+        dxp = (np.empty if tiled else np.zeros)((*dyh.shape[:nv], *cache.padded), dtype=dy.dtype)
         for t, dview in enumerate(self._taps(dxp, out)):
             if disjoint:  # each input entry is in at most one window: write, don't add
                 np.multiply(dyh, cache.argmax == t, out=dview)
