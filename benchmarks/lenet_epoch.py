@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info, torch_sgd_epoch
+from _common import blas_info, summary, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -106,13 +105,15 @@ def main() -> None:
         runners = {args.only: runners[args.only]}
     for fn in runners.values():  # warm up imports, thread pools and allocator
         fn(x[: BATCH * 4], y[: BATCH * 4])
+    runs: dict[str, list[tuple[float, float | None]]] = {name: [] for name in runners}
+    for _ in range(args.repeats):  # interleaved rounds, as in _common.interleaved
+        for name, fn in runners.items():
+            time.sleep(0.5)
+            runs[name].append(measured(fn, x, y))
     results = {}
-    for name, fn in runners.items():
-        runs = [measured(fn, x, y) for _ in range(args.repeats)]
-        ts = [t for t, _ in runs]
-        mems = [m for _, m in runs if m is not None]
-        results[name] = {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
-                         "peak_extra_mib": max(mems) if mems else None}
+    for name, rs in runs.items():
+        mems = [m for _, m in rs if m is not None]
+        results[name] = {**summary([t for t, _ in rs]), "peak_extra_mib": max(mems) if mems else None}
     out: dict[str, object] = {
         "work": f"1 epoch, LeNet-style CNN, n={args.n} x 1x28x28, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
         "cpus": os.cpu_count(), "numpy_blas": blas_info(), "times": results,

@@ -302,12 +302,20 @@ class _ConvNd(Layer):
                     dwg += part
             grads["weight"] = self._to_weight_layout(dwg.reshape(*vshape, self.out_channels, -1))
             if self.bias is not None:
-                grads["bias"] = dy.sum(axis=(nv, *range(nv + 2, nv + 2 + nd)))
+                grads["bias"] = self._bias_grad(dyh, nv)
         if not need_dx:
             return NO_DX, grads
         if nv == 0 and self._transposed_ok(cache):
             return self._input_grad_transposed(cache, dyh), grads
         return self._input_grad(cache, dyg, vshape), grads
+
+    @staticmethod
+    def _bias_grad(dyh: np.ndarray, nv: int) -> np.ndarray:
+        """db[o] = Σₙ,ₚ dy[n, o, p] from channels-last dyh (*V, N, *S′, O): one matrix-vector product
+        with a vector of ones, which BLAS runs in one pass (an axis-0 sum over rows of O values
+        is several times slower)."""
+        rows = dyh.reshape(*dyh.shape[:nv], -1, dyh.shape[-1])
+        return np.ones(rows.shape[-2], dtype=dyh.dtype) @ rows
 
     def _transposed_ok(self, cache: ConvCache) -> bool:
         """Whether dX can run as a convolution of the padded dY (stride 1, one group, an
