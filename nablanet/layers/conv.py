@@ -226,13 +226,15 @@ class _ConvNd(Layer):
         most = max(b - a for a, b in itertools.pairwise(cache.starts))
         if g == 1 and self.kernel_size[-1] * c < _SHORT_RUN:
             buf = np.empty(most * p * k, dtype=xp.dtype)
-            taps = list(product(*(range(kk) for kk in self.kernel_size)))
+            regions = [tap_slices(tap, self.stride, self.dilation, out)
+                       for tap in product(*(range(kk) for kk in self.kernel_size))]
+            to_front = (self._nd + 1, *range(self._nd + 1))  # (n, *S′, C) → (C, n, *S′)
             for n0, n1 in itertools.pairwise(cache.starts):
                 rows = (n1 - n0) * p
-                cols_t = buf[: k * rows].reshape(len(taps), c, n1 - n0, *out)
-                for t, tap in enumerate(taps):
-                    view = xp[ix(slice(n0, n1), *tap_slices(tap, self.stride, self.dilation, out), slice(None))]
-                    cols_t[t] = np.moveaxis(view, -1, 0)
+                cols_t = buf[: k * rows].reshape(len(regions), c, n1 - n0, *out)
+                block = xp[n0:n1]
+                for t, region in enumerate(regions):
+                    cols_t[t] = block[ix(slice(None), *region, slice(None))].transpose(to_front)
                 yield n0, n1, cols_t.reshape(k, rows).T[None]
             return
         view = window_rows(xp, self.kernel_size, self.stride, self.dilation, out) if g == 1 else None
