@@ -64,3 +64,9 @@ def interleaved(
 
 def summary(ts: list[float]) -> dict[str, float]:
     return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts)}
+
+
+def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """The median over rounds of a's time / b's time in the same round (see ``interleaved``): a
+    drift in the machine's speed between rounds cancels out of each round's ratio."""
+    return statistics.median(ta / tb for ta, tb in zip(times[a], times[b], strict=True))

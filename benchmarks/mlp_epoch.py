@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info, interleaved, summary, torch_sgd_epoch
+from _common import blas_info, interleaved, paired_ratio, summary, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -143,11 +143,13 @@ def main() -> None:
         runners["sklearn"] = run_sklearn
     for fn in runners.values():  # warm up caches and imports
         fn(x[: BATCH * 4], y[: BATCH * 4])
-    results = {name: summary(ts) for name, ts in interleaved(runners, x, y, args.repeats).items()}
+    times = interleaved(runners, x, y, args.repeats)
+    results = {name: summary(ts) for name, ts in times.items()}
     med = {k: v["median_s"] for k, v in results.items()}
-    ratios = {"nablanet/numpy_loop": med["nablanet"] / med["numpy_loop"]}
+    # each ratio: the median over rounds of the two runs' ratio in the same round
+    ratios = {"nablanet/numpy_loop": paired_ratio(times, "nablanet", "numpy_loop")}
     if "pytorch" in med:
-        ratios.update({f"{k}/pytorch": v / med["pytorch"] for k, v in med.items() if k != "pytorch"})
+        ratios.update({f"{k}/pytorch": paired_ratio(times, k, "pytorch") for k in med if k != "pytorch"})
     peak = gemm_peak_gflops()
     flops = epoch_flops(args.n)
     gemm = {"peak_gflops_float32": peak, "epoch_gflop": flops / 1e9,
