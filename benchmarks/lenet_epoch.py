@@ -4,10 +4,16 @@ run in one process by nablanet (``fit``) and PyTorch CPU, from the same initial 
     conv 5x5 1->32 padding 2, ReLU, max-pool 2, conv 5x5 32->64 padding 2, ReLU, max-pool 2,
     Flatten, Linear 3136->10
 
-Prints medians (and min/max) of several repetitions, the ratio, and each run's peak extra resident
-memory (the rise of the process' high-water mark, which is reset before each run via
-/proc/self/clear_refs where Linux allows it) as JSON. Not a test.
-    python benchmarks/lenet_epoch.py [--repeats 3] [--n 10000]
+Runs the two in interleaved rounds and prints medians (and min/max) of the times, the median over
+rounds of the ratio, and each run's peak extra resident memory (the rise of the process'
+high-water mark, which is reset before each run via /proc/self/clear_refs where Linux allows it)
+as JSON. Not a test.
+    python benchmarks/lenet_epoch.py [--repeats 5] [--n 10000]
+
+The JSON names the BLAS kernels NumPy ran (``numpy_blas``). Where the environment pins OpenBLAS to
+older kernels (OPENBLAS_CORETYPE, with OPENBLAS_L2_SIZE), unset both for this command alone to
+time the kernels a current NumPy picks on the CPU:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/lenet_epoch.py
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info, summary, torch_sgd_epoch
+from _common import blas_info, paired_ratio, summary, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -95,7 +101,7 @@ def measured(fn: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, y: np.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--only", choices=["nablanet", "pytorch"], default=None)
     args = parser.parse_args()
@@ -118,8 +124,9 @@ def main() -> None:
         "work": f"1 epoch, LeNet-style CNN, n={args.n} x 1x28x28, batch {BATCH}, SGD momentum {MOMENTUM}, float32",
         "cpus": os.cpu_count(), "numpy_blas": blas_info(), "times": results,
     }
-    if len(results) == 2:
-        out["ratios"] = {"nablanet/pytorch": results["nablanet"]["median_s"] / results["pytorch"]["median_s"]}
+    if len(results) == 2:  # the median over rounds of the ratio within a round
+        out["ratios"] = {"nablanet/pytorch": paired_ratio({k: [t for t, _ in rs] for k, rs in runs.items()},
+                                                          "nablanet", "pytorch")}
     print(json.dumps(out, indent=2))
 
 

@@ -2,8 +2,12 @@
 SGD momentum 0.9, run in one process by nablanet (``fit``), a minimal hand-written NumPy loop doing
 the same math (the floor: what the abstraction costs), PyTorch CPU and scikit-learn's MLPClassifier.
 
-Prints medians (and min/max) of several repetitions and the ratios as JSON. Not a test.
-    python benchmarks/mlp_epoch.py [--repeats 3] [--n 60000]
+Runs them in interleaved rounds and prints medians (and min/max) of the times and, for each ratio,
+the median over rounds of the ratio within a round, as JSON. Not a test.
+    python benchmarks/mlp_epoch.py [--repeats 9] [--n 60000]
+
+The JSON names the BLAS kernels NumPy ran (``numpy_blas``); see lenet_epoch.py for timing without
+the environment's OpenBLAS pin.
 """
 
 from __future__ import annotations
@@ -131,7 +135,7 @@ def timeit_once(fn: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--n", type=int, default=60_000)
     parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sklearn"])
     args = parser.parse_args()
