@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 import numpy as np
-from _common import blas_info, interleaved, summary, torch_sgd_epoch
+from _common import blas_info, interleaved, paired_ratio, summary, torch_sgd_epoch
 
 import nablanet as nn
 from nablanet.layers.recurrent import LSTM, LastStep
@@ -86,7 +86,8 @@ def main() -> None:
         runners = {args.only: runners[args.only]}
     for fn in runners.values():  # warm up imports, thread pools and allocator
         fn(x[: BATCH * 4], y[: BATCH * 4])
-    results = {name: summary(ts) for name, ts in interleaved(runners, x, y, args.repeats).items()}
+    times = interleaved(runners, x, y, args.repeats)
+    results = {name: summary(ts) for name, ts in times.items()}
     out: dict[str, object] = {
         "work": f"1 epoch, LSTM({FEATURES}, {HIDDEN}) on n={args.n} x {SEQ_LEN} steps, last step -> "
                 f"Linear({HIDDEN}, {CLASSES}), batch {BATCH}, SGD momentum {MOMENTUM}, float32",
@@ -95,7 +96,7 @@ def main() -> None:
     }
     if len(results) == 2:
         out["ratios"] = {
-            "nablanet/pytorch (medians)": results["nablanet"]["median_s"] / results["pytorch"]["median_s"],
+            "nablanet/pytorch": paired_ratio(times, "nablanet", "pytorch"),  # median over rounds
             "nablanet/pytorch (minima)": results["nablanet"]["min_s"] / results["pytorch"]["min_s"],
         }
     print(json.dumps(out, indent=2))
