@@ -118,7 +118,11 @@ def fit(
     Stopping rules (the notes'): stop after an epoch when ‖wₑ − wₑ₋₁‖ < ``tol_weights`` or when
     |Lₑ − Lₑ₋₁| < ``tol_loss`` (mean training losses). A non-finite training loss stops training
     at once, with the message in ``history.stop_reason``, and the model keeps the last weights
-    that gave a finite loss.
+    that gave a finite loss. To keep them without a copy per step, a nablanet optimizer writes each
+    step's new weights into a new array (``Optimizer.step(keep_previous=True)``): inside ``fit``
+    (in callbacks) a parameter's ``.data`` may be a different array from one step to the next, so
+    hold the ``Parameter``, not its array. When ``fit`` returns, every parameter has its own array
+    back, holding the trained values.
 
     ``bptt_truncate=k`` trains every recurrent layer (RNN, GRU, LSTM) with truncated backprop
     through time: the gradient through the hidden state is cut every k steps (see
