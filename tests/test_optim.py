@@ -183,12 +183,23 @@ class _InPlaceSGD(Optimizer):
         p.data -= h["lr"] * g
 
 
-def test_keep_previous_works_for_a_rule_that_updates_in_place() -> None:
+class _ApplyStateSGD(_InPlaceSGD):
+    """A user's rule that hands _apply an array it keeps (its state), without claiming ownership."""
+
+    def _update(self, p: Parameter, g: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
+        state["step"] = h["lr"] * g
+        self._apply(p, state["step"])
+
+
+@pytest.mark.parametrize("cls", [_InPlaceSGD, _ApplyStateSGD])
+def test_keep_previous_works_for_rules_that_do_not_claim_their_delta(cls: type[Optimizer]) -> None:
     p = Parameter(np.arange(3.0))
-    opt = _InPlaceSGD([p], lr=1.0)
+    opt = cls([p], lr=1.0)
     p.grad = np.ones(3)
     opt.step(keep_previous=True)
     np.testing.assert_array_equal(p.data, np.arange(3.0) - 1)
+    if cls is _ApplyStateSGD:
+        np.testing.assert_array_equal(opt.state[0]["step"], np.ones(3))  # its state is left alone
     opt.restore_previous()
     np.testing.assert_array_equal(p.data, np.arange(3.0))
 

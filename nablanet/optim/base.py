@@ -71,8 +71,9 @@ class Optimizer:
     # The numeric hyperparameters of a subclass and their valid values. Names not listed here
     # (nesterov, amsgrad, centered) are fixed options, validated in ``_check``.
     ranges: ClassVar[dict[str, Range]] = {}
-    # True when ``_update`` writes the parameter only through ``_apply`` (all built-in rules). A
-    # subclass that updates ``p.data`` in place leaves it False and still works everywhere.
+    # True when ``_update`` writes the parameter only through ``_apply``, with a delta that is a
+    # temporary of its own (all built-in rules). A subclass that updates ``p.data`` in place
+    # leaves it False and still works everywhere (``step(keep_previous=True)`` then copies).
     _writes_through_apply: ClassVar[bool] = False
 
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any]) -> None:
@@ -176,7 +177,7 @@ class Optimizer:
         previous: list[tuple[Parameter, np.ndarray]] = []
         # a rule that updates p.data in place (no _apply) gets a copy to update instead
         copy_first = keep_previous and not type(self)._writes_through_apply
-        self._keeping = keep_previous
+        self._keeping = keep_previous and not copy_first
         try:
             index = 0
             for group in self.param_groups:
