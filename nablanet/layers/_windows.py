@@ -57,6 +57,13 @@ def windows(
     return w[(slice(None), *pos, slice(None), *taps)]
 
 
+def rows_contiguous(xp: np.ndarray) -> bool:
+    """Whether the last spatial axis and the channels of a channels-last ``xp`` (N, *S, C) are
+    adjacent in memory, so that consecutive positions' channel runs form one contiguous run."""
+    s, c, item = xp.strides, xp.shape[-1], xp.itemsize
+    return (s[-1] == item and s[-2] == c * item) or (c == 1 and s[-2] == item)
+
+
 def window_rows(
     xp: np.ndarray, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], out: Sequence[int]
 ) -> np.ndarray | None:
@@ -68,10 +75,11 @@ def window_rows(
     None when the layout does not allow it: a dilated last axis, or a last spatial axis and a
     channel axis that are not adjacent in memory.
     """
-    nd, c, item = len(kernel), xp.shape[-1], xp.itemsize
+    nd, item = len(kernel), xp.itemsize
     s = xp.strides
-    if dilation[-1] != 1 or not ((s[-1] == item and s[-2] == c * item) or (c == 1 and s[-2] == item)):
+    if dilation[-1] != 1 or not rows_contiguous(xp):
         return None
+    c = xp.shape[-1]
     shape = (xp.shape[0], *out, *kernel[:-1], kernel[-1] * c)
     strides = (s[0], *(s[1 + a] * stride[a] for a in range(nd)), *(s[1 + a] * dilation[a] for a in range(nd - 1)), item)
     return as_strided(xp, shape, strides, writeable=False)

@@ -16,6 +16,7 @@ from nablanet.layers._windows import (
     ix,
     out_size,
     pad_channels_last,
+    rows_contiguous,
     scatter_taps,
     tap_slices,
     unpad,
@@ -190,19 +191,9 @@ class _ConvNd(Layer):
 
     def _padded_input(self, x: np.ndarray) -> np.ndarray:
         """x (N, C, *S) → padded channels-last (N, *Sₚ, C), laid out so ``window_rows`` applies
-        where the geometry allows it (a copy only when x's memory is not channels-last already)."""
+        (a copy only when x's memory is not channels-last already)."""
         xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads)
-        if self.groups == 1 and self.dilation[-1] == 1 and window_rows(xp, *self._geometry(xp)) is None:
-            xp = np.ascontiguousarray(xp)
-        return xp
-
-    def _geometry(self, xp: np.ndarray) -> tuple[tuple[int, ...], ...]:
-        spatial = xp.shape[1:-1]
-        out = tuple(
-            (s - d * (k - 1) - 1) // st + 1
-            for s, k, st, d in zip(spatial, self.kernel_size, self.stride, self.dilation, strict=True)
-        )
-        return self.kernel_size, self.stride, self.dilation, out
+        return xp if self.groups != 1 or rows_contiguous(xp) else np.ascontiguousarray(xp)
 
     def _block_starts(self, n: int, row_bytes: int) -> tuple[int, ...]:
         # Blocks of samples whose im2col matrix fits _BLOCK_BYTES: each block is formed in one
