@@ -85,7 +85,10 @@ class Loss:
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"{type(self).__name__} got input.shape={x.shape}; expected a batch (N, ...) with N ≥ 1")
         t = self._prepare_target(x, target)
-        terms, aux = self._terms(x, t)
+        return self._reduce(x, *self._terms(x, t))
+
+    def _reduce(self, x: np.ndarray, terms: np.ndarray, aux: Any) -> tuple[float | np.ndarray, LossCache]:
+        """The reduction of the terms, and the cache."""
         z = self._normalizer(terms, aux)
         cache = LossCache(terms, z, x.shape, x.dtype, aux)
         if self.reduction == "none":

@@ -17,9 +17,10 @@ import numpy as np
 
 from nablanet._validation import as_numeric_array, check_finite
 from nablanet.layers.softmax import log_softmax
-from nablanet.losses.base import Loss
+from nablanet.losses.base import Loss, LossCache
 
 _SHORT_ROWS = 32  # at most this many classes: reduce over samples (see _plain_terms)
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _CECache(NamedTuple):
@@ -172,6 +173,23 @@ class CrossEntropyLoss(Loss):
                 "the target spread uniformly over the classes). Fix: pass e.g. label_smoothing=0.1."
             )
         self.label_smoothing = float(label_smoothing)
+
+    def forward(self, input: Any, target: Any) -> tuple[float | np.ndarray, LossCache]:
+        # The common case, checked in one go: (N, C) float logits, N integer labels all in [0, C),
+        # no class weights or smoothing, no label equal to an in-range ignore_index. Anything else
+        # takes the general path, which also says what is wrong with bad input.
+        if (
+            type(input) is np.ndarray and type(target) is np.ndarray and input.ndim == 2 and target.ndim == 1
+            and input.dtype in _FLOAT_DTYPES and target.dtype.kind in "iu" and 0 < len(target) == len(input)
+            and self.weight is None and self.label_smoothing == 0.0
+        ):
+            n_classes = input.shape[1]
+            idx = target.astype(np.int64, copy=False)
+            if (0 <= idx.min() and idx.max() < n_classes
+                    and not (0 <= self.ignore_index < n_classes and (idx == self.ignore_index).any())):
+                check_finite(input, "input")
+                return self._reduce(input, *self._plain_terms(input, idx))
+        return super().forward(input, target)
 
     def _prepare_target(self, input: np.ndarray, target: Any) -> np.ndarray:
         name = type(self).__name__
