@@ -168,7 +168,12 @@ def fit(
                 # -- the step: forward, loss, backward (VJPs into .grad), update -------------------------
                 with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
                     out, caches = model.forward(xb, train=True, rng=forward_rng)
-                value, lcache = loss.forward(out, yb) if np.isfinite(out).all() else (math.nan, None)
+                try:
+                    value, lcache = loss.forward(out, yb)
+                except ValueError:  # the loss refuses a non-finite output; any other complaint stands
+                    if np.isfinite(out).all():
+                        raise
+                    value, lcache = math.nan, None
                 if lcache is None or not math.isfinite(value):
                     guard.restore()
                     ctx.stop(f"loss became {value} at epoch {epoch}, batch {b}; restored the last weights "
