@@ -136,9 +136,10 @@ def _linear_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
     dy3 = dy.reshape(n, -1, o)
     r = x3.shape[1]
     out: dict[str, np.ndarray] = {}
+    dy_norms = _norms(dy3) if r == 1 else None  # ‖dyₙ‖: both ‖dWₙ‖'s factor and ‖dbₙ‖ when R = 1
     if "weight" in entry.grads:
-        if r == 1:
-            w = _norms(dy3) * _norms(x3)
+        if dy_norms is not None:
+            w = dy_norms * _norms(x3)
         elif linear_uses_gram(r, i, o):
             gy = dy3 @ np.swapaxes(dy3, 1, 2)  # (N, R, R): dyₙᵣ·dyₙᵣ′
             gx = x3 @ np.swapaxes(x3, 1, 2)
@@ -151,7 +152,7 @@ def _linear_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
                 w[n0 : n0 + step] = _norms(dwn)
         out["weight"] = w * factor
     if "bias" in entry.grads:
-        out["bias"] = _norms(dy3.sum(axis=1)) * factor
+        out["bias"] = (dy_norms if dy_norms is not None else _norms(dy3.sum(axis=1))) * factor
     return out
 
 
