@@ -38,6 +38,17 @@ class ConvCache(NamedTuple):
     pads: tuple[tuple[int, int], ...]
 
 
+def _row_blocks(view: np.ndarray, starts: tuple[int, ...], p: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(n₀, n₁, X_b): the window rows ``view`` (N, *S′, …, k_d·C) of samples n₀ … n₁ − 1 copied into
+    one reused buffer as a (rows, K) matrix, rows = (n₁ − n₀)·p. Each X_b is overwritten by the next."""
+    most = max(b - a for a, b in itertools.pairwise(starts))
+    buf = np.empty((most * p, math.prod(view.shape[1:]) // p), dtype=view.dtype)  # K = row length
+    for n0, n1 in itertools.pairwise(starts):
+        cols = buf[: (n1 - n0) * p]
+        np.copyto(cols.reshape(view[n0:n1].shape), view[n0:n1])
+        yield n0, n1, cols
+
+
 def _tuple(value: Any, nd: int, who: str, arg: str, minimum: int) -> tuple[int, ...]:
     vals = (value,) * nd if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
     ok = isinstance(vals, tuple | list) and len(vals) == nd and all(
@@ -214,8 +225,8 @@ class _ConvNd(Layer):
         xp, out, g = cache.xp, cache.out_spatial, self.groups
         p, c = math.prod(out), xp.shape[-1]
         k = math.prod(self.kernel_size) * c
-        most = max(b - a for a, b in itertools.pairwise(cache.starts))
         if g == 1 and self.kernel_size[-1] * c < _SHORT_RUN:
+            most = max(b - a for a, b in itertools.pairwise(cache.starts))
             buf = np.empty(most * p * k, dtype=xp.dtype)
             regions = [tap_slices(tap, self.stride, self.dilation, out)
                        for tap in product(*(range(kk) for kk in self.kernel_size))]
@@ -233,10 +244,7 @@ class _ConvNd(Layer):
             for n0, n1 in itertools.pairwise(cache.starts):
                 yield n0, n1, self._im2col(xp[n0:n1], out)
             return
-        buf = np.empty((most * p, k), dtype=xp.dtype)
-        for n0, n1 in itertools.pairwise(cache.starts):
-            cols = buf[: (n1 - n0) * p]
-            np.copyto(cols.reshape(view[n0:n1].shape), view[n0:n1])
+        for n0, n1, cols in _row_blocks(view, cache.starts, p):
             yield n0, n1, cols[None]
 
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, ConvCache]:
@@ -340,12 +348,8 @@ class _ConvNd(Layer):
         wf = np.moveaxis(flipped, (0, 1), (-2, -1)).reshape(-1, c)
         p = math.prod(spatial)
         starts = self._block_starts(n, p * wf.shape[0] * dyp.itemsize)
-        most = max(b - a for a, b in itertools.pairwise(starts))
-        buf = np.empty((most * p, wf.shape[0]), dtype=dyp.dtype)
         dx = np.empty((n * p, c), dtype=dyp.dtype)
-        for n0, n1 in itertools.pairwise(starts):
-            cols = buf[: (n1 - n0) * p]
-            np.copyto(cols.reshape(view[n0:n1].shape), view[n0:n1])
+        for n0, n1, cols in _row_blocks(view, starts, p):
             np.matmul(cols, wf, out=dx[n0 * p : n1 * p])
         return np.moveaxis(dx.reshape(n, *spatial, c), -1, 1)
 
