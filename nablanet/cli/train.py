@@ -1,21 +1,17 @@
-"""The command line: ``nablanet train``, ``nablanet study`` and ``nablanet sweep``.
-
-Every flag is documented in ``nablanet train --help``; a bad flag or value prints one line, not a
-traceback, and exits with status 2.
-"""
+"""``nablanet train``: build a model for a built-in data set, fit it, report test accuracy."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
-import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
+
+from nablanet.cli._args import _batch_size, _hidden, _positive_float
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "softplus")
 LOSSES = ("ce", "mse", "quadratic")
@@ -23,48 +19,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine")
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _hidden(text: str) -> list[int]:
-    if text.strip() in ("", "none"):
-        return []
-    try:
-        sizes = [int(s) for s in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden {text!r}: expected comma-separated ints such as 256,128") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--hidden {text!r}: layer sizes must be positive")
-    return sizes
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
-    return v
-
-
-def _batch_size(text: str) -> int | None:
-    if text in ("full", "none", "None"):
-        return None
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch-size {text!r}: expected a positive int or 'full'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"--batch-size {text!r}: expected a positive int or 'full'")
-    return v
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="nablanet", description="Neural networks with explicit backprop, and a gradient lab.")
-    sub = parser.add_subparsers(dest="command", parser_class=_OneLineParser)
+def add_parser(sub: Any) -> None:
     t = sub.add_parser(
         "train",
         help="train a model on a built-in data set and report test accuracy",
@@ -112,120 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None,
                    help="folder for model.npz, history.csv and curves.png (loss and accuracy per epoch)")
     t.add_argument("--json", action="store_true", help="print one JSON object with the results instead of the table")
-    st = sub.add_parser(
-        "study",
-        help="answer a question from the source notes by measurement: figures and an HTML report",
-        description="Run a study (nablanet study --list shows them) and write records.csv, PNG figures, "
-                    "result.json and a self-contained index.html into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    st.add_argument("name", nargs="?", default=None, help="the study to run")
-    st.add_argument("--list", action="store_true", help="list the studies, one line each")
-    st.add_argument("--quick", action="store_true", help="the small configuration (under 2 minutes on 2 cores)")
-    st.add_argument("--out", type=Path, default=None, help="output folder (default: studies/NAME)")
-    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                    help="override a setting of the study's configuration (VALUE is JSON, e.g. --set seed=3)")
-    st.add_argument("--json", action="store_true", help="print the result (verdict, numbers, files) as JSON")
-    st.add_argument("--seeds", type=_positive_int, default=None, metavar="K",
-                    help="run the configuration for seeds 0..K-1 as a sweep (cells in OUT/seeds) and report the "
-                         "median and range of each headline number over the seeds (OUT/summary.csv)")
-    _sweep_flags(st, "with --seeds: ")
-    sw = sub.add_parser(
-        "sweep",
-        help="run a study over a grid of settings x seeds, in parallel or on a Dask cluster",
-        description="Run the sweep described by a TOML file (study, quick, seeds, out, retries, figures, [set], "
-                    "[grid]; see nablanet.studies.sweep). Finished cells are kept under OUT/cells/<hash> and "
-                    "skipped by a rerun; OUT/summary.csv has one row per cell, OUT/medians.csv the medians over "
-                    "seeds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    sw.add_argument("config", type=Path, help="the sweep's TOML file")
-    sw.add_argument("--out", type=Path, default=None, help="output folder; unset: the config's out")
-    _sweep_flags(sw, "")
-    sw.add_argument("--json", action="store_true", help="print the summary rows as JSON")
-    return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive int")
-    return v
-
-
-def _sweep_flags(p: argparse.ArgumentParser, prefix: str) -> None:
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
-                   help=prefix + "worker processes; unset: all CPUs")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help=prefix + "run the cells on this Dask scheduler, e.g. tcp://127.0.0.1:8786; unset: joblib "
-                        "processes on this machine")
-    p.add_argument("--quiet", action="store_true", help=prefix + "no progress bar or progress lines")
-
-
-def _overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=3")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def study_command(args: argparse.Namespace) -> dict[str, Any]:
-    from nablanet import studies
-
-    if args.list or args.name is None:
-        width = max(len(n) for n in studies.REGISTRY)
-        for name, study in sorted(studies.REGISTRY.items()):
-            print(f"{name:<{width}}  {study.question}")
-        return {}
-    if args.name not in studies.REGISTRY:
-        raise ValueError(f"no study {args.name!r}; the studies are {sorted(studies.REGISTRY)} (nablanet study --list)")
-    out = args.out if args.out is not None else Path("studies") / args.name
-    if args.seeds is not None:
-        from nablanet.studies.sweep import run_seeds
-
-        medians = run_seeds(args.name, args.seeds, out, quick=args.quick, overrides=_overrides(args.overrides),
-                            n_jobs=args.jobs, scheduler=args.scheduler, quiet=args.quiet)
-        return {"study": args.name, "seeds": args.seeds, "medians": medians, "summary": str(out / "summary.csv"),
-                "per_seed": str(out / "seeds" / "summary.csv")}
-    result, folder = studies.run_study(studies.REGISTRY[args.name], out, quick=args.quick,
-                                       overrides=_overrides(args.overrides))
-    return {"study": args.name, "verdict": result.verdict, "headline": result.headline, "out": str(folder),
-            "report": str(folder / "index.html")}
-
-
-def _medians_table(result: dict[str, Any]) -> str:
-    """The text ``nablanet study NAME --seeds K`` prints: median [min, max] of each headline number."""
-    rows = result["medians"]
-    width = max((len(r["quantity"]) for r in rows), default=0)
-    lines = [f"{result['study']}, seeds 0..{result['seeds'] - 1}: median [min, max] of each headline number"]
-    for r in rows:
-        missing = f"  ({r['n']} of {r['of']} seeds gave a number)" if r["n"] < r["of"] else ""
-        lines.append(f"  {r['quantity']:<{width}}  {r['median']:>9.4g}  [{r['min']:.4g}, {r['max']:.4g}]{missing}")
-    lines.append(f"summary: {result['summary']}  (per seed: {result['per_seed']})")
-    return "\n".join(lines)
-
-
-def sweep_command(args: argparse.Namespace) -> dict[str, Any]:
-    import dataclasses
-
-    from nablanet.studies.sweep import load_config, run_sweep  # importing nablanet.studies registers them
-
-    config = load_config(args.config)
-    if args.out is not None:
-        config = dataclasses.replace(config, out=args.out)
-    rows = run_sweep(config, n_jobs=args.jobs, scheduler=args.scheduler, quiet=args.quiet)
-    medians = config.out / "medians.csv"
-    return {"study": config.study, "cells": len(rows), "summary": str(config.out / "summary.csv"),
-            "medians": str(medians) if medians.exists() else None, "rows": rows}
 
 
 def _load_data(args: argparse.Namespace) -> Any:
@@ -401,45 +242,3 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         result["plot"] = _plot(history, args.out / "curves.png")
         result["out"] = str(args.out)
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        if args.command == "study":
-            result = study_command(args)
-            if result and args.json:
-                print(json.dumps(result, default=str))
-            elif result:
-                print(_medians_table(result) if "medians" in result else
-                      f"{result['verdict']}\nreport: {result['report']}")
-            return 0
-        if args.command == "sweep":
-            result = sweep_command(args)
-            print(json.dumps(result["rows"], default=str) if args.json else
-                  f"{result['study']}: {result['cells']} cells in {result['summary']}"
-                  + (f", medians over seeds in {result['medians']}" if result["medians"] else ""))
-            return 0
-        result = train_command(args)
-    except (ValueError, TypeError, OSError, ImportError, KeyError) as exc:
-        print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        from nablanet.studies.sweep import SweepError
-
-        if not isinstance(exc, SweepError):  # cells still failing after their retries: exit status 1
-            raise
-        print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"test accuracy {result['test_accuracy']:.4f}  test loss {result['test_loss']:.4f}  "
-              f"({result['epochs']} epochs, {result['seconds']:.1f} s)")
-        if args.out is not None:
-            print(f"wrote {args.out}/model.npz, history.csv" + (", curves.png" if result.get("plot") else ""))
-    return 0
