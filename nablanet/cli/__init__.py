@@ -7,14 +7,10 @@ traceback, and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from nablanet.cli import study, sweep, train
-from nablanet.cli._args import _OneLineParser
-from nablanet.cli.study import _medians_table, study_command
-from nablanet.cli.sweep import sweep_command
-from nablanet.cli.train import train_command
+from nablanet.cli._args import Interrupted, _OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,22 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    command = {"train": train.run, "study": study.run, "sweep": sweep.run}[args.command]
     try:
-        if args.command == "study":
-            result = study_command(args)
-            if result and args.json:
-                print(json.dumps(result, default=str))
-            elif result:
-                print(_medians_table(result) if "medians" in result else
-                      f"{result['verdict']}\nreport: {result['report']}")
-            return 0
-        if args.command == "sweep":
-            result = sweep_command(args)
-            print(json.dumps(result["rows"], default=str) if args.json else
-                  f"{result['study']}: {result['cells']} cells in {result['summary']}"
-                  + (f", medians over seeds in {result['medians']}" if result["medians"] else ""))
-            return 0
-        result = train_command(args)
+        return command(args)
+    except Interrupted as exc:  # the command stopped cleanly and says what it kept
+        print(f"nablanet {args.command}: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"nablanet {args.command}: interrupted (Ctrl-C); nothing was written by the unfinished step",
+              file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, ImportError, KeyError) as exc:
         print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -58,11 +48,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"test accuracy {result['test_accuracy']:.4f}  test loss {result['test_loss']:.4f}  "
-              f"({result['epochs']} epochs, {result['seconds']:.1f} s)")
-        if args.out is not None:
-            print(f"wrote {args.out}/model.npz, history.csv" + (", curves.png" if result.get("plot") else ""))
-    return 0

@@ -6,6 +6,13 @@ import argparse
 from typing import NoReturn
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after the command has saved what it could; the message says what was kept and how to go on.
+
+    ``main`` prints it on one line and exits with status 130 (128 + SIGINT), as shells expect.
+    """
+
+
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

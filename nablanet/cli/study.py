@@ -78,3 +78,12 @@ def _medians_table(result: dict[str, Any]) -> str:
         lines.append(f"  {r['quantity']:<{width}}  {r['median']:>9.4g}  [{r['min']:.4g}, {r['max']:.4g}]{missing}")
     lines.append(f"summary: {result['summary']}  (per seed: {result['per_seed']})")
     return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = study_command(args)
+    if result and args.json:
+        print(json.dumps(result, default=str))
+    elif result:
+        print(_medians_table(result) if "medians" in result else f"{result['verdict']}\nreport: {result['report']}")
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,11 @@ def sweep_command(args: argparse.Namespace) -> dict[str, Any]:
     medians = config.out / "medians.csv"
     return {"study": config.study, "cells": len(rows), "summary": str(config.out / "summary.csv"),
             "medians": str(medians) if medians.exists() else None, "rows": rows}
+
+
+def run(args: argparse.Namespace) -> int:
+    result = sweep_command(args)
+    print(json.dumps(result["rows"], default=str) if args.json else
+          f"{result['study']}: {result['cells']} cells in {result['summary']}"
+          + (f", medians over seeds in {result['medians']}" if result["medians"] else ""))
+    return 0

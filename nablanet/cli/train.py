@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import time
 from pathlib import Path
@@ -242,3 +243,15 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         result["plot"] = _plot(history, args.out / "curves.png")
         result["out"] = str(args.out)
     return result
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train_command(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"test accuracy {result['test_accuracy']:.4f}  test loss {result['test_loss']:.4f}  "
+              f"({result['epochs']} epochs, {result['seconds']:.1f} s)")
+        if args.out is not None:
+            print(f"wrote {args.out}/model.npz, history.csv" + (", curves.png" if result.get("plot") else ""))
+    return 0
