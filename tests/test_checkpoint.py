@@ -114,3 +114,72 @@ def test_missing_file() -> None:
 def test_save_rejects_unserializable_extra(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TypeError, match="JSON-serializable"):
         nn.save(_model(), tmp_path / "m.npz", extra={"f": io.StringIO()})
+
+
+class _Counter(nn.callbacks.Callback):
+    """A callback with array and JSON state, nested, as H3a's callbacks keep it."""
+
+    def __init__(self) -> None:
+        self.best = 0.25
+        self.weights = {"0.weight": np.arange(6.0).reshape(2, 3), "a/b": np.ones(2, np.float32)}
+        self.seen = [1, 2, np.int64(3)]
+
+    def state_dict(self) -> dict[str, object]:
+        return {"best": self.best, "weights": self.weights, "seen": self.seen, "rng": np.random.default_rng(5)
+                .bit_generator.state, "none": None}
+
+
+def test_callback_states_and_history_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    history = nn.History()
+    history.append({"epoch": 0, "loss": np.float32(1.5), "val_loss": float("nan")})
+    history.append({"epoch": 1, "loss": 1.25, "val_loss": 1.0})
+    history.stop_reason = "EarlyStopping: val_loss did not improve"
+    cbs = [_Counter(), nn.callbacks.LambdaCallback()]  # the second has no state of its own
+    nn.save(_model(), tmp_path / "m.npz", callbacks=cbs, history=history)
+    ckpt = nn.load_checkpoint(tmp_path / "m.npz")
+    assert ckpt.callback_classes == ["_Counter", "LambdaCallback"]
+    assert ckpt.callback_states is not None and ckpt.callback_states[1] == {}
+    state = ckpt.callback_states[0]
+    assert state["best"] == 0.25 and state["seen"] == [1, 2, 3] and state["none"] is None
+    np.testing.assert_array_equal(state["weights"]["0.weight"], np.arange(6.0).reshape(2, 3))
+    assert state["weights"]["a/b"].dtype == np.float32
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = state["rng"]  # a generator's state survives exactly
+    assert rng.integers(1 << 62) == np.random.default_rng(5).integers(1 << 62)
+    assert isinstance(ckpt.history, nn.History) and len(ckpt.history) == 2
+    assert ckpt.history.stop_reason == "EarlyStopping: val_loss did not improve"
+    assert ckpt.history["loss"] == [1.5, 1.25] and np.isnan(ckpt.history["val_loss"][0])
+    with zipfile.ZipFile(tmp_path / "m.npz") as z:
+        assert "callbacks/0/weights/0.weight.npy" in z.namelist()
+
+
+def test_checkpoint_without_callbacks_or_history(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ckpt = nn.load_checkpoint(nn.save(_model(), tmp_path / "m.npz"))
+    assert ckpt.callback_states is None and ckpt.callback_classes is None and ckpt.history is None
+
+
+def test_saved_file_gets_the_umask(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    old = os.umask(0o027)
+    try:
+        path = nn.save(_model(), tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_stale_part_of_a_dead_writer_is_removed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    stale = tmp_path / f".model.npz.{int(dead.stdout)}-abcd.part"
+    live = tmp_path / f".model.npz.{os.getppid()}-abcd.part"  # our parent runs: its part may be in use
+    stale.write_bytes(b"half a model")
+    live.write_bytes(b"being written")
+    nn.save(_model(), tmp_path / "model.npz")
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "model.npz"]

@@ -1,0 +1,214 @@
+"""A model's architecture as JSON, and the checked way back from JSON to a model.
+
+Writing: ``architecture(model)``. Reading: ``build_checked(arch, stored, path)`` trusts nothing in
+``arch``. It first checks the JSON's structure (every node a dict naming a nablanet class, ``layers``
+and ``children`` lists, ``config`` a dict whose keywords the class takes), then builds the model
+once *hollow* — the generator handed to each layer returns zero-stride arrays, so a layer whose
+weights come from its ``rng`` costs no memory whatever size it claims — and compares every
+parameter's and buffer's shape with the arrays stored in the file. Only when they agree is the
+model built for real. A file that claims ``Linear(10**6, 10**6)`` over an 8x4 weight is refused
+in microseconds instead of allocating 7 TiB.
+
+(Layers that size arrays without their ``rng`` — normalization layers' ``np.ones(c)`` — still
+allocate during the hollow build; their size is linear in the config, and a claim too large for
+memory is reported as such.)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from nablanet.layers import attention as _attention  # noqa: F401  (imported so that load finds these classes)
+from nablanet.layers import bilinear as _bilinear  # noqa: F401
+from nablanet.layers.base import Layer
+from nablanet.layers.graph import Container
+from nablanet.layers.sequential import Sequential
+
+RngFactory = Callable[[], np.random.Generator]
+
+
+def architecture(layer: Layer) -> dict[str, Any]:
+    """The architecture as JSON. Three shapes of entry:
+
+    * ``{"class": "Sequential", "layers": [...]}`` (the original format, unchanged);
+    * ``{"class": "Residual", "config": {...}, "children": [...]}`` for any other container whose
+      children are constructor arguments (``Residual``, ``Parallel``, ``Multiply``, ``Pair``);
+    * ``{"class": "Linear", "config": {...}}`` for a layer its config rebuilds whole, sub-layers
+      included (``MultiheadAttention`` creates its ``out_proj``).
+    """
+    if isinstance(layer, Sequential):
+        return {"class": "Sequential", "layers": [architecture(child) for child in layer]}
+    if isinstance(layer, Container) and not layer.builds_own_children:
+        return {"class": type(layer).__name__, "config": layer.get_config(),
+                "children": [architecture(child) for child in layer.children()]}
+    if layer._modules and not (isinstance(layer, Container) and layer.builds_own_children):
+        raise TypeError(
+            f"save: {type(layer).__name__} has sub-layers but is not a nablanet container (Sequential, Residual, "
+            "Parallel, ...), so its architecture cannot be written; compose it from those containers instead."
+        )
+    return {"class": type(layer).__name__, "config": layer.get_config()}
+
+
+def layer_classes() -> dict[str, type[Layer]]:
+    """Every Layer subclass defined inside nablanet, by class name (only these can be loaded)."""
+    found: dict[str, type[Layer]] = {}
+    stack: list[type[Layer]] = [Layer]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            if sub.__module__.startswith("nablanet.") and not sub.__name__.startswith("_"):
+                found.setdefault(sub.__name__, sub)
+            stack.append(sub)
+    return found
+
+
+class ArchitectureError(ValueError):
+    """A node of the architecture JSON that cannot be built; ``where`` locates it (``model.layers[2]``)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"the architecture's {where}: {message}")
+        self.where = where
+
+
+# -- checking the JSON, before anything is built ------------------------------------------------
+def _keywords(cls: type[Layer], config: Mapping[str, Any], where: str, takes_children: bool) -> None:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # drop self
+    if any(q.kind is q.VAR_KEYWORD for q in params):
+        return
+    named = [q for q in params if q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
+    accepted = [q.name for q in named if q.name != "rng"]
+    unknown = sorted(set(config) - set(accepted) - {"rng"})
+    if unknown:
+        raise ArchitectureError(
+            where, f"{cls.__name__} does not take the keyword(s) {unknown}; it accepts {accepted}. The file was "
+            "written by another version of nablanet or edited; save the model again with this version."
+        )
+    if not takes_children:
+        required = [q.name for q in named if q.default is q.empty and q.name not in config]
+        if required:
+            raise ArchitectureError(where, f"{cls.__name__} needs {required}, which its config lacks; the file is "
+                                    "damaged or was edited")
+
+
+def check_structure(arch: Any, classes: Mapping[str, type[Layer]], where: str = "model") -> None:
+    """Raise an ``ArchitectureError`` at the first node that is not a buildable layer description."""
+    if not isinstance(arch, dict):
+        raise ArchitectureError(where, f"is a JSON {type(arch).__name__}; expected an object such as "
+                                "{'class': 'Linear', 'config': {...}}")
+    name = arch.get("class")
+    if not isinstance(name, str):
+        raise ArchitectureError(where, f"has class {name!r}; expected a layer class name such as 'Linear'")
+    if name == "Sequential":
+        layers = arch.get("layers", [])
+        if not isinstance(layers, list):
+            raise ArchitectureError(where, f"Sequential 'layers' is a JSON {type(layers).__name__}; expected a "
+                                    "list of layers")
+        for i, child in enumerate(layers):
+            check_structure(child, classes, f"{where}.layers[{i}]")
+        return
+    if name not in classes:
+        raise ValueError(f"the model file names a layer class {name!r} that nablanet does not have")
+    cls = classes[name]
+    config = arch.get("config", {})
+    if not isinstance(config, dict):
+        raise ArchitectureError(where, f"{name} 'config' is a JSON {type(config).__name__}; expected an object "
+                                "of constructor keywords")
+    children = arch.get("children")
+    if children is not None:
+        if not issubclass(cls, Container) or cls.builds_own_children:
+            raise ValueError(f"the model file gives children to {name!r}, which is not a container that takes them")
+        if not isinstance(children, list):
+            raise ArchitectureError(where, f"{name} 'children' is a JSON {type(children).__name__}; expected a list")
+        for i, child in enumerate(children):
+            check_structure(child, classes, f"{where}.children[{i}]")
+    _keywords(cls, config, where, children is not None)
+
+
+# -- building -------------------------------------------------------------------------------------
+class _Hollow(np.ndarray):
+    """An array of any shape that owns one element (all strides 0): stands in for weights during
+    the hollow build. ``astype`` and ``copy`` stay hollow; writes land on the one element."""
+
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> _Hollow:
+        return hollow(self.shape, dtype)
+
+    def copy(self, *args: Any, **kwargs: Any) -> _Hollow:
+        return hollow(self.shape, self.dtype)
+
+
+def hollow(shape: Any, dtype: Any = np.float64) -> _Hollow:
+    dims = (int(shape),) if isinstance(shape, int | np.integer) else tuple(int(s) for s in shape)
+    if any(d < 0 for d in dims):
+        raise ValueError(f"negative dimensions are not allowed: {dims}")
+    one = np.zeros(1, dtype=dtype)
+    view = np.lib.stride_tricks.as_strided(one, shape=dims, strides=(0,) * len(dims), writeable=True)
+    return view.view(_Hollow)
+
+
+class _HollowGenerator(np.random.Generator):
+    """A Generator whose array draws are hollow: layers initialise from it without allocating."""
+
+    def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> Any:
+        return super().uniform(low, high) if size is None else hollow(size)
+
+    def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
+        return super().normal(loc, scale) if size is None else hollow(size)
+
+    def standard_normal(self, size: Any = None, dtype: Any = np.float64, out: Any = None) -> Any:
+        return super().standard_normal() if size is None else hollow(size, dtype)
+
+    def random(self, size: Any = None, dtype: Any = np.float64, out: Any = None) -> Any:
+        return super().random() if size is None else hollow(size, dtype)
+
+
+def _build(
+    arch: dict[str, Any], classes: Mapping[str, type[Layer]], make_rng: RngFactory, where: str = "model"
+) -> Layer:
+    name = arch["class"]
+    if name == "Sequential":
+        return Sequential(*[_build(a, classes, make_rng, f"{where}.layers[{i}]")
+                            for i, a in enumerate(arch.get("layers", []))])
+    cls = classes[name]
+    kwargs = dict(arch.get("config", {}))
+    try:
+        if "children" in arch:
+            built = [_build(a, classes, make_rng, f"{where}.children[{i}]") for i, a in enumerate(arch["children"])]
+            return cls.from_children(built, kwargs)  # type: ignore[attr-defined]
+        if "rng" in inspect.signature(cls.__init__).parameters:
+            kwargs["rng"] = make_rng()  # the weights are loaded next; keep the global generator untouched
+        return cls(**kwargs)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ArchitectureError):
+            raise
+        raise ArchitectureError(where, f"{name}(**{arch.get('config', {})}) cannot be built: {exc}") from exc
+    except MemoryError:
+        raise ArchitectureError(where, f"{name}(**{arch.get('config', {})}) asks for more memory than this "
+                                "machine has") from None
+
+
+def _compare(model: Layer, stored: Mapping[str, np.ndarray]) -> None:
+    shapes = {full: owner._slot_array(local).shape for full, owner, local in model._named_slots()}
+    missing = [k for k in shapes if k not in stored]
+    unexpected = [k for k in stored if k not in shapes]
+    wrong = [f"{k!r} is {shapes[k]} by the architecture but {stored[k].shape} in the file"
+             for k in shapes if k in stored and stored[k].shape != shapes[k]]
+    if missing or unexpected or wrong:
+        parts = ([f"arrays missing from the file: {missing[:5]}"] if missing else []) + (
+            [f"arrays the architecture has no place for: {unexpected[:5]}"] if unexpected else []) + wrong[:5]
+        raise ValueError(f"the architecture does not match the stored weights ({'; '.join(parts)})")
+
+
+def build_checked(arch: Any, stored: Mapping[str, np.ndarray], path: Any) -> Layer:
+    """The model ``arch`` describes, with freshly initialised weights, once its parameter and buffer
+    shapes are known to match ``stored`` (the file's ``model/`` arrays). ValueError otherwise."""
+    classes = layer_classes()
+    try:
+        check_structure(arch, classes)
+        _compare(_build(arch, classes, lambda: _HollowGenerator(np.random.PCG64(0))), stored)
+        return _build(arch, classes, lambda: np.random.default_rng(0))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}. The file is damaged or was edited; save the model again.") from exc
