@@ -341,7 +341,7 @@ def _setup(spec: Spec, shape: tuple[int, ...], loss_kind: str) -> tuple[nn.Seque
 
 @pytest.mark.parametrize("case,spec,shape,loss_kind", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
 def test_hvp_matches_torch(case: str, spec: Spec, shape: tuple[int, ...], loss_kind: str) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     ours, loss, x, target, f, flat0 = _setup(spec, shape, loss_kind)
     rng = np.random.default_rng(11)
@@ -354,7 +354,7 @@ def test_hvp_matches_torch(case: str, spec: Spec, shape: tuple[int, ...], loss_k
 
 @pytest.mark.parametrize("case", ["mlp-Tanh", "conv1d", "batchnorm-layernorm", "mlp-logsoftmax-nll"])
 def test_hessian_matches_torch_and_is_symmetric(case: str) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     _, spec, shape, loss_kind = next(c for c in MODEL_CASES if c[0] == case)
     ours, loss, x, target, f, flat0 = _setup(spec, shape, loss_kind)
@@ -368,7 +368,7 @@ def test_hessian_matches_torch_and_is_symmetric(case: str) -> None:
 
 def test_ggn_equals_explicit_jacobian_product() -> None:
     """G = Jᵀ H_L J with J = ∂(output)/∂θ and H_L = ∇²_y L built from PyTorch's dense Jacobian and Hessian."""
-    import torch
+    torch = pytest.importorskip("torch")
     from torch.func import functional_call
 
     _, spec, shape, _ = next(c for c in MODEL_CASES if c[0] == "conv1d")

@@ -38,12 +38,17 @@ def _conv_pair() -> tuple[nn.Sequential, Any]:
         torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.MaxPool2d(2), torch.nn.ReLU(), torch.nn.Conv2d(3, 4, 3),
         torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(16, 5),
     ).double()
-    model = nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(3, 4, 3),
-        nn.Tanh(), nn.Flatten(), nn.Linear(16, 5),
-    ).double()
+    model = _conv_model()
     model.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})
     return model, tmodel
+
+
+def _conv_model() -> nn.Sequential:
+    """_conv_pair's architecture in nablanet alone, with its own seeded weights (no PyTorch needed)."""
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, rng=1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(3, 4, 3, rng=2),
+        nn.Tanh(), nn.Flatten(), nn.Linear(16, 5, rng=3),
+    ).double()
 
 
 def _torch_layer_jacobians(tmodel: Any, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -95,7 +100,7 @@ def test_model_jacobian_is_the_product_of_layer_jacobians(make: Any) -> None:
 
 
 def test_singular_values_match_svd_of_torch_jacobian() -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     model, tmodel = _conv_pair()
     x = np.random.default_rng(3).standard_normal((3, 2, 8, 8))
@@ -160,7 +165,7 @@ def test_single_layer_gets_the_empty_name_and_dropout_uses_the_forward_mask() ->
 
 
 def test_chunked_basis_gives_the_same_jacobian(monkeypatch: pytest.MonkeyPatch) -> None:
-    model, _ = _conv_pair()
+    model = _conv_model()
     x = np.random.default_rng(8).standard_normal((2, 2, 8, 8))
     whole = layer_jacobians(model, x)
     monkeypatch.setattr(jacobian_module, "_CHUNK_ENTRIES", 1)  # one basis vector per VJP call
