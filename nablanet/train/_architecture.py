@@ -69,9 +69,10 @@ def layer_classes() -> dict[str, type[Layer]]:
 class ArchitectureError(ValueError):
     """A node of the architecture JSON that cannot be built; ``where`` locates it (``model.layers[2]``)."""
 
-    def __init__(self, where: str, message: str) -> None:
+    def __init__(self, where: str, message: str, fix: str = "") -> None:
         super().__init__(f"the architecture's {where}: {message}")
         self.where = where
+        self.fix = fix
 
 
 # -- checking the JSON, before anything is built ------------------------------------------------
@@ -84,14 +85,13 @@ def _keywords(cls: type[Layer], config: Mapping[str, Any], where: str, takes_chi
     unknown = sorted(set(config) - set(accepted) - {"rng"})
     if unknown:
         raise ArchitectureError(
-            where, f"{cls.__name__} does not take the keyword(s) {unknown}; it accepts {accepted}. The file was "
-            "written by another version of nablanet or edited; save the model again with this version."
+            where, f"{cls.__name__} does not take the keyword(s) {unknown}; it accepts {accepted}",
+            "The file was written by another version of nablanet, or edited; save the model again with this version.",
         )
     if not takes_children:
         required = [q.name for q in named if q.default is q.empty and q.name not in config]
         if required:
-            raise ArchitectureError(where, f"{cls.__name__} needs {required}, which its config lacks; the file is "
-                                    "damaged or was edited")
+            raise ArchitectureError(where, f"{cls.__name__} needs {required}, which its config lacks")
 
 
 def check_structure(arch: Any, classes: Mapping[str, type[Layer]], where: str = "model") -> None:
@@ -211,4 +211,5 @@ def build_checked(arch: Any, stored: Mapping[str, np.ndarray], path: Any) -> Lay
         _compare(_build(arch, classes, lambda: _HollowGenerator(np.random.PCG64(0))), stored)
         return _build(arch, classes, lambda: np.random.default_rng(0))
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}. The file is damaged or was edited; save the model again.") from exc
+        fix = getattr(exc, "fix", "") or "The file is damaged or was edited; save the model again."
+        raise ValueError(f"{path}: {exc}. {fix}") from exc

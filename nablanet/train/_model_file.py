@@ -100,7 +100,7 @@ def read_meta(raw: np.ndarray | None, p: Path, fmt: str, version: int) -> dict[s
     """The ``__meta__`` entry as a checked dict: format, version and a ``model`` entry present."""
     if raw is None:
         raise ValueError(f"{p} is an .npz file but not a nablanet model file (no __meta__ entry); {_WHAT}")
-    damaged = f"{p}: the file is damaged or was edited; save the model again"
+    damaged = "The file is damaged or was edited; save the model again."
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise ValueError(f"{p}: the __meta__ entry is a {raw.dtype} array of shape {raw.shape}; expected UTF-8 "
                          f"bytes (uint8, 1-D). {damaged}")

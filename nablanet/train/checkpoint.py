@@ -73,7 +73,7 @@ def _decode(value: Any, arrays: Mapping[str, np.ndarray], where: str) -> Any:
 def _check_save_args(model: Any, optimizer: Any, callbacks: Any, history: Any) -> None:
     if not isinstance(model, Layer):
         raise TypeError(
-            f"save(model, path) received model={type(model).__name__} {model!r:.60}; expected a nablanet Layer "
+            f"save(model, path) received model={model!r:.60} ({type(model).__name__}); expected a nablanet Layer "
             "(e.g. nn.Sequential(...)). Fix: pass the model first, then the path: nn.save(model, 'model.npz')."
         )
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -84,7 +84,7 @@ def _check_save_args(model: Any, optimizer: Any, callbacks: Any, history: Any) -
         )
     if callbacks is not None and (isinstance(callbacks, str | bytes | Mapping) or not isinstance(callbacks, Iterable)):
         raise TypeError(
-            f"save(callbacks=...) received a {type(callbacks).__name__}; expected a list of callbacks "
+            f"save(callbacks=...) received {type(callbacks).__name__} {callbacks!r:.60}; expected a list of callbacks "
             "(the list given to fit). Fix: pass callbacks=[cb] for a single one."
         )
     if history is not None and not callable(getattr(history, "to_records", None)):
