@@ -18,6 +18,7 @@ The PyTorch-shaped conveniences (``layer(x)``, ``parameters()``, ``state_dict()`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -179,6 +180,13 @@ class Layer:
         With ``strict=True`` (default) missing or unexpected keys raise a KeyError listing them all;
         a shape mismatch always raises a ValueError naming the key and both shapes.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"load_state_dict for {type(self).__name__} received a {type(state_dict).__name__} "
+                f"({state_dict!r:.60}); expected a mapping name -> array such as model.state_dict() gives, "
+                f"with the keys {_some([k for k, _, _ in self._named_slots()])}. "
+                "Fix: pass a dict, e.g. other.state_dict()."
+            )
         slots = {full: (owner, local) for full, owner, local in self._named_slots()}
         missing = [k for k in slots if k not in state_dict]
         unexpected = [k for k in state_dict if k not in slots]
@@ -191,7 +199,13 @@ class Layer:
         for key, (owner, local) in slots.items():
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
+            try:
+                value = np.asarray(state_dict[key])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"load_state_dict: {key!r} holds a {type(state_dict[key]).__name__} that is not an array "
+                    f"({exc}); expected a NumPy array (or array-like) of shape {owner._slot_array(local).shape}"
+                ) from exc
             target = owner._slot_array(local)
             if value.shape != target.shape:
                 raise ValueError(
@@ -201,6 +215,7 @@ class Layer:
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: {key!r} has non-numeric dtype {value.dtype}")
             arrays[key] = value
+        _warn_non_finite(arrays)
         for key, value in arrays.items():  # copy only after every key passed the checks
             owner, local = slots[key]
             target = owner._slot_array(local)
@@ -264,6 +279,27 @@ class Layer:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _some(keys: list[str], n: int = 4) -> str:
+    return ", ".join(map(repr, keys[:n])) + (", ..." if len(keys) > n else "")
+
+
+def _warn_non_finite(arrays: Mapping[str, np.ndarray]) -> None:
+    """Warn, naming them, about arrays with NaN/inf: they still load, since a diverged checkpoint
+    must stay loadable for inspection, but training on from them cannot recover."""
+    bad = []
+    for key, value in arrays.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            nan = int(np.isnan(value).sum())
+            bad.append(f"{key!r} ({nan} NaN, {int(value.size - nan - np.isfinite(value).sum())} inf)")
+    if bad:
+        warnings.warn(
+            f"load_state_dict: {len(bad)} tensor(s) hold non-finite values: {', '.join(bad[:8])}"
+            f"{' ...' if len(bad) > 8 else ''}. They were loaded as they are (for inspection); a model with "
+            "these weights will likely give NaN outputs. Load an earlier checkpoint to train on.",
+            RuntimeWarning, stacklevel=3,
+        )
 
 
 def n_vector_axes(dy: np.ndarray, y_ndim: int, who: str) -> int:
