@@ -44,19 +44,19 @@ Schedule = Callable[[int], float]
 
 @dataclass(frozen=True)
 class Range:
-    """The values a hyperparameter may take: lo ≤ v ≤ hi, or lo ≤ v < hi when ``hi_open``."""
+    """The values a hyperparameter may take: lo ≤ v ≤ hi, or lo ≤ v < hi when ``hi_open``; never NaN or ±inf."""
 
     lo: float
     hi: float = math.inf
     hi_open: bool = False
 
     def __contains__(self, v: float) -> bool:
-        # Written so that NaN is outside every range.
-        return self.lo <= v and (v < self.hi if self.hi_open else v <= self.hi)
+        # NaN and ±inf are outside every range: an infinite lr or decay only ever gives NaN weights.
+        return math.isfinite(v) and self.lo <= v and (v < self.hi if self.hi_open else v <= self.hi)
 
     def __str__(self) -> str:
         if self.hi == math.inf:
-            return f">= {self.lo:g}"
+            return f"finite and >= {self.lo:g}"
         return f"in [{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
 
 
@@ -143,9 +143,9 @@ class Optimizer:
 
     @lr_scale.setter
     def lr_scale(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
             raise ValueError(
-                f"{type(self).__name__}.lr_scale received {value!r}; expected a number >= 0. "
+                f"{type(self).__name__}.lr_scale received {value!r}; expected a finite number >= 0. "
                 "Fix: multiply it by a factor in (0, 1], e.g. opt.lr_scale *= 0.1."
             )
         self._lr_scale = float(value)
@@ -297,7 +297,7 @@ class Optimizer:
 
     def _fix(self, name: str) -> str:
         if name == "lr":
-            return "Fix: pass a non-negative learning rate, e.g. lr=0.01."
+            return "Fix: pass a finite, non-negative learning rate, e.g. lr=0.01."
         return f"Fix: choose {name} inside that range (see the {type(self).__name__} docstring)."
 
     def _check(self, h: Mapping[str, Any]) -> None:
