@@ -6,6 +6,7 @@ Public API re-exports only; the math lives in the modules.
 from nablanet import data, init, lab, optim
 from nablanet._dtype import get_default_dtype, set_default_dtype
 from nablanet._random import manual_seed
+from nablanet._version import __version__ as __version__  # re-exported; the version lives in _version.py
 from nablanet.autodiff import value_and_grad
 from nablanet.lab import GradcheckError, GradcheckReport, gradcheck, jacobian
 from nablanet.layers import (
@@ -68,8 +69,6 @@ from nablanet.losses import (
 )
 from nablanet.parameter import Parameter
 from nablanet.train import History, callbacks, evaluate, fit, load, load_checkpoint, predict, save
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ELU",
