@@ -1,0 +1,96 @@
+"""The release: one version everywhere, and the CI guard that keeps required tests from skipping.
+
+``nablanet.__version__`` (from nablanet/_version.py) must equal the version in the installed
+distribution's metadata, which pyproject.toml computed from the same file at install time: a
+mismatch means a stale install or a second copy of the number.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import nablanet
+
+ROOT = Path(__file__).resolve().parents[1]
+# PEP 440 public versions in canonical form (N(.N)*[{a|b|rc}N][.postN][.devN])
+PEP440 = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?")
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("nablanet")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("nablanet is not installed; run `pip install -e .` (or `.[test]`) first")
+
+
+def test_version_matches_the_installed_metadata() -> None:
+    installed = _installed_version()
+    assert nablanet.__version__ == installed, (
+        f"nablanet.__version__ is {nablanet.__version__!r} but the installed distribution says {installed!r}: "
+        "reinstall (`pip install -e .`) after changing nablanet/_version.py")
+    assert PEP440.fullmatch(installed), installed
+
+
+def test_the_version_is_written_in_one_place() -> None:
+    from nablanet import _version
+
+    assert nablanet.__version__ is _version.__version__
+    pyproject = ROOT / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip(f"no pyproject.toml beside the tests ({pyproject})")
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    dynamic = project["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "nablanet._version.__version__"}
+    hits = [p.relative_to(ROOT) for p in (ROOT / "nablanet").rglob("*.py")
+            if re.search(r"^__version__\s*=", p.read_text(encoding="utf-8"), flags=re.M)]
+    assert hits == [Path("nablanet/_version.py")]
+
+
+CONFTEST = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
+SKIPPING = '''
+import pytest
+
+def test_needs_torch():
+    pytest.skip("could not import 'torch': No module named 'torch'")
+
+def test_needs_mnist():
+    pytest.skip("MNIST t10k IDX files not found")
+
+def test_needs_an_extra():
+    pytest.skip("could not import 'sklearn': No module named 'sklearn'")
+
+def test_runs():
+    pass
+'''
+
+
+def _pytest_in(folder: Path, env_value: str | None) -> subprocess.CompletedProcess[str]:
+    (folder / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    (folder / "test_skipping.py").write_text(SKIPPING, encoding="utf-8")
+    (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # its own rootdir, not ours
+    env = {k: v for k, v in os.environ.items() if k != "NABLANET_REQUIRE"}
+    if env_value is not None:
+        env["NABLANET_REQUIRE"] = env_value
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", str(folder)],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_required_dependencies_fail_instead_of_skipping(tmp_path: Path) -> None:
+    plain = _pytest_in(tmp_path, None)
+    assert plain.returncode == 0 and "1 passed, 3 skipped" in plain.stdout, plain.stdout + plain.stderr
+    strict = _pytest_in(tmp_path, "torch,mnist")
+    assert strict.returncode == 1 and "2 failed, 1 passed, 1 skipped" in strict.stdout, strict.stdout
+    assert "NABLANET_REQUIRE=torch,mnist says torch must be available" in strict.stdout
+    every = _pytest_in(tmp_path, "torch,mnist,extras")
+    assert "3 failed, 1 passed" in every.stdout, every.stdout
+    unknown = _pytest_in(tmp_path, "torhc")
+    assert unknown.returncode != 0 and "NABLANET_REQUIRE names torhc" in unknown.stderr, unknown.stderr
