@@ -1,11 +1,12 @@
-"""Training: the fit loop, callbacks, history, checkpoints."""
+"""Training: the fit loop, callbacks, history, checkpoints, Ctrl-C handling."""
 
 from nablanet.train import callbacks
 from nablanet.train.checkpoint import Checkpoint, load, load_checkpoint, save
 from nablanet.train.history import History
+from nablanet.train.interrupts import TrainingInterrupted, propagate_interrupts
 from nablanet.train.loop import evaluate, fit, predict
 
 __all__ = [
-    "Checkpoint", "History", "callbacks", "evaluate", "fit", "load", "load_checkpoint", "predict",
-    "save",
+    "Checkpoint", "History", "TrainingInterrupted", "callbacks", "evaluate", "fit", "load", "load_checkpoint",
+    "predict", "propagate_interrupts", "save",
 ]

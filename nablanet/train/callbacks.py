@@ -1,12 +1,22 @@
 """Keras-like callbacks: a handful of hooks, a ``logs`` dict, and a ``stop_training`` flag.
 
 Hooks (all optional): ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
-``on_batch_end(step, logs, tape)``, ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``.
-``on_batch_end`` receives the step's backward tape (see ``nablanet.layers.TapeEntry``), so
-instruments can read gradients without a second backward pass. A callback sees the run through
-``self.context`` (model, loss, optimizer, history) and stops it with ``self.context.stop(reason)``.
-Batch logs hold ``loss`` (this batch), ``lr``, ``epoch``, ``batch``, ``size``; epoch logs are the
-epoch's History record, which callbacks may extend.
+``on_batch_end(step, logs, tape)``, ``on_epoch_end(epoch, logs)``, ``on_epoch_complete(epoch, logs)``,
+``on_train_end(logs)``. ``on_batch_end`` receives the step's backward tape (see
+``nablanet.layers.TapeEntry``), so instruments can read gradients without a second backward pass;
+``step`` is ``epoch * batches_per_epoch + batch``, so it continues across a resumed run.
+``on_epoch_complete`` runs once every callback's ``on_epoch_end`` has run and the record is in the
+history: the state there is the epoch boundary a run can be resumed from. ``on_train_end``'s logs
+hold ``interrupted`` (True after Ctrl-C) and ``stop_reason``. A callback sees the run through
+``self.context`` (model, loss, optimizer, history, callbacks) and stops it with
+``self.context.stop(reason)``. Batch logs hold ``loss`` (this batch), ``lr``, ``epoch``, ``batch``,
+``size``; epoch logs are the epoch's History record, which callbacks may extend.
+
+State (for resuming): ``state_dict()`` gives a dict of JSON values and NumPy arrays (nested in
+dicts and lists), ``load_state_dict(state)`` puts it back; ``nablanet.save(..., callbacks=[...])``
+stores them. A callback that a fresh ``fit`` would reset in ``on_train_begin`` (EarlyStopping,
+CSVLogger) keeps a loaded state through the next ``on_train_begin``. Files are written with
+``nablanet._io`` (atomically: Ctrl-C during a write leaves the previous file as it was).
 """
 
 from __future__ import annotations
@@ -16,13 +26,13 @@ import io
 import math
 import os
 import sys
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from nablanet._io import atomic_write_text as atomic_write_text  # re-exported: older imports name it here
 from nablanet.layers.base import Layer, Tape
 from nablanet.losses.base import Loss
 from nablanet.train.history import History
@@ -39,6 +49,7 @@ class TrainingContext:
     stop_training: bool = False
     stop_reason: str | None = None
     last_good_weights: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    callbacks: list[Callback] = field(default_factory=list, repr=False)
 
     def stop(self, reason: str) -> None:
         """Ask ``fit`` to stop after the current batch; the first reason given is kept."""
@@ -59,7 +70,41 @@ class Callback:
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None: ...
     def on_batch_end(self, step: int, logs: dict[str, Any], tape: Tape) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None: ...
+    def on_epoch_complete(self, epoch: int, logs: dict[str, Any]) -> None: ...
     def on_train_end(self, logs: dict[str, Any]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs of this callback: JSON values and NumPy arrays. None here."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Put back what ``state_dict()`` gave."""
+        _check_state(self, state, set())
+
+
+def _check_state(cb: Callback, state: Any, keys: set[str]) -> None:
+    who = f"{type(cb).__name__}.load_state_dict"
+    if not isinstance(state, Mapping):
+        raise TypeError(f"{who} received a {type(state).__name__}; expected the dict that state_dict() gave")
+    if set(state) != keys:
+        raise ValueError(
+            f"{who} received keys {sorted(state)}; expected {sorted(keys)}. Fix: load the states in the order of "
+            "the callbacks they were saved from (Checkpoint.callback_states lists one per callback given to save)."
+        )
+
+
+def _best_out(best: float) -> float | None:
+    return None if math.isinf(best) else best  # the untouched start value; JSON has no infinity
+
+
+def _best_in(tracker: _Monitor, state: Mapping[str, Any], who: str) -> None:
+    if state["monitor"] != tracker.monitor:
+        raise ValueError(
+            f"{who}.load_state_dict: the state was saved by a callback monitoring {state['monitor']!r}, this one "
+            f"monitors {tracker.monitor!r}. Fix: build the callbacks as for the saved run, in the same order."
+        )
+    best = state["best"]
+    tracker.best = (math.inf if tracker.mode == "min" else -math.inf) if best is None else float(best)
 
 
 def _mode(monitor: str, mode: str, who: str) -> str:
@@ -113,8 +158,26 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, np.ndarray] | None = None
         self.best_epoch: int | None = None
         self.wait = 0
+        self._loaded = False
+
+    def state_dict(self) -> dict[str, Any]:
+        weights = None if self.best_weights is None else {k: v.copy() for k, v in self.best_weights.items()}
+        return {"monitor": self.tracker.monitor, "best": _best_out(self.tracker.best), "wait": self.wait,
+                "best_epoch": self.best_epoch, "best_weights": weights}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        _check_state(self, state, {"monitor", "best", "wait", "best_epoch", "best_weights"})
+        _best_in(self.tracker, state, "EarlyStopping")
+        self.wait = int(state["wait"])
+        self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
+        weights = state["best_weights"]
+        self.best_weights = None if weights is None else {k: np.array(v) for k, v in weights.items()}
+        self._loaded = True  # the next on_train_begin resumes instead of starting afresh
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
+        if self._loaded:
+            self._loaded = False
+            return
         self.tracker.best = math.inf if self.tracker.mode == "min" else -math.inf
         self.wait, self.best_weights, self.best_epoch = 0, None, None
 
@@ -133,7 +196,8 @@ class EarlyStopping(Callback):
             )
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
-        if self.restore_best_weights and self.best_weights is not None:
+        # After Ctrl-C the run is unfinished: the model keeps its last weights, so that the run can go on
+        if self.restore_best_weights and self.best_weights is not None and not logs.get("interrupted"):
             self.context.model.load_state_dict(self.best_weights)
 
 
@@ -154,6 +218,16 @@ class ReduceLROnPlateau(Callback):
         self.factor, self.patience, self.cooldown, self.min_lr = float(factor), patience, cooldown, float(min_lr)
         self.wait = 0
         self.cooldown_left = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The plateau bookkeeping; the lr itself lives in the optimizer's state (``lr_scale``)."""
+        return {"monitor": self.tracker.monitor, "best": _best_out(self.tracker.best), "wait": self.wait,
+                "cooldown_left": self.cooldown_left}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        _check_state(self, state, {"monitor", "best", "wait", "cooldown_left"})
+        _best_in(self.tracker, state, "ReduceLROnPlateau")
+        self.wait, self.cooldown_left = int(state["wait"]), int(state["cooldown_left"])
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         value = _monitored(logs, self.tracker.monitor, "ReduceLROnPlateau")
@@ -190,62 +264,103 @@ class TerminateOnNaN(Callback):
             self.context.stop(f"TerminateOnNaN: val_loss {v} at epoch {epoch}")
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write a text file via a temporary file in the same folder and an atomic rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class CSVLogger(Callback):
-    """Write the history as CSV (one row per epoch), rewritten atomically after every epoch."""
+    """Write the history as CSV (one row per epoch), rewritten atomically after every epoch.
+
+    The rows start with those of the History ``fit`` continues (``fit(history=...)``), or with the
+    rows of a loaded state, so a resumed run's file holds every epoch."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = path
+        self.rows: list[dict[str, Any]] = []
+        self._loaded = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        _check_state(self, state, {"rows"})
+        rows = state["rows"]
+        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+            raise TypeError("CSVLogger.load_state_dict: 'rows' must be a list of dicts, as state_dict() gives")
+        self.rows = [dict(r) for r in rows]
+        self._loaded = True
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        if self._loaded:
+            self._loaded = False
+            return
+        self.rows = self.context.history.to_records()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        rows = [*self.context.history.to_records(), logs]
+        self.rows.append(dict(logs))
         keys: list[str] = []
-        for r in rows:
+        for r in self.rows:
             keys += [k for k in r if k not in keys]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path, buf.getvalue())
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue(), what="the history CSV")
 
 
 class ModelCheckpoint(Callback):
     """Save the model (and optimizer) with ``nablanet.save`` after each epoch, or only when
-    ``monitor`` improves (``save_best_only``). ``path`` may contain ``{epoch}``."""
+    ``monitor`` improves (``save_best_only``). ``path`` may contain ``{epoch}``.
+
+    ``save_training_state=True`` makes each file a point to resume from: it also holds every
+    callback's state and the history, saved at the epoch boundary (``on_epoch_complete``, after
+    all callbacks and the epoch's record), and ``extra`` holds ``{"epoch": e, "next_epoch": e + 1}``.
+    Resume with ``ck = nn.load_checkpoint(path)``, ``optimizer.load_state_dict(ck.optimizer_state)``,
+    ``cb.load_state_dict(state)`` for each of ``ck.callback_states``, then ``nn.fit(ck.model, ...,
+    initial_epoch=ck.extra["next_epoch"], epochs=N - ck.extra["next_epoch"], history=ck.history)``.
+    Files are written atomically: Ctrl-C during a save leaves the previous file as it was.
+    """
 
     def __init__(
         self, path: str | os.PathLike[str], monitor: str = "val_loss", save_best_only: bool = False,
-        mode: str = "auto", save_optimizer: bool = True,
+        mode: str = "auto", save_optimizer: bool = True, save_training_state: bool = False,
     ) -> None:
         self.path = str(path)
         self.save_best_only = save_best_only
         self.save_optimizer = save_optimizer
+        self.save_training_state = save_training_state
         self.tracker = _Monitor(monitor, mode, 0.0, "ModelCheckpoint")
+        self._due: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.tracker.monitor, "best": _best_out(self.tracker.best)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        _check_state(self, state, {"monitor", "best"})
+        _best_in(self.tracker, state, "ModelCheckpoint")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        from nablanet.train.checkpoint import save
-
         if self.save_best_only:
             value = _monitored(logs, self.tracker.monitor, "ModelCheckpoint")
             if not self.tracker.improved(value):
                 return
             self.tracker.best = value
+        if self.save_training_state:
+            self._due = epoch  # saved once the epoch is complete
+        else:
+            self._save(epoch, training_state=False)
+
+    def on_epoch_complete(self, epoch: int, logs: dict[str, Any]) -> None:
+        if self._due == epoch:
+            self._due = None
+            self._save(epoch, training_state=True)
+
+    def _save(self, epoch: int, training_state: bool) -> None:
+        from nablanet.train.checkpoint import save
+
         opt = self.context.optimizer if self.save_optimizer else None
-        save(self.context.model, self.path.format(epoch=epoch), optimizer=opt, extra={"epoch": epoch})
+        path = self.path.format(epoch=epoch)
+        if not training_state:
+            save(self.context.model, path, optimizer=opt, extra={"epoch": epoch})
+            return
+        save(self.context.model, path, optimizer=opt, extra={"epoch": epoch, "next_epoch": epoch + 1},
+             callbacks=self.context.callbacks, history=self.context.history)
 
 
 class LambdaCallback(Callback):

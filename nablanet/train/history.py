@@ -1,7 +1,8 @@
-"""What ``fit`` returns: one record per epoch."""
+"""What ``fit`` returns: one record per epoch, and why training ended."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,11 +14,49 @@ class History:
     ``val_accuracy``, ``lr`` (at the epoch's end), ``seconds``, plus any metric a callback adds.
 
     ``history["loss"]`` gives a column as a list (Keras' ``history.history["loss"]``).
-    ``stop_reason`` says why training ended early, if it did.
+    ``stop_reason`` says why training ended early, if it did. After Ctrl-C (``KeyboardInterrupt``)
+    inside ``fit``, ``interrupted`` is True and ``interrupted_at`` says where training stood:
+    ``{"epoch": e, "batch": b, "batches": n}``, where ``b`` batches of epoch ``e`` (of ``n``) were
+    completed; the records hold the completed epochs only.
+
+    A History is rebuilt from what ``to_records`` gave (a checkpoint stores that) with
+    ``History.from_records(records, stop_reason=...)``; ``fit(..., history=h, initial_epoch=k)``
+    continues one.
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
+    interrupted_at: dict[str, int] | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether ``fit`` ended on a ``KeyboardInterrupt`` (see ``interrupted_at``)."""
+        return self.interrupted_at is not None
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[Mapping[str, Any]], stop_reason: str | None = None,
+        interrupted_at: Mapping[str, int] | None = None,
+    ) -> History:
+        """The History whose ``to_records()`` is ``records`` (each a dict with an int ``epoch``)."""
+        if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+            raise TypeError(
+                f"History.from_records received a {type(records).__name__}; expected a list of dicts, one per "
+                "epoch, as History.to_records() gives."
+            )
+        rows = list(records)
+        for i, r in enumerate(rows):
+            epoch = r.get("epoch") if isinstance(r, Mapping) else None
+            if isinstance(epoch, bool) or not isinstance(epoch, int):
+                got = f"a {type(r).__name__}" if not isinstance(r, Mapping) else f"epoch={epoch!r}"
+                raise ValueError(
+                    f"History.from_records: record {i} has {got}; expected a dict with an int 'epoch', "
+                    "as History.to_records() gives."
+                )
+        if stop_reason is not None and not isinstance(stop_reason, str):
+            raise TypeError(f"History.from_records(stop_reason=...) received a {type(stop_reason).__name__}; "
+                            "expected a str or None")
+        return cls([dict(r) for r in rows], stop_reason, None if interrupted_at is None else dict(interrupted_at))
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(dict(record))
