@@ -183,3 +183,23 @@ def test_stale_part_of_a_dead_writer_is_removed(tmp_path) -> None:  # type: igno
     nn.save(_model(), tmp_path / "model.npz")
     assert not stale.exists() and live.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "model.npz"]
+
+
+@pytest.mark.parametrize(("entry", "value", "match"), [
+    ("history", {"records": "x"}, "the history entry is damaged"),
+    ("callbacks", {"class": "EarlyStopping"}, "the callbacks entry is damaged"),
+    ("callbacks", [{"class": "C", "state": {"w": {"__array__": "callbacks/0/w"}}}], "does not hold"),
+    ("optimizer", {"class": "SGD", "state_keys": {"0": ["momentum_buffer"]}}, "lacks the arrays"),
+    ("extra", [1], "the extra entry is a list"),
+])
+def test_damaged_entries_name_the_file(tmp_path, entry, value, match) -> None:  # type: ignore[no-untyped-def]
+    path = nn.save(_model(), tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta[entry] = value
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=match) as info:
+        nn.load_checkpoint(path)
+    assert str(path) in str(info.value)

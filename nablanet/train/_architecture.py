@@ -181,13 +181,15 @@ def _build(
         if "rng" in inspect.signature(cls.__init__).parameters:
             kwargs["rng"] = make_rng()  # the weights are loaded next; keep the global generator untouched
         return cls(**kwargs)
-    except (TypeError, ValueError, OverflowError) as exc:
-        if isinstance(exc, ArchitectureError):
-            raise
-        raise ArchitectureError(where, f"{name}(**{arch.get('config', {})}) cannot be built: {exc}") from exc
+    except ArchitectureError:
+        raise
     except MemoryError:
         raise ArchitectureError(where, f"{name}(**{arch.get('config', {})}) asks for more memory than this "
                                 "machine has") from None
+    except Exception as exc:  # the config is untrusted: whatever its constructor raises, the node is bad
+        raise ArchitectureError(
+            where, f"{name}(**{arch.get('config', {})}) cannot be built ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _compare(model: Layer, stored: Mapping[str, np.ndarray]) -> None:

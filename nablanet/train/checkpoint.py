@@ -220,12 +220,16 @@ def _history(meta: dict[str, Any], p: Path) -> History | None:
         raise ValueError(f"{p}: the history entry is damaged (expected {{'records': [{{...}}, ...], ...}})")
     stop_reason = saved.get("stop_reason")
     from_records = getattr(History, "from_records", None)
-    history: History = (
-        from_records(saved["records"], stop_reason=stop_reason) if callable(from_records)
-        else History(records=[dict(r) for r in saved["records"]], stop_reason=stop_reason)
-    )
-    for name, value in saved.items():  # fields a newer History has (interrupted, ...)
-        if name not in ("records", "stop_reason") and hasattr(history, name):
+    try:
+        history: History = (
+            from_records(saved["records"], stop_reason=stop_reason) if callable(from_records)
+            else History(records=[dict(r) for r in saved["records"]], stop_reason=stop_reason)
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: the history entry is damaged ({exc})") from exc
+    known = {f.name for f in fields(History)} - {"records", "stop_reason"}
+    for name, value in saved.items():  # the other fields of History (interrupted_at, ...)
+        if name in known:
             setattr(history, name, value)
     return history
 
