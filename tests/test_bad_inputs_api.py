@@ -276,3 +276,12 @@ def test_non_finite_lr_scale_and_schedule_are_refused() -> None:
         opt.lr_scale = math.inf
     with pytest.raises(ValueError, match=r"the lr schedule .* gave inf at step t=0; expected lr finite"):
         nn.optim.SGD([p], lr=lambda t: math.inf)
+
+
+def test_optimizer_load_state_dict_of_the_wrong_thing() -> None:
+    opt = nn.optim.SGD(_model().parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"SGD.load_state_dict received list; expected the dict that "
+                       r"optimizer.state_dict\(\) gives.*Fix"):
+        opt.load_state_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"received \['0.bias', '0.weight'\]; expected the dict"):
+        opt.load_state_dict(_model().state_dict())  # the model's state dict, not the optimizer's

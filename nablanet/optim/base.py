@@ -319,6 +319,12 @@ class Optimizer:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore state, hyperparameters, step counter and lr_scale from ``state_dict()``'s output."""
         who = type(self).__name__
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups", "step_count"} <= set(state_dict):
+            got = sorted(map(str, state_dict)) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            raise TypeError(
+                f"{who}.load_state_dict received {got}; expected the dict that optimizer.state_dict() gives, with "
+                "'state', 'param_groups' and 'step_count'. Fix: pass opt.state_dict() or Checkpoint.optimizer_state."
+            )
         saved_groups = state_dict["param_groups"]
         sizes = [len(g["params"]) for g in self.param_groups]
         saved_sizes = [len(g["params"]) for g in saved_groups]
