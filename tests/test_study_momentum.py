@@ -52,7 +52,9 @@ def test_measured_rates_match_theory(quick: tuple[StudyResult, Path]) -> None:
     result, _ = quick
     h = result.headline
     sk = 10.0  # κ = 100
-    assert h["κ=100 heavy_ball: rate predicted"] == pytest.approx((sk - 1) / (sk + 1), rel=1e-9)
+    # Heavy ball at (α*, μ*) has a double root, where the radius moves by √ε under a last-bit change of
+    # the Lanczos λ's (6e-8 seen with NumPy 2.4): the same 1e-6 as the closed-form test above.
+    assert h["κ=100 heavy_ball: rate predicted"] == pytest.approx((sk - 1) / (sk + 1), rel=1e-6)
     assert h["κ=100 heavy_ball: rate measured"] == pytest.approx((sk - 1) / (sk + 1), rel=0.01)
     assert h["κ=100 gd: rate measured"] == pytest.approx(99 / 101, rel=1e-3)
     assert h["κ=100 nesterov: rate measured"] == pytest.approx(1 - 1 / sk, rel=0.01)

@@ -1,9 +1,14 @@
-"""Argument types shared by the subcommands: each refuses a bad value in one line that names the flag."""
+"""Argument types shared by the subcommands: each refuses a bad value in one line that names the flag.
+
+argparse puts ``argument --flag:`` in front of a type's message, so the messages here say what was
+received and what is expected, and leave naming the flag to argparse.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import math
+from typing import Any, NoReturn
 
 
 class Interrupted(KeyboardInterrupt):
@@ -18,25 +23,108 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _hidden(text: str) -> list[int]:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help does not give the default itself and there is one.
+
+    A default of None or False (unset, a flag) says nothing, and a help text that explains its own
+    default ("default 128 for mlp, ...") would otherwise show two.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Tracked(argparse._StoreAction):
+    """A store action that also records that the flag was given (``namespace.explicit``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.explicit = frozenset(getattr(namespace, "explicit", frozenset())) | {self.dest}
+
+
+class _TrackedTrue(argparse._StoreTrueAction):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.explicit = frozenset(getattr(namespace, "explicit", frozenset())) | {self.dest}
+
+
+def track_explicit(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser``'s store and store_true flags record in ``args.explicit`` which were given.
+
+    Call before adding the arguments. Needed where a flag's meaning depends on whether the user
+    typed it (``--momentum`` with Adam, flags given again with ``--resume``).
+    """
+    parser.register("action", None, _Tracked)
+    parser.register("action", "store", _Tracked)
+    parser.register("action", "store_true", _TrackedTrue)
+    parser.set_defaults(explicit=frozenset())
+
+
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; expected e.g. 0.01")
+    return v
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+
+
+def _int_list(text: str) -> list[int]:
+    """Comma-separated positive ints (layer sizes, channels); '' or 'none' is the empty list."""
     if text.strip() in ("", "none"):
         return []
     try:
         sizes = [int(s) for s in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden {text!r}: expected comma-separated ints such as 256,128") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated ints such as 256,128") from None
     if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--hidden {text!r}: layer sizes must be positive")
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be a positive int, e.g. 256,128 ('none': no "
+                                         "hidden layer)")
     return sizes
 
 
+_hidden = _int_list  # the old name
+
+
 def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _number(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+    return v
+
+
+def _nonnegative_float(text: str) -> float:
+    v = _number(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 0 (0 turns it off)")
+    return v
+
+
+def _momentum(text: str) -> float:
+    v = _number(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a momentum in [0, 1), e.g. 0.9 (0: plain SGD)")
+    return v
+
+
+def _decay_factor(text: str) -> float:
+    v = _number(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive factor the learning rate is multiplied "
+                                         "by, e.g. 0.1 (values above 1 make it grow)")
     return v
 
 
@@ -46,20 +134,32 @@ def _batch_size(text: str) -> int | None:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch-size {text!r}: expected a positive int or 'full'") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive int or 'full'") from None
     if v < 1:
-        raise argparse.ArgumentTypeError(f"--batch-size {text!r}: expected a positive int or 'full'")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive int or 'full'")
     return v
 
 
-
 def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+    v = _int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive int")
+    return v
+
+
+def _patience(text: str) -> int:
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; expected a patience in epochs, e.g. 10 (0 turns "
+                                         "it off)")
+    return v
+
+
+def _seed(text: str) -> int:
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; expected an int >= 0 such as 0 (NumPy's generators "
+                                         "take non-negative seeds)")
     return v
 
 
@@ -70,4 +170,3 @@ def _sweep_flags(p: argparse.ArgumentParser, prefix: str) -> None:
                    help=prefix + "run the cells on this Dask scheduler, e.g. tcp://127.0.0.1:8786; unset: joblib "
                         "processes on this machine")
     p.add_argument("--quiet", action="store_true", help=prefix + "no progress bar or progress lines")
-
