@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from mnist_mirror import mnist_dir, server, srv  # noqa: F401  (fixtures: real MNIST files and a local mirror)
+
 import nablanet as nn
 
 # NABLANET_REQUIRE=torch,mnist,extras (comma-separated names below; .ci/run sets it for its run with

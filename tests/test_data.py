@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import shutil
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from mnist_mirror import T10K_IMAGES, T10K_LABELS
 
 from nablanet.data import (
     ChecksumError,
@@ -34,29 +33,8 @@ from nablanet.data import (
     read_idx,
 )
 
-T10K_IMAGES = "t10k-images-idx3-ubyte.gz"
-T10K_LABELS = "t10k-labels-idx1-ubyte.gz"
 T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 SPLITS = ("train", "validation", "test")
-
-
-def _mnist_candidates() -> list[Path]:
-    here = Path(__file__).resolve()
-    # shared/ beside the checkout (parents[2] == parents[1].parent) or inside it (device copies).
-    roots = [here.parents[2], here.parents[1].parent, here.parents[1]]
-    return list(dict.fromkeys(r / "shared" / "data" / "mnist" for r in roots))
-
-
-@pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    for candidate in _mnist_candidates():
-        if (candidate / T10K_IMAGES).is_file() and (candidate / T10K_LABELS).is_file():
-            return candidate
-    pytest.skip(
-        "MNIST t10k IDX files not found (looked in "
-        + ", ".join(str(c) for c in _mnist_candidates())
-        + "); these tests need shared/data/mnist beside the repository"
-    )
 
 
 def _stratified_within_one(splits: Splits, y_all: np.ndarray) -> None:
@@ -417,71 +395,6 @@ def test_local_checksum_mismatch(mnist_dir: Path, tmp_path: Path) -> None:
 # ----------------------------------------------------------------- downloads from a local server
 
 
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves files under ``server.root``; honours ``Range: bytes=N-`` unless ``server.use_range``
-    is off (SimpleHTTPRequestHandler has no Range support, hence this handler). ``/flaky/``
-    announces the whole of a ``/good/`` file but closes the connection half-way."""
-
-    def do_GET(self) -> None:
-        server: Any = self.server
-        server.log.append((self.path, self.headers.get("Range")))
-        flaky = self.path.startswith("/flaky/")  # the good files, cut off half-way
-        path = (server.root / self.path.lstrip("/").replace("flaky/", "good/", 1)).resolve()
-        if server.root not in path.parents or not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        header = self.headers.get("Range")
-        if header and server.use_range and header.startswith("bytes=") and header.endswith("-"):
-            start = int(header[len("bytes=") : -1])
-            if start >= len(data):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start : (start + len(data)) // 2 if flaky else len(data)])
-        self.close_connection = flaky
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-        pass
-
-
-@pytest.fixture(scope="module")
-def server(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """http://127.0.0.1:<free port>/good/ has the t10k files, /corrupt/ altered copies,
-    /missing/ nothing (404)."""
-    root = tmp_path_factory.mktemp("www").resolve()
-    for folder in ("good", "corrupt"):
-        (root / folder).mkdir()
-    for name in (T10K_IMAGES, T10K_LABELS):
-        data = (mnist_dir / name).read_bytes()
-        (root / "good" / name).write_bytes(data)
-        (root / "corrupt" / name).write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
-    httpd: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.root, httpd.log, httpd.use_range = root, [], True
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def srv(server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    server.log.clear()
-    server.use_range = True
-    # A proxy configured in the environment must not see requests for the local server.
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return server
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -558,6 +471,20 @@ def test_download_error_lists_every_mirror(srv: Any, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="tried 2 mirror") as info:
         load_mnist_arrays(tmp_path, kind="t10k", download=True, mirrors=mirrors)
     assert str(info.value).count("HTTP Error 404") == 2 and "mirrors=[...]" in str(info.value)
+
+
+def test_mirror_list_from_the_environment(srv: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NABLANET_MNIST_MIRRORS", f" {srv.url}/missing/ ,{srv.url}/good/,")
+    images, _ = load_mnist_arrays(tmp_path, kind="t10k", download=True)
+    assert images.shape == (10000, 28, 28)
+    assert [p for p, _ in srv.log if p.endswith(T10K_IMAGES)] == [f"/missing/{T10K_IMAGES}", f"/good/{T10K_IMAGES}"]
+
+
+def test_empty_mirror_variable_means_the_default_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nablanet.data.mnist import MNIST_MIRRORS, default_mirrors
+
+    monkeypatch.setenv("NABLANET_MNIST_MIRRORS", " , ")
+    assert default_mirrors() == MNIST_MIRRORS
 
 
 # ----------------------------------------------------------------------------- npz and csv files

@@ -21,6 +21,7 @@ we checked against the real t10k bytes; the train md5 values are the officially 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,15 @@ MNIST_MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 """Base URLs tried in order by ``download=True`` (torchvision's, TensorFlow's, the original)."""
+
+MIRRORS_ENV = "NABLANET_MNIST_MIRRORS"
+"""Comma-separated base URLs that replace ``MNIST_MIRRORS`` (a local mirror, a proxy, a test server)."""
+
+
+def default_mirrors() -> tuple[str, ...]:
+    """``$NABLANET_MNIST_MIRRORS`` split at commas when set and non-empty, else ``MNIST_MIRRORS``."""
+    urls = [u.strip() for u in os.environ.get(MIRRORS_ENV, "").split(",") if u.strip()]
+    return tuple(urls) if urls else MNIST_MIRRORS
 
 MNIST_CHECKSUMS: dict[str, Checksum] = {
     "train-images-idx3-ubyte.gz": Checksum(
@@ -106,13 +116,14 @@ def load_mnist_arrays(
     kind: "train" (60,000) or "t10k" (the 10,000 test images).
     root: the folder holding the files; default ``<cache>/mnist`` with the cache folder from
         ``cache_dir``, ``$NABLANET_CACHE`` or ``~/.cache/nablanet``.
-    download: fetch missing .gz files from ``mirrors`` (default ``MNIST_MIRRORS``) into root.
+    download: fetch missing .gz files from ``mirrors`` (default ``$NABLANET_MNIST_MIRRORS`` split at
+        commas, else ``MNIST_MIRRORS``) into root.
     verify: check size and checksum before parsing (see the module docstring).
     """
     if kind not in ("train", "t10k"):
         raise ValueError(f"kind={kind!r}; expected 'train' (60,000 images) or 't10k' (10,000)")
     folder = _mnist_root(root, cache_dir)
-    mirror_list = MNIST_MIRRORS if mirrors is None else check_mirrors(mirrors)
+    mirror_list = default_mirrors() if mirrors is None else check_mirrors(mirrors)
     paths: list[Path] = []
     missing: list[str] = []
     for stem in _file_names(kind):
@@ -133,7 +144,7 @@ def load_mnist_arrays(
         )
         raise FileNotFoundError(
             f"MNIST {kind} files missing in {folder}: {', '.join(missing)} (looked for the .gz "
-            f"and the uncompressed name). Fix: pass download=True to fetch them from "
+            f"and the uncompressed name). Fix: pass download=True (on the command line: --download) to fetch them from "
             f"{mirror_list[0]} and other mirrors, or copy them into {folder}{hint}."
         )
     if verify:
