@@ -1,17 +1,14 @@
-"""Where downloaded and generated data live, and writing there safely."""
+"""Where downloaded and generated data live, and making sure that folder can be written."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-
-import numpy as np
 
 from nablanet.data._checks import PathLike
 
 CACHE_ENV = "NABLANET_CACHE"
+DEFAULT_CACHE = Path("~/.cache/nablanet")
 
 
 def get_cache_dir(cache_dir: PathLike | None = None) -> Path:
@@ -24,25 +21,33 @@ def get_cache_dir(cache_dir: PathLike | None = None) -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "nablanet"
+    return DEFAULT_CACHE.expanduser()
 
 
-def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` so that a reader sees either the old file or the whole new one.
+def cache_origin(cache_dir: PathLike | None = None) -> str:
+    """Where ``get_cache_dir(cache_dir)`` took its path from, for error messages."""
+    if cache_dir is not None:
+        return f"cache_dir={str(cache_dir)!r}"
+    if os.environ.get(CACHE_ENV):
+        return f"${CACHE_ENV}={os.environ[CACHE_ENV]!r}"
+    return f"the default cache folder {DEFAULT_CACHE} (${CACHE_ENV} is not set)"
 
-    A crash or a second process writing at the same time can then never leave a half-written
-    cache file behind: the data go to a temporary file in the same folder (same file system, so
-    ``os.replace`` is atomic) that is renamed into place only once complete.
+
+def writable_folder(folder: Path, what: str, origin: str) -> Path:
+    """Create ``folder`` if needed and check that it can be written; return it.
+
+    The error names the folder, where its path came from (``origin``: a flag, an argument or
+    ``$NABLANET_CACHE``) and how to move it, instead of a bare errno.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache is ordinary readable data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        reason = "a file has that name" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        fix = (f"set {CACHE_ENV} to a folder you can write to" if CACHE_ENV in origin
+               else f"give {origin.partition('=')[0]} a folder you can write to")
+        err = type(exc)(f"cannot write {what} to {folder} ({reason}); that folder comes from {origin}. Fix: {fix}")
+        err.errno = exc.errno
+        raise err from None
+    return folder

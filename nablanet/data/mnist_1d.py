@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from nablanet._io import atomic_savez
 from nablanet._random import RNGLike
-from nablanet.data._cache import get_cache_dir, save_npz_atomic
+from nablanet.data._cache import cache_origin, get_cache_dir, writable_folder
 from nablanet.data._checks import PathLike
 from nablanet.data.splits import Splits, make_splits
 
@@ -88,8 +89,9 @@ def mnist1d_arrays(cache_dir: PathLike | None = None) -> dict[str, np.ndarray]:
     path = get_cache_dir(cache_dir) / f"mnist1d-{_KEY}.npz"
     arrays = _read_cache(path)
     if arrays is None:
+        writable_folder(path.parent, "the generated MNIST-1D arrays", cache_origin(cache_dir))
         arrays = _generate()
-        save_npz_atomic(path, arrays)
+        atomic_savez(path, arrays, what="the generated MNIST-1D arrays")
     return arrays
 
 
