@@ -56,10 +56,11 @@ def test_bad_flags_give_one_line(argv: list[str], message: str) -> None:
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
 
 
-def test_library_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--epochs", "0"]) == 2
+def test_library_errors_are_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["train", "--data", "mnist", "--mnist-subset", "t10k", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--epochs 0" in err[0]
+    assert len(err) == 1 and err[0].startswith("nablanet train: error: MNIST t10k files missing in")
+    assert "--download" in err[0]
 
 
 def test_cnn_on_digits_learns(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -75,6 +76,7 @@ def test_runs():
 
 def _pytest_in(folder: Path, env_value: str | None) -> subprocess.CompletedProcess[str]:
     (folder / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    shutil.copy(Path(__file__).parent / "mnist_mirror.py", folder)  # conftest imports its fixtures
     (folder / "test_skipping.py").write_text(SKIPPING, encoding="utf-8")
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # its own rootdir, not ours
     env = {k: v for k, v in os.environ.items() if k != "NABLANET_REQUIRE"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -313,3 +315,209 @@ def test_mnist1d_mlp_reaches_60_percent(mnist1d: nn.data.Splits) -> None:
     opt = nn.optim.Adam(model.parameters(), lr=1e-2)
     nn.fit(model, nn.CrossEntropyLoss(), opt, train=mnist1d.train, epochs=170, batch_size=100, seed=0)
     assert nn.evaluate(model, nn.CrossEntropyLoss(), *mnist1d.test)["accuracy"] >= 0.60  # the paper: 68%
+
+
+# -- resuming from an epoch boundary, bit for bit ------------------------------------------------------
+
+def _resume_callbacks(tmp: Any, tag: str) -> list[cbs.Callback]:
+    return [
+        cbs.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5, min_delta=0.02),
+        cbs.EarlyStopping(monitor="val_loss", patience=3, min_delta=0.01, restore_best_weights=True),
+        cbs.CSVLogger(tmp / f"{tag}.csv"),
+        cbs.ModelCheckpoint(tmp / f"{tag}-best.npz", monitor="val_loss", save_best_only=True),
+    ]
+
+
+def _resume_fit(model: nn.Sequential, opt: Any, callbacks: list[cbs.Callback], **kwargs: Any) -> nn.History:
+    x, y = _blobs(96)
+    return nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), validation_split=0.25, batch_size=16, seed=3,
+                  callbacks=callbacks, **kwargs)
+
+
+_OPTIMIZERS = {
+    "sgd_momentum": lambda m: nn.optim.SGD(m.parameters(), lr=0.3, momentum=0.9),
+    "adam": lambda m: nn.optim.Adam(m.parameters(), lr=0.05),
+}
+
+
+def _without_seconds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def _csv_rows(path: Any) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+class _Snapshot(cbs.Callback):
+    """Keeps what resuming needs at the boundary after epoch ``epoch``, in memory or in a file.
+
+    At that point the run has not ended: EarlyStopping(restore_best_weights=True) has not put its
+    best weights back yet, which it does when a run ends."""
+
+    def __init__(self, epoch: int, path: Any = None) -> None:
+        self.epoch, self.path = epoch, path
+        self.saved: tuple[Any, ...] = ()
+
+    def on_epoch_complete(self, epoch: int, logs: dict[str, Any]) -> None:
+        if epoch != self.epoch:
+            return
+        c = self.context
+        if self.path is not None:
+            nn.save(c.model, self.path, optimizer=c.optimizer, callbacks=c.callbacks, history=c.history)
+        else:
+            self.saved = (copy.deepcopy(c.model.state_dict()), copy.deepcopy(c.optimizer.state_dict()),
+                          copy.deepcopy([cb.state_dict() for cb in c.callbacks]), c.history.to_records(),
+                          c.history.stop_reason)
+
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+@pytest.mark.parametrize("opt_name", sorted(_OPTIMIZERS))
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, opt_name: str, via: str) -> None:  # type: ignore[no-untyped-def]
+    make_opt, n_epochs, k = _OPTIMIZERS[opt_name], 12, 4
+    model = _model()
+    opt = make_opt(model)
+    full = _resume_fit(model, opt, [*_resume_callbacks(tmp_path, "full"), cbs.Callback()], epochs=n_epochs)
+    assert len(set(full["lr"])) > 1  # ReduceLROnPlateau acted, so its state and lr_scale matter
+    assert full.records[-1]["epoch"] > k  # EarlyStopping did not end the run before the resume point
+
+    first = _model()
+    snapshot = _Snapshot(k - 1, None if via == "memory" else tmp_path / "resume.npz")
+    _resume_fit(first, make_opt(first), [*_resume_callbacks(tmp_path, "part"), snapshot], epochs=k)
+    del first
+    if via == "memory":
+        weights, opt_state, states, records, stop_reason = snapshot.saved
+        second = _model(seed=99)
+        second.load_state_dict(weights)
+        history = nn.History.from_records(records, stop_reason=stop_reason)
+    else:
+        ck = nn.load_checkpoint(tmp_path / "resume.npz")
+        second, opt_state, states, history = ck.model, ck.optimizer_state, ck.callback_states, ck.history
+        assert states is not None and history is not None
+    assert [r["epoch"] for r in history.records] == list(range(k))
+    opt2 = make_opt(second)
+    opt2.load_state_dict(opt_state)
+    callbacks2 = [*_resume_callbacks(tmp_path, "part"), cbs.Callback()]
+    for cb, state in zip(callbacks2, states, strict=True):
+        cb.load_state_dict(state)
+    resumed = _resume_fit(second, opt2, callbacks2, epochs=n_epochs - k, initial_epoch=k, history=history)
+
+    assert _without_seconds(resumed.to_records()) == _without_seconds(full.to_records())
+    assert resumed.stop_reason == full.stop_reason
+    for name, value in model.state_dict().items():
+        assert np.array_equal(second.state_dict()[name], value), name
+    assert _csv_rows(tmp_path / "part.csv") == _csv_rows(tmp_path / "full.csv")  # every epoch, once
+    best_full, best_part = (nn.load(tmp_path / f"{t}-best.npz").state_dict() for t in ("full", "part"))
+    for name, value in best_full.items():
+        assert np.array_equal(best_part[name], value), name
+
+
+def test_early_stopping_resumes_its_count_and_best_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def stopper() -> cbs.EarlyStopping:
+        return cbs.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+
+    # after epoch 3 the lr jumps, so the validation loss gets worse and training stops
+    def jump(opt: Any) -> cbs.LambdaCallback:
+        return cbs.LambdaCallback(on_epoch_end=lambda e, logs: setattr(opt, "lr", 20.0) if e == 3 else None)
+
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    full = _resume_fit(model, opt, [jump(opt), stopper(), cbs.Callback()], epochs=30)
+    assert "early stopping" in (full.stop_reason or "") and len(full) < 30
+    stop_epoch = len(full) - 1
+
+    first = _model()
+    opt1 = nn.optim.SGD(first.parameters(), lr=0.3, momentum=0.9)
+    es1 = stopper()
+    # saved one epoch short of the stop, with the count at 1 and the best weights held
+    _resume_fit(first, opt1, [jump(opt1), es1, _Snapshot(stop_epoch - 1, tmp_path / "ck.npz")], epochs=stop_epoch)
+    ck = nn.load_checkpoint(tmp_path / "ck.npz")
+    assert ck.callback_states is not None and ck.callback_states[0] == {}
+    assert ck.callback_states[1]["wait"] == 1 and ck.callback_states[1]["best_weights"] is not None
+    opt2 = nn.optim.SGD(ck.model.parameters(), lr=0.3, momentum=0.9)
+    opt2.load_state_dict(ck.optimizer_state)  # type: ignore[arg-type]
+    callbacks2 = [jump(opt2), stopper(), cbs.Callback()]
+    for cb, state in zip(callbacks2, ck.callback_states, strict=True):
+        cb.load_state_dict(state)
+    resumed = _resume_fit(ck.model, opt2, callbacks2, epochs=30 - stop_epoch, initial_epoch=stop_epoch,
+                          history=ck.history)
+    assert resumed.stop_reason == full.stop_reason and len(resumed) == len(full)
+    for name, value in model.state_dict().items():  # the best epoch's weights, restored at the end
+        assert np.array_equal(ck.model.state_dict()[name], value), name
+
+
+def test_model_checkpoint_with_training_state_is_a_point_to_resume_from(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def callbacks() -> list[cbs.Callback]:
+        return [cbs.ModelCheckpoint(tmp_path / "ck-{epoch}.npz", save_training_state=True),
+                cbs.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5, min_delta=0.02),
+                cbs.EarlyStopping(monitor="val_loss", patience=50)]
+
+    model = _model()
+    opt = nn.optim.Adam(model.parameters(), lr=0.05)
+    full = _resume_fit(model, opt, callbacks(), epochs=8)
+    ck = nn.load_checkpoint(tmp_path / "ck-3.npz")
+    assert ck.extra == {"epoch": 3, "next_epoch": 4}
+    assert ck.history is not None and [r["epoch"] for r in ck.history.records] == [0, 1, 2, 3]
+    assert ck.callback_states is not None and ck.callback_states[2]["best"] is not None
+    opt2 = nn.optim.Adam(ck.model.parameters(), lr=0.05)
+    opt2.load_state_dict(ck.optimizer_state)  # type: ignore[arg-type]
+    callbacks2 = callbacks()
+    for cb, state in zip(callbacks2, ck.callback_states, strict=True):
+        cb.load_state_dict(state)
+    resumed = _resume_fit(ck.model, opt2, callbacks2, epochs=4, initial_epoch=ck.extra["next_epoch"],
+                          history=ck.history)
+    assert _without_seconds(resumed.to_records()) == _without_seconds(full.to_records())
+    for name, value in model.state_dict().items():
+        assert np.array_equal(ck.model.state_dict()[name], value), name
+
+
+def test_fit_continues_a_history_only_from_the_epoch_after_its_last() -> None:
+    x, y = _blobs(40)
+    model = _model()
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+    h = nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=2, tol_loss=1e-12)
+    more = nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=1, initial_epoch=2, history=h)
+    assert [r["epoch"] for r in more.records] == [0, 1, 2] and len(h) == 2  # the argument is not changed
+    with pytest.raises(ValueError, match=r"initial_epoch=1\): the history ends with epoch 2, so the run it continues "
+                                         r"goes on at epoch 3; pass that as initial_epoch"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=1, initial_epoch=1, history=more)
+    with pytest.raises(TypeError, match=r"fit\(history=...\) received a list; expected the History"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), initial_epoch=3, history=more.to_records())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"initial_epoch=-1: expected an int >= 0"):
+        nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), initial_epoch=-1)
+
+
+def test_history_from_records_round_trip_and_refusals() -> None:
+    h = nn.History([{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}], "early stopping: ...")
+    back = nn.History.from_records(h.to_records(), stop_reason=h.stop_reason)
+    assert back == h and not back.interrupted
+    cut = nn.History.from_records([], stop_reason="interrupted", interrupted_at={"epoch": 0, "batch": 3, "batches": 9})
+    assert cut.interrupted and cut.interrupted_at == {"epoch": 0, "batch": 3, "batches": 9}
+    with pytest.raises(ValueError, match=r"record 1 has epoch='1'; expected a dict with an int 'epoch'"):
+        nn.History.from_records([{"epoch": 0}, {"epoch": "1"}])
+    with pytest.raises(TypeError, match=r"received a dict; expected a list of dicts"):
+        nn.History.from_records({"epoch": [0, 1]})  # type: ignore[arg-type]
+
+
+def test_callback_states_are_plain_and_refuse_another_callbacks_state() -> None:
+    x, y = _blobs(60)
+    model = _model()
+    es = cbs.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
+    plateau = cbs.ReduceLROnPlateau(monitor="val_loss", patience=1)
+    nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), validation=(x, y),
+           epochs=3, callbacks=[es, plateau])
+    state = es.state_dict()
+    assert set(state) == {"monitor", "best", "wait", "best_epoch", "best_weights"}
+    assert isinstance(state["best"], float) and set(state["best_weights"]) == set(model.state_dict())
+    assert cbs.ReduceLROnPlateau().state_dict() == {"monitor": "val_loss", "best": None, "wait": 0,
+                                                    "cooldown_left": 0}
+    assert cbs.TerminateOnNaN().state_dict() == {} and cbs.ProgressBar().state_dict() == {}
+    with pytest.raises(ValueError, match=r"EarlyStopping.load_state_dict received keys \['best', 'cooldown_left', "
+                                         r"'monitor', 'wait'\]; expected \['best', 'best_epoch', 'best_weights'"):
+        cbs.EarlyStopping().load_state_dict(plateau.state_dict())
+    with pytest.raises(ValueError, match=r"saved by a callback monitoring 'val_loss', this one monitors 'loss'"):
+        cbs.ReduceLROnPlateau(monitor="loss").load_state_dict(plateau.state_dict())
+    with pytest.raises(ValueError, match=r"TerminateOnNaN.load_state_dict received keys \['rows'\]; expected \[\]"):
+        cbs.TerminateOnNaN().load_state_dict({"rows": []})
+    with pytest.raises(TypeError, match=r"CSVLogger.load_state_dict received a list; expected the dict"):
+        cbs.CSVLogger("h.csv").load_state_dict([])  # type: ignore[arg-type]

@@ -91,8 +91,7 @@ def _int_list(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated ints such as 256,128") from None
     if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: every size must be a positive int, e.g. 256,128 ('none': no "
-                                         "hidden layer)")
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be a positive int, e.g. 32,64")
     return sizes
 
 
@@ -158,8 +157,7 @@ def _patience(text: str) -> int:
 def _seed(text: str) -> int:
     v = _int(text)
     if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; expected an int >= 0 such as 0 (NumPy's generators "
-                                         "take non-negative seeds)")
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; expected an int >= 0, e.g. 0")
     return v
 
 

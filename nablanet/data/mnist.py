@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nablanet._random import RNGLike
-from nablanet.data._cache import get_cache_dir
+from nablanet.data._cache import cache_origin, get_cache_dir, writable_folder
 from nablanet.data._checks import PathLike, feature_dtype
 from nablanet.data.download import Checksum, check_mirrors, fetch, verify_file
 from nablanet.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
@@ -129,6 +129,8 @@ def load_mnist_arrays(
     for stem in _file_names(kind):
         path = _find(folder, stem)
         if path is None and download:
+            writable_folder(folder, "the downloaded MNIST files",
+                            f"root={str(root)!r}" if root is not None else cache_origin(cache_dir))
             gz = f"{stem}.gz"
             path = fetch(gz, folder, mirrors=mirror_list, expected=MNIST_CHECKSUMS[gz], timeout=timeout)
         if path is None:
@@ -137,8 +139,8 @@ def load_mnist_arrays(
             paths.append(path)
     if missing:
         hint = (
-            "; or, to work with the test images alone, load_mnist(root, subset='t10k') splits "
-            "the 10,000 t10k images into train/validation/test"
+            "; or, to work with the test images alone, load_mnist(root, subset='t10k') (on the command "
+            "line: --mnist-subset t10k) splits the 10,000 t10k images into train/validation/test"
             if kind == "train"
             else ""
         )
