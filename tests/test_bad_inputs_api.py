@@ -285,3 +285,36 @@ def test_optimizer_load_state_dict_of_the_wrong_thing() -> None:
         opt.load_state_dict([1, 2])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"received \['0.bias', '0.weight'\]; expected the dict"):
         opt.load_state_dict(_model().state_dict())  # the model's state dict, not the optimizer's
+
+
+# -- fit and evaluate ----------------------------------------------------------------------------
+def test_fit_refuses_an_optimizer_built_on_another_models_parameters() -> None:
+    x, y = np.ones((8, 4)), np.zeros(8, dtype=np.int64)
+    model, other = _model(), _model()
+    with pytest.raises(ValueError, match=r"fit: the optimizer \(SGD\) holds 2 parameter\(s\), none of them the "
+                                         r"model's \(2 parameters\).*Fix: build the optimizer on this model"):
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(other.parameters(), lr=0.1), train=(x, y))
+
+
+def test_fit_takes_an_optimizer_on_a_subset_of_the_parameters() -> None:
+    x, y = np.ones((8, 4)), np.zeros(8, dtype=np.int64)
+    model = nn.Sequential(nn.Linear(4, 3, rng=0), nn.Tanh(), nn.Linear(3, 2, rng=1))
+    frozen = model[0].weight.data.copy()
+    nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model[2].parameters(), lr=0.1), train=(x, y), epochs=2)
+    assert np.array_equal(model[0].weight.data, frozen)  # fine-tuning the last layer only
+
+
+def test_fit_where_every_label_is_ignore_index() -> None:
+    x, y = np.ones((8, 4)), np.full(8, -100)
+    model = _model()
+    with pytest.raises(ValueError, match=r"fit: every label of train y \(8 of them\) equals the loss's "
+                                         r"ignore_index=-100, so no sample counts and the loss is 0/0.*Fix: check the "
+                                         r"labels") as info:
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y))
+    assert "learning rate" not in str(info.value)
+
+
+def test_evaluate_returns_plain_floats() -> None:
+    x, y = np.ones((6, 4)), np.array([0, 1, 0, 1, 0, 1])
+    scores = nn.evaluate(_model(), nn.CrossEntropyLoss(), x, y)
+    assert {k: type(v) for k, v in scores.items()} == {"loss": float, "accuracy": float, "error": float}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,15 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
             pytest.skip(f"example {index} needs {module}")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+SHELL_LINES = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", README.read_text(
+    encoding="utf-8"), flags=re.S) for line in block.splitlines() if line.startswith("nablanet ")]
+
+
+@pytest.mark.parametrize("line", [line for line in SHELL_LINES if "--help" not in line])
+def test_readme_command_lines_parse(line: str) -> None:
+    """Every `nablanet ...` line of the README names flags and values the CLI accepts."""
+    from nablanet.cli import build_parser
+
+    build_parser().parse_args(shlex.split(line)[1:])  # argparse exits on anything it refuses
