@@ -203,3 +203,36 @@ def test_damaged_entries_name_the_file(tmp_path, entry, value, match) -> None:  
     with pytest.raises(ValueError, match=match) as info:
         nn.load_checkpoint(path)
     assert str(path) in str(info.value)
+
+
+def test_a_save_killed_with_sigkill_leaves_the_old_file_and_the_next_save_cleans_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "model.npz"
+    nn.save(_model(), path)
+    old = nn.load(path).state_dict()
+    # A writer that gets half-way through its .part and hangs there until it is killed.
+    script = ("import sys, time, pathlib\nfrom nablanet._io import atomic_write\n"
+              "def write(f):\n    f.write(b'half a model'); f.flush()\n"
+              "    pathlib.Path(sys.argv[2]).touch()\n    time.sleep(600)\n"
+              "atomic_write(sys.argv[1], write)\n")
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path), str(ready)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    parts = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert len(parts) == 1 and parts[0].name.startswith(f".model.npz.{proc.pid}-")
+    assert all(np.array_equal(nn.load(path).state_dict()[k], v) for k, v in old.items())  # the old file is whole
+    nn.save(_model(), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "ready"]
