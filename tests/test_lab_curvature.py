@@ -227,8 +227,8 @@ def _pair(spec: Spec, seed: int = 0, eval_mode: bool = True) -> tuple[nn.Sequent
 
 def _torch_objective(tmodel: Any, tloss: Callable[..., Any], x: np.ndarray, target: Any) -> tuple[Any, Any]:
     """f(flat θ) = loss(model_θ(x), target) through torch.func.functional_call, and θ itself."""
-    import torch
-    from torch.func import functional_call
+    torch = pytest.importorskip("torch")
+    functional_call = torch.func.functional_call
 
     names = [n for n, _ in tmodel.named_parameters()]
     shapes = [tuple(p.shape) for _, p in tmodel.named_parameters()]
@@ -309,7 +309,7 @@ MODEL_CASES: list[tuple[str, Spec, tuple[int, ...], str]] = [
 
 def _losses(kind: str, shape_out: tuple[int, ...], rng: np.random.Generator) -> tuple[nn.Loss, Any, Any]:
     """(our loss, PyTorch's loss function, target) of one kind."""
-    import torch
+    torch = pytest.importorskip("torch")
 
     n, c = shape_out
     if kind == "ce":
@@ -369,7 +369,7 @@ def test_hessian_matches_torch_and_is_symmetric(case: str) -> None:
 def test_ggn_equals_explicit_jacobian_product() -> None:
     """G = Jᵀ H_L J with J = ∂(output)/∂θ and H_L = ∇²_y L built from PyTorch's dense Jacobian and Hessian."""
     torch = pytest.importorskip("torch")
-    from torch.func import functional_call
+    functional_call = torch.func.functional_call
 
     _, spec, shape, _ = next(c for c in MODEL_CASES if c[0] == "conv1d")
     ours, tmodel = _pair(spec)

@@ -165,8 +165,10 @@ def _data(model: nn.Layer, shape: tuple[int, ...], kind: str, seed: int = 1) -> 
 
 def _torch_per_sample(tmodel: Any, kind: str, reduction: str, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
     """vmap(grad(ℓ)) with ℓ the PyTorch loss of a batch holding one sample (our ℓₙ)."""
-    import torch
-    from torch.func import functional_call, grad, vmap
+    torch = pytest.importorskip("torch")
+    functional_call = torch.func.functional_call
+    grad = torch.func.grad
+    vmap = torch.func.vmap
 
     f = torch.nn.functional
     params = {k: v.detach() for k, v in tmodel.named_parameters()}
