@@ -63,8 +63,7 @@ def test_data_root_pointing_at_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_negative_early_stopping(capsys: pytest.CaptureFixture[str]) -> None:
     line = _argparse_refusal(["--early-stopping", "-1"], capsys)
-    assert "argument --early-stopping: '-1' is negative; expected a patience in epochs, e.g. 10 (0 turns it off)" \
-        in line
+    assert "argument --early-stopping: '-1': expected a patience in epochs >= 0, e.g. 10 (0 turns it off)" in line
 
 
 @pytest.mark.parametrize("flags,name", [(["--momentum", "0.5"], "--momentum"), (["--nesterov"], "--nesterov"),
@@ -119,7 +118,7 @@ def test_negative_gamma_is_not_a_complex_number(capsys: pytest.CaptureFixture[st
 
 def test_negative_seed(capsys: pytest.CaptureFixture[str]) -> None:
     line = _argparse_refusal(["--seed", "-1"], capsys)
-    assert "argument --seed: '-1' is negative; expected an int >= 0, e.g. 0" in line
+    assert "argument --seed: '-1': expected an int >= 0, e.g. 0" in line
 
 
 def test_unwritable_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -98,35 +101,6 @@ def _int_list(text: str) -> list[int]:
 _hidden = _int_list  # the old name
 
 
-def _positive_float(text: str) -> float:
-    v = _number(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
-    return v
-
-
-def _nonnegative_float(text: str) -> float:
-    v = _number(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 0 (0 turns it off)")
-    return v
-
-
-def _momentum(text: str) -> float:
-    v = _number(text)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a momentum in [0, 1), e.g. 0.9 (0: plain SGD)")
-    return v
-
-
-def _decay_factor(text: str) -> float:
-    v = _number(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive factor the learning rate is multiplied "
-                                         "by, e.g. 0.1 (values above 1 make it grow)")
-    return v
-
-
 def _batch_size(text: str) -> int | None:
     if text in ("full", "none", "None"):
         return None
@@ -139,26 +113,26 @@ def _batch_size(text: str) -> int | None:
     return v
 
 
-def _positive_int(text: str) -> int:
-    v = _int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive int")
-    return v
+def _checked(parse: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> Callable[[str], T]:
+    """An argparse type: ``parse`` the text, then refuse a value that ``ok`` rejects, saying what is expected."""
+
+    def convert(text: str) -> T:
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    return convert
 
 
-def _patience(text: str) -> int:
-    v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; expected a patience in epochs, e.g. 10 (0 turns "
-                                         "it off)")
-    return v
-
-
-def _seed(text: str) -> int:
-    v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; expected an int >= 0, e.g. 0")
-    return v
+_positive_float = _checked(_number, lambda v: v > 0, "a positive number")
+_nonnegative_float = _checked(_number, lambda v: v >= 0, "a number >= 0 (0 turns it off)")
+_momentum = _checked(_number, lambda v: 0 <= v < 1, "a momentum in [0, 1), e.g. 0.9 (0: plain SGD)")
+_decay_factor = _checked(_number, lambda v: v > 0, "a positive factor the learning rate is multiplied by, e.g. 0.1 "
+                                                  "(values above 1 make it grow)")
+_positive_int = _checked(_int, lambda v: v >= 1, "a positive int")
+_patience = _checked(_int, lambda v: v >= 0, "a patience in epochs >= 0, e.g. 10 (0 turns it off)")
+_seed = _checked(_int, lambda v: v >= 0, "an int >= 0, e.g. 0")
 
 
 def _sweep_flags(p: argparse.ArgumentParser, prefix: str) -> None:
