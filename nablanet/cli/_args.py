@@ -98,9 +98,6 @@ def _int_list(text: str) -> list[int]:
     return sizes
 
 
-_hidden = _int_list  # the old name
-
-
 def _batch_size(text: str) -> int | None:
     if text in ("full", "none", "None"):
         return None
