@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -532,3 +534,16 @@ def test_load_csv_errors(tmp_path: Path) -> None:
     (tmp_path / "ok.csv").write_text("1,2,0\n3,4,1\n")
     _raises(lambda: load_csv(tmp_path / "ok.csv", target_column=5), ValueError, "has 3 column")
     _raises(lambda: load_csv(tmp_path / "ok.csv", target_column="label"), ValueError, "not a column name")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_cache_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    from nablanet.data._cache import save_npz_atomic
+
+    old = os.umask(umask)
+    try:
+        save_npz_atomic(tmp_path / "c.npz", {"x": np.arange(3)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c.npz").stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from nablanet._io import atomic_savez
 from nablanet.data._checks import PathLike
 
 CACHE_ENV = "NABLANET_CACHE"
@@ -31,18 +31,6 @@ def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` so that a reader sees either the old file or the whole new one.
 
     A crash or a second process writing at the same time can then never leave a half-written
-    cache file behind: the data go to a temporary file in the same folder (same file system, so
-    ``os.replace`` is atomic) that is renamed into place only once complete.
+    cache file behind (see ``nablanet._io``); the file gets the user's umask like any other.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache is ordinary readable data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_savez(path, arrays, what="the cache file")
