@@ -25,11 +25,19 @@ def _mnist_candidates() -> list[Path]:
     return list(dict.fromkeys(r / "shared" / "data" / "mnist" for r in roots))
 
 
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
+def find_mnist_dir() -> Path | None:
+    """The folder with the real t10k files, or None (for tests that run either way and pass it explicitly)."""
     for candidate in _mnist_candidates():
         if (candidate / T10K_IMAGES).is_file() and (candidate / T10K_LABELS).is_file():
             return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    found = find_mnist_dir()
+    if found is not None:
+        return found
     pytest.skip(
         "MNIST t10k IDX files not found (looked in "
         + ", ".join(str(c) for c in _mnist_candidates())

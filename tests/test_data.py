@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -532,3 +534,15 @@ def test_load_csv_errors(tmp_path: Path) -> None:
     (tmp_path / "ok.csv").write_text("1,2,0\n3,4,1\n")
     _raises(lambda: load_csv(tmp_path / "ok.csv", target_column=5), ValueError, "has 3 column")
     _raises(lambda: load_csv(tmp_path / "ok.csv", target_column="label"), ValueError, "not a column name")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_cache_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    pytest.importorskip("mnist1d")
+    old = os.umask(umask)
+    try:
+        mnist1d_arrays(cache_dir=tmp_path)
+    finally:
+        os.umask(old)
+    (cached,) = tmp_path.iterdir()
+    assert cached.name.startswith("mnist1d-") and stat.S_IMODE(cached.stat().st_mode) == 0o666 & ~umask

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+import nablanet as nn
 from nablanet.cli import main
-from nablanet.studies import REGISTRY, run_study
+from nablanet.studies import REGISTRY, Study, StudyResult, run_study
+from nablanet.studies.base import StudyInterrupted, pyplot
+from nablanet.train.callbacks import Callback
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("matplotlib")
 
@@ -38,3 +53,213 @@ def test_cli_lists_and_runs_studies(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "nablanet study --list" in capsys.readouterr().err
     assert main(["study", "saturation", "--quick", "--set", "bogus=1", "--out", str(tmp_path)]) == 2
     assert "has no setting 'bogus'" in capsys.readouterr().err
+
+
+# -- data: --download, --data-root and the fallback ---------------------------------------------------
+SMALL_VANISHING = ["--set", "seeds=1", "--set", "depths=[2]", "--set", "figure_depth=2", "--set", "train_depth=2",
+                   "--set", 'activations=["sigmoid"]', "--set", 'inits=["scaled_normal"]',
+                   "--set", 'train_activations=["sigmoid"]', "--set", 'train_inits=["scaled_normal"]',
+                   "--set", "n_train=200", "--set", "n_probe=100", "--set", "probe_every=10"]
+"""vanishing shrunk to seconds: one seed, one depth, one activation and init, 200 training images."""
+
+T10K = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_study_download_fetches_mnist_into_the_cache_past_a_failing_mirror(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, srv: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    monkeypatch.setenv("NABLANET_CACHE", str(cache))
+    monkeypatch.setenv("NABLANET_MNIST_MIRRORS", f"{srv.url}/missing/,{srv.url}/good/")
+    assert main(["study", "vanishing", "--quick", "--download", "--out", str(out), *SMALL_VANISHING]) == 0
+    assert sorted(p.name for p in (cache / "mnist").iterdir()) == T10K
+    asked = [path for path, _ in srv.log]
+    for name in T10K:  # the 404 mirror first, then the good one
+        assert asked.index(f"/missing/{name}") < asked.index(f"/good/{name}")
+    captured = capsys.readouterr()
+    assert f"--download: the MNIST t10k files are in {cache / 'mnist'}" in captured.err
+    assert captured.out.startswith("Data: the MNIST test images (t10k) from ")
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["fallback"] is None and meta["headline"]["data"] == f"the MNIST test images (t10k) from {cache}/mnist"
+    # a second --download finds the files and fetches nothing
+    srv.log.clear()
+    assert main(["study", "vanishing", "--quick", "--download", "--out", str(out), *SMALL_VANISHING]) == 0
+    assert srv.log == []
+
+
+def test_study_download_into_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, srv: Any,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NABLANET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NABLANET_MNIST_MIRRORS", f"{srv.url}/good/")
+    root = tmp_path / "my-mnist"
+    assert main(["study", "vanishing", "--quick", "--download", "--data-root", str(root),
+                 "--out", str(tmp_path / "out"), *SMALL_VANISHING]) == 0
+    assert sorted(p.name for p in root.iterdir()) == T10K and not (tmp_path / "cache").exists()
+    meta = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert meta["config"]["mnist_root"] == str(root) and f"--set mnist_root={root}" in meta["command"]
+
+
+def test_study_download_from_mirrors_that_all_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, srv: Any,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NABLANET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NABLANET_MNIST_MIRRORS", f"{srv.url}/missing/,{srv.url}/corrupt/")
+    out = tmp_path / "out"
+    assert main(["study", "vanishing", "--quick", "--download", "--out", str(out), *SMALL_VANISHING]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("nablanet study: --download: fetching")  # a progress line, then:
+    assert err[1].startswith("nablanet study: error: --download: could not download t10k-images-idx3-ubyte.gz")
+    assert f"{srv.url}/missing/t10k-images-idx3-ubyte.gz: HTTP Error 404" in err[1] and "/corrupt/" in err[1]
+    assert err[1].endswith("NABLANET_MNIST_MIRRORS=URL[,URL...] chooses the mirrors.")
+    assert not out.exists()  # no fallback after a failed --download: the study did not run
+
+
+def test_a_study_without_its_data_falls_back_and_says_so_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("NABLANET_CACHE", str(tmp_path / "empty-cache"))  # whatever ../shared holds
+    out = tmp_path / "out"
+    assert main(["study", "vanishing", "--quick", "--out", str(out), *SMALL_VANISHING]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    fallback = (f"This run used scikit-learn's 8×8 digits, not MNIST: the MNIST t10k files are not in "
+                f"{tmp_path / 'empty-cache' / 'mnist'}, so its numbers are not comparable with Nielsen's. To use "
+                "MNIST: nablanet study vanishing --download (or --data-root DIR, a folder that holds them).")
+    assert first.startswith(fallback)  # the printed verdict opens with it, naming --download
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["fallback"] == fallback and meta["verdict"].startswith(fallback)
+    body = (out / "index.html").read_text().split("<body>", 1)[1]
+    assert body.startswith(f'\n<p class="fallback">{html.escape(fallback)}</p>\n<h1>vanishing</h1>')
+    assert main(["study", "vanishing", "--quick", "--json", "--out", str(out), *SMALL_VANISHING]) == 0
+    assert json.loads(capsys.readouterr().out)["fallback"] == fallback
+
+
+def test_run_study_puts_the_fallback_first_in_the_verdict(tmp_path: Path) -> None:
+    def run(cfg: dict[str, Any]) -> StudyResult:
+        return StudyResult([{"a": 1}], "The numbers say so.", {}, fallback="Ran on B, not A.")
+
+    result, out = run_study(Study("fake-fallback", "?", "-", run, {"a": 1}, {"a": 1}), tmp_path)
+    assert result.verdict == "Ran on B, not A. The numbers say so."
+    assert json.loads((out / "result.json").read_text())["verdict"] == result.verdict
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------------
+def _fitting_study(calls: list[int]) -> Study:
+    """A study that calls fit in a loop, as saturation does; the first fit is interrupted by Ctrl-C."""
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            raise KeyboardInterrupt
+
+    def run(cfg: dict[str, Any]) -> StudyResult:
+        x = np.random.default_rng(0).standard_normal((8, 2))
+        for _ in range(cfg["runs"]):
+            model = nn.Sequential(nn.Linear(2, 1))
+            nn.fit(model, nn.MSELoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, x[:, :1]), epochs=3,
+                   callbacks=[CtrlC()])
+            calls.append(1)
+        return StudyResult([{"runs": len(calls)}], "done", {})
+
+    return Study("fake-fit", "?", "-", run, {"runs": 3}, {"runs": 3})
+
+
+def test_ctrl_c_inside_fit_ends_the_whole_study_and_writes_nothing(tmp_path: Path) -> None:
+    calls: list[int] = []
+    out = tmp_path / "out"
+    with pytest.raises(StudyInterrupted) as info:
+        run_study(_fitting_study(calls), out)
+    assert str(info.value) == f"interrupted during the run, after 0 s; nothing was written to {out}"
+    assert calls == [] and not out.exists()  # the first fit raised: no second run, no folder
+
+
+def test_ctrl_c_while_writing_says_which_files_are_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plt = pyplot()
+
+    def run(cfg: dict[str, Any]) -> StudyResult:
+        fig = plt.figure()
+
+        def ctrl_c(*args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        fig.savefig = ctrl_c  # type: ignore[method-assign]
+        return StudyResult([{"a": 1}], "done", {}, {"curve": fig})
+
+    with pytest.raises(StudyInterrupted) as info:
+        run_study(Study("fake-write", "?", "-", run, {"a": 1}, {"a": 1}), tmp_path)
+    assert str(info.value) == (f"interrupted while writing the results: {tmp_path} holds records.csv, but not the "
+                               "complete report; run the study again to write it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.csv"]  # no .part file left behind
+
+
+_CLI_TELLING_FIT = """
+import sys
+import nablanet as nn
+from nablanet.cli import main
+
+real_fit = nn.fit
+
+def fit(*args, **kwargs):  # the real fit, announced once: the test's cue to press Ctrl-C
+    if not getattr(fit, "told", False):
+        fit.told = True
+        print("fit started", file=sys.stderr, flush=True)
+    return real_fit(*args, **kwargs)
+
+nn.fit = fit
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_real_sigint_stops_nablanet_study_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    # label-smoothing calls fit once per ε; each fit of 100,000 epochs is stopped by Ctrl-C, and the study ends
+    # only if that first Ctrl-C ends the loop too (else the fit for ε = 0.1 starts and the test times out)
+    proc = subprocess.Popen([sys.executable, "-c", _CLI_TELLING_FIT, "study", "label-smoothing", "--quick",
+                             "--set", 'datasets=["digits"]', "--set", "epsilons=[0, 0.1]",
+                             "--set", 'epochs={"digits": 100000}', "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        started = proc.stderr.readline()
+        assert started.startswith("nablanet study: running label-smoothing --quick;"), started + proc.communicate()[1]
+        assert proc.stderr.readline() == "fit started\n", proc.communicate()[1]
+        time.sleep(0.3)  # into the epochs
+        proc.send_signal(signal.SIGINT)
+        stdout, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and stdout == ""
+    assert re.fullmatch(rf"nablanet study: interrupted during the run, after \d+ s; nothing was written to "
+                        rf"{re.escape(str(out))}\n", err), err
+    assert not out.exists()
+
+
+# -- permissions --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_study_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    plt = pyplot()
+
+    def run(cfg: dict[str, Any]) -> StudyResult:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        return StudyResult([{"a": 1}], "done", {"a": 1}, {"line": fig})
+
+    old = os.umask(umask)
+    try:
+        _, out = run_study(Study("fake-umask", "?", "-", run, {"a": 1}, {"a": 1}), tmp_path / "out")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes == dict.fromkeys(["records.csv", "line.png", "result.json", "index.html"], 0o666 & ~umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+
+
+def test_study_help_shows_each_default_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: studies/NAME) (default" not in text and "(default: None)" not in text
+    assert "(default: [])" not in text and "(default: False)" not in text
+    assert "output folder (default: studies/NAME)" in text
+    assert "(default: <cache>/mnist, <cache> being $NABLANET_CACHE or ~/.cache/nablanet)" in text
+    assert "--download" in text and "Ctrl-C" in text

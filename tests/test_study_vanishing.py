@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from mnist_mirror import find_mnist_dir
 
 from nablanet.studies import vanishing
 from nablanet.studies.base import StudyResult, run_study
@@ -16,19 +18,21 @@ from nablanet.studies.base import StudyResult, run_study
 pytest.importorskip("matplotlib")
 
 
-def _has_mnist() -> bool:
-    try:
-        vanishing.load_data({"data": "mnist", "mnist_root": None})
-    except ImportError:  # fell back to digits without scikit-learn
-        return False
-    return "MNIST test" in vanishing.load_data({"data": "mnist", "mnist_root": None})[2]
+MNIST = find_mnist_dir()
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyResult, Path]:
-    if not _has_mnist():
+def root(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The override that points the study at shared/data/mnist where it exists (CI), else at an empty
+    folder, so the run falls back to the digits whatever a user's cache holds."""
+    if MNIST is None:
         pytest.importorskip("sklearn")  # the fallback data
-    return run_study(vanishing.STUDY, tmp_path_factory.mktemp("vanishing"), quick=True)
+    return {"mnist_root": str(MNIST if MNIST is not None else tmp_path_factory.mktemp("no-mnist"))}
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory, root: dict[str, Any]) -> tuple[StudyResult, Path]:
+    return run_study(vanishing.STUDY, tmp_path_factory.mktemp("vanishing"), quick=True, overrides=root)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -58,11 +62,34 @@ def test_speeds_are_the_backprop_equations(cost: str) -> None:
     np.testing.assert_allclose(vanishing.speeds(model, x, d, cost, "sum"), 7 * np.asarray(expected), rtol=1e-12)
 
 
-def test_missing_mnist_falls_back_to_digits(tmp_path: Path) -> None:
+def test_missing_mnist_falls_back_to_digits_and_says_so(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
-    x, d, source = vanishing.load_data({"data": "mnist", "mnist_root": str(tmp_path)})
-    assert "fell back" in source and x.shape[1] == 64 and d.shape == (len(x), 10)
+    x, d, source, fallback = vanishing.load_data({"data": "mnist", "mnist_root": str(tmp_path)})
+    assert "digits" in source and x.shape[1] == 64 and d.shape == (len(x), 10)
     assert 0 <= x.min() and x.max() <= 1
+    assert fallback is not None and fallback.startswith("This run used scikit-learn's 8×8 digits, not MNIST")
+    assert str(tmp_path) in fallback and "--download" in fallback
+    assert vanishing.load_data({"data": "digits", "mnist_root": str(tmp_path)}).fallback is None  # asked for
+
+
+def test_the_default_mnist_folder_is_the_cache_and_never_shared(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even where ../shared/data/mnist exists (CI), the library looks only in <cache>/mnist.
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("NABLANET_CACHE", str(tmp_path))
+    assert vanishing.mnist_folder({"mnist_root": None}) == tmp_path / "mnist"
+    data = vanishing.load_data({"data": "mnist", "mnist_root": None})
+    assert data.fallback is not None and str(tmp_path / "mnist") in data.fallback
+
+
+def test_mnist_in_the_cache_folder_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mnist_dir: Path) -> None:
+    (tmp_path / "mnist").mkdir()
+    for f in mnist_dir.glob("t10k-*.gz"):
+        shutil.copy(f, tmp_path / "mnist" / f.name)
+    monkeypatch.setenv("NABLANET_CACHE", str(tmp_path))
+    data = vanishing.load_data({"data": "mnist", "mnist_root": None})
+    assert data.fallback is None and data.x.shape == (10_000, 784)
+    assert data.source == f"the MNIST test images (t10k) from {tmp_path / 'mnist'}"
 
 
 def test_init_rules_have_their_variances() -> None:
@@ -110,14 +137,14 @@ def test_nielsen_numbers_and_normalization(quick: tuple[StudyResult, Path]) -> N
     assert 60 < h["nielsen setting: last/first median"] < 200
 
 
-def test_training_rows_and_relu_vs_sigmoid(quick: tuple[StudyResult, Path]) -> None:
+def test_training_rows_and_relu_vs_sigmoid(quick: tuple[StudyResult, Path], root: dict[str, Any]) -> None:
     result, _ = quick
     h, cfg = result.headline, vanishing.STUDY.quick
     rows = [r for r in result.records if r["part"] == "training"]
     assert {r["activation"] for r in rows} == set(cfg["train_activations"])
     # The run trains on the first n_train images of whatever data it found: MNIST's 10,000 test images
     # where shared/data/mnist is at hand, else the 1,797 digits; the last batch of an epoch may be short.
-    n_images = len(vanishing.load_data(vanishing.STUDY.config(True, None))[0])
+    n_images = len(vanishing.load_data(vanishing.STUDY.config(True, root)).x)
     steps_per_epoch = math.ceil(min(cfg["n_train"], n_images) / cfg["batch_size"])
     assert max(r["step"] for r in rows) == cfg["epochs"] * steps_per_epoch
     for init in cfg["train_inits"]:
@@ -133,6 +160,10 @@ def test_outputs_and_verdict(quick: tuple[StudyResult, Path]) -> None:
                 "relu/kaiming: last/first median", "N(0,1) quadratic: last/first median"):
         assert f"{h[key]:.3g}" in result.verdict, key
     assert f"{h['nielsen setting: ‖δ4‖ median']:.3g}" in result.verdict
+    if MNIST is not None:  # shared/data/mnist was passed explicitly: the run must have used it
+        assert result.fallback is None and h["data"] == f"the MNIST test images (t10k) from {MNIST}"
+    else:
+        assert result.fallback is not None and result.verdict.startswith(result.fallback)
     meta = json.loads((out / "result.json").read_text())
     assert meta["verdict"] == result.verdict and meta["config"]["n_probe"] == 1000
     html = (out / "index.html").read_text()

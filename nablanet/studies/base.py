@@ -9,11 +9,16 @@ verdict computed from the data, and headline numbers. ``run_study`` writes them 
     *.png          the figures
     result.json    verdict, headline numbers, configuration, versions
     index.html     one self-contained report (figures embedded), see ``nablanet.studies.report``
+
+Every file goes through ``nablanet._io`` (atomic, the user's umask), and the folder is created only
+once the run has finished: Ctrl-C during the run leaves nothing behind, and Ctrl-C while writing
+says which files were written (``StudyInterrupted``).
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -27,25 +32,40 @@ from typing import Any
 
 import numpy as np
 
-from nablanet.train.callbacks import atomic_write_text
+from nablanet._io import atomic_write, atomic_write_text
+from nablanet.studies.settings import COMMON, Check, check_override, example
+from nablanet.train.interrupts import propagate_interrupts
 
 
 @dataclass
 class StudyResult:
     """What a study measured: ``records`` (tidy rows), ``figures`` {file stem: matplotlib Figure},
-    a ``verdict`` (sentences computed from the data) and ``headline`` numbers for the note."""
+    a ``verdict`` (sentences computed from the data) and ``headline`` numbers for the note.
+
+    ``fallback``: set when the run used other data than its configuration asked for (MNIST absent,
+    so the digits); one sentence that says so and how to get the data. The study's verdict opens
+    with it, and the report's first line is it: a reader must not mistake the numbers for MNIST's.
+    """
 
     records: list[dict[str, Any]]
     verdict: str
     headline: dict[str, Any]
     figures: dict[str, Any] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
 class Study:
     """A registered study: ``name`` (the CLI name), ``question`` (one line), ``notes`` (which source
-    notes it comes from), ``run`` and its ``quick`` and ``full`` configurations."""
+    notes it comes from), ``run`` and its ``quick`` and ``full`` configurations.
+
+    ``checks``: what a setting accepts beyond its default's type (see ``nablanet.studies.settings``;
+    ``COMMON`` covers the names every study shares). ``validate(config)``: raises ValueError where
+    settings do not fit together. ``fetch(config)``: downloads the data ``run`` will read under that
+    configuration (``nablanet study NAME --download``) and says where they are (None: nothing to
+    fetch); ``data_root``: the setting that names that folder (``--data-root``).
+    """
 
     name: str
     question: str
@@ -53,14 +73,40 @@ class Study:
     run: Callable[[dict[str, Any]], StudyResult]
     quick: dict[str, Any]
     full: dict[str, Any]
+    checks: dict[str, Check] = field(default_factory=dict)
+    validate: Callable[[dict[str, Any]], None] | None = None
+    fetch: Callable[[dict[str, Any]], str | None] | None = None
+    data_root: str | None = None
 
-    def config(self, quick: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg = dict(self.quick if quick else self.full)
+    def config(self, quick: bool = False, overrides: dict[str, Any] | None = None, *,
+               flag: str = "") -> dict[str, Any]:
+        """The quick or full configuration with ``overrides`` applied, each checked against its default.
+
+        ``flag`` ("--set") is how the overrides were given, for the messages of a bad one.
+        """
+        defaults = self.quick if quick else self.full
+        cfg = dict(defaults)
         for key, value in (overrides or {}).items():
             if key not in cfg:
-                raise ValueError(f"study {self.name!r} has no setting {key!r}; its settings are {sorted(cfg)}")
+                where = f"{example(key, value, flag)}: " if flag else ""
+                close = difflib.get_close_matches(key, cfg, n=1)
+                guess = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"{where}study {self.name!r} has no setting {key!r}; {guess}its settings are "
+                                 f"{sorted(cfg)}")
+            check = self.checks.get(key, COMMON.get(key, Check()))
+            check_override(self.name, key, value, defaults[key], check, quick=quick, flag=flag)
             cfg[key] = value
+        if self.validate is not None:
+            self.validate(cfg)
         return cfg
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_study``; the message says what was written (``written``: those files)."""
+
+    def __init__(self, message: str, written: list[Path]) -> None:
+        super().__init__(message)
+        self.written = written
 
 
 REGISTRY: dict[str, Study] = {}
@@ -91,7 +137,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def records_to_csv(records: list[dict[str, Any]], path: Path) -> None:
+def records_to_csv(records: list[dict[str, Any]], path: Path) -> Path:
     """Write tidy rows as CSV (the union of their keys as columns, in first-seen order), atomically."""
     columns: list[str] = []
     for r in records:
@@ -100,37 +146,68 @@ def records_to_csv(records: list[dict[str, Any]], path: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    atomic_write_text(path, buf.getvalue())
+    return atomic_write_text(path, buf.getvalue(), what="the records")
 
 
 def run_study(study: Study, out: str | Path, *, quick: bool = False,
               overrides: dict[str, Any] | None = None) -> tuple[StudyResult, Path]:
-    """Run ``study`` and write records.csv, the PNG figures, result.json and index.html into ``out``."""
-    from nablanet.studies.report import write_report
+    """Run ``study`` and write records.csv, the PNG figures, result.json and index.html into ``out``.
 
+    Ctrl-C raises ``StudyInterrupted``: during the run (a ``fit`` inside stops cleanly and ends the
+    study, see ``propagate_interrupts``) nothing has been written, not even the folder; while
+    writing, the message lists the files already in place.
+    """
     cfg = study.config(quick, overrides)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = study.run(cfg)
+    try:
+        with propagate_interrupts():
+            result = study.run(cfg)
+    except KeyboardInterrupt:
+        raise StudyInterrupted(f"interrupted during the run, after {time.perf_counter() - t0:.0f} s; nothing was "
+                               f"written to {out}", []) from None
     seconds = time.perf_counter() - t0
-    records_to_csv(result.records, out / "records.csv")
+    if result.fallback and not result.verdict.startswith(result.fallback):
+        result.verdict = f"{result.fallback} {result.verdict}"
+    written: list[Path] = []
+    try:
+        _write(study, result, cfg, seconds, out, quick, overrides, written)
+    except KeyboardInterrupt:
+        kept = ", ".join(p.name for p in written) or "nothing"
+        raise StudyInterrupted(f"interrupted while writing the results: {out} holds {kept}, but not the complete "
+                               "report; run the study again to write it", written) from None
+    return result, out
+
+
+def _write(study: Study, result: StudyResult, cfg: dict[str, Any], seconds: float, out: Path, quick: bool,
+           overrides: dict[str, Any] | None, written: list[Path]) -> None:
+    """Write the files in the order a reader needs them, appending each to ``written`` once in place."""
+    from nablanet.studies.report import write_report
+
+    written.append(records_to_csv(result.records, out / "records.csv"))
     figure_files: dict[str, str] = {}
     for stem, fig in result.figures.items():
-        fig.savefig(out / f"{stem}.png", dpi=100)
+        written.append(save_figure(fig, out / f"{stem}.png"))
         figure_files[stem] = f"{stem}.png"
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     meta = {"study": study.name, "question": study.question, "notes": study.notes, "quick": quick,
-            "config": cfg, "config_hash": config_hash(cfg), "verdict": result.verdict,
+            "config": cfg, "config_hash": config_hash(cfg), "fallback": result.fallback, "verdict": result.verdict,
             "headline": result.headline, "seconds": round(seconds, 2), "versions": versions(),
             "figures": figure_files, "captions": result.captions,
             "command": f"nablanet study {study.name}" + (" --quick" if quick else "")
-            + "".join(f" --set {k}={json.dumps(v)}" for k, v in (overrides or {}).items())}
-    atomic_write_text(out / "result.json", json.dumps(meta, indent=2, default=_json_default))
-    write_report(meta, out)
-    return result, out
+            + "".join(f" {example(k, v, '--set')}" for k, v in (overrides or {}).items())}
+    written.append(atomic_write_text(out / "result.json", json.dumps(meta, indent=2, default=_json_default),
+                                     what="the study's result.json"))
+    written.append(write_report(meta, out))
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG, atomically and with the user's umask, and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), what="the figure")
+    finally:
+        plt.close(fig)
 
 
 def _json_default(value: Any) -> Any:

@@ -51,6 +51,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
 
 _STATES = ("init", "trained")
@@ -350,6 +351,8 @@ STUDY = register(Study(
     notes="Source notes 001 (SGD vs batch vs mini-batch: the variance of the mini-batch gradient ∝ 1/b) and 004 "
           "section 4 (online vs batch learning; mini-batches of a few dozen).",
     run=run,
+    checks={"batch_sizes": POSITIVE, "draws": POSITIVE, "lr_grid": POSITIVE,
+            "blas_threads": Check(low=0, low_open=True, nullable=True, hint="null: as many as BLAS likes")},
     quick={"seed": 0, "hidden": 32, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "draws": 64,
            "pretrain_epochs": 5, "pretrain_lr": 0.1, "minibatch": 32, "epochs": 8,
            "lr_grid": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "blas_threads": 1},

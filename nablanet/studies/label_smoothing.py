@@ -52,6 +52,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
 from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
 
 # -- calibration ------------------------------------------------------------------------------------
@@ -389,6 +390,9 @@ STUDY = register(Study(
              "to calibration (ECE)?",
     notes="Source notes 001 (multi-class cross-entropy and label smoothing).",
     run=run,
+    checks={"datasets": Check(choices=("digits", "mnist1d")), "epsilons": FRACTION, "n_bins": POSITIVE,
+            "hidden": Check(low=0, low_open=True, empty=True)},
+    validate=_check_config,
     quick={"datasets": ["digits", "mnist1d"], "epsilons": [0.0, 0.1, 0.2], "seed": 0, "n_seeds": 1,
            "hidden": [128, 128], "epochs": {"digits": 15, "mnist1d": 10}, "batch_size": 32, "lr": 0.05,
            "momentum": 0.9, "n_bins": 15},

@@ -56,6 +56,7 @@ import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.losses.base import Loss
 from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.settings import POSITIVE, Check
 
 LOSSES = ("ce", "quad", "mse")
 LABELS = {"ce": "cross-entropy (softmax)", "quad": "½‖softmax − onehot‖²", "mse": "MSE (sigmoid)"}
@@ -535,6 +536,8 @@ STUDY = register(Study(
     notes="Source notes 000 (norms of the gradients of the quadratic and the cross-entropy loss) and 002 "
           "(does cross-entropy change the training of earlier layers?).",
     run=run,
+    checks={"record_every": POSITIVE, "probe_every": POSITIVE, "probe_size": POSITIVE,
+            "trajectories": Check(choices=LOSSES), "sweep_depths": POSITIVE, "sweep_widths": POSITIVE},
     quick={"seed": 0, "depth": 2, "width": 64, "epochs": 10, "batch_size": 32, "lr": 0.1, "record_every": 5,
            "probe_every": 40, "probe_size": 128, "trajectories": ["ce", "quad"], "sweep_depths": [1, 4],
            "sweep_widths": [16, 64], "sweep_epochs": 5},

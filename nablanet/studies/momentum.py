@@ -56,6 +56,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.settings import POSITIVE, Check
 
 QUAD_METHODS = ("gd", "heavy_ball", "momentum_0.9", "nesterov", "sutskever")
 NET_METHODS = ("sgd", "sgd_lr/(1-mu)", "momentum", "nesterov", "sutskever")
@@ -380,6 +381,9 @@ STUDY = register(Study(
     notes="Source notes 004, section 4 (SGD with momentum and its schedule); Polyak 1964; "
           "Sutskever, Martens, Dahl & Hinton 2013.",
     run=run,
+    checks={"quad_methods": Check(choices=QUAD_METHODS), "net_methods": Check(choices=NET_METHODS),
+            "kappas": Check(low=1, low_open=True), "dim": Check(low=2), **dict.fromkeys(
+                ("floor", "tolerance", "points", "quad_period", "period", "eval_every", "escape_loss"), POSITIVE)},
     quick={**_COMMON, "kappas": [100], "dim": 50, "quad_seeds": 1, "quad_steps": 3000,
            "depths": [3], "net_seeds": 1, "steps": 3000},
     full={**_COMMON, "kappas": [10, 100, 1000], "dim": 100, "quad_seeds": 3, "quad_steps": 20000,

@@ -59,6 +59,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE
 
 Update = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (θ, ∇L(θ)) -> the next θ
 Method = tuple[str, str, float | None, Update]  # name, family, step η (None for Newton), update
@@ -466,6 +467,9 @@ STUDY = register(Study(
     notes="Source notes 001 (convergence for a convex problem: the optimal step 1/a, the 2/λ_max bound, scaling the "
           "axes, Newton's method with the inverse Hessian).",
     run=run,
+    checks={"kappa": AT_LEAST_ONE, "kappa_sweep": AT_LEAST_ONE, **dict.fromkeys(
+        ("n_samples", "features", "feature_scale", "grad_tol", "max_iters", "sweep_max_iters", "step_multiples",
+         "cg_tol"), POSITIVE)},
     quick={"seed": 0, "dim": 20, "kappa": 100.0, "kappa_sweep": [10.0, 100.0, 1000.0], "n_samples": 1000,
            "features": 10, "feature_scale": 10.0, "grad_tol": 1e-8, "max_iters": 10000, "sweep_max_iters": 40000,
            "step_multiples": [0.5, 1.0, 2.0, 2.1], "cg_tol": 1e-10},

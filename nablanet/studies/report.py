@@ -1,6 +1,7 @@
 """One self-contained ``index.html`` per study: figures embedded as data URIs, the verdict, the
 headline numbers, the exact configuration and versions, and the command that reproduces it.
-No scripts, no external resources: it opens offline and prints cleanly."""
+No scripts, no external resources: it opens offline and prints cleanly. A run on fallback data
+(``fallback`` in result.json) says so in the report's first line, above the title."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nablanet.train.callbacks import atomic_write_text
+from nablanet._io import atomic_write_text
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.fallback { background: #fff4e0; border-left: 4px solid #d98b00; padding: 0.8rem 1rem; font-weight: 600; }
 .verdict { background: #f3f7ee; border-left: 4px solid #6a9f3a; padding: 0.8rem 1rem; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -34,6 +36,7 @@ def render(meta: dict[str, Any], out: Path) -> str:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>nablanet study: {e(meta['study'])}</title><style>{_STYLE}</style></head><body>",
+        *([f'<p class="fallback">{e(meta["fallback"])}</p>'] if meta.get("fallback") else []),
         f"<h1>{e(meta['study'])}</h1>",
         f"<p><strong>Question.</strong> {e(meta['question'])}</p>",
         f"<p><strong>Source.</strong> {e(meta['notes'])}</p>",
@@ -62,5 +65,4 @@ def render(meta: dict[str, Any], out: Path) -> str:
 
 def write_report(meta: dict[str, Any], out: Path) -> Path:
     path = out / "index.html"
-    atomic_write_text(path, render(meta, out))
-    return path
+    return atomic_write_text(path, render(meta, out), what="the report")

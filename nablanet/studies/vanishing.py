@@ -33,10 +33,13 @@ Initializations (n_in = fan-in of the layer):
     xavier          W ~ U(±√(6/(n_in + n_out))), b = 0        Glorot & Bengio 2010 (gain 1)
     kaiming         W ~ N(0, 2/n_in), b = 0                   He et al. 2015 (ReLU gain √2)
 
-Data: the MNIST test images (``t10k``, pixels / 255) in ``shared/data/mnist``; the probe batch is
-the first ``n_probe`` of them. When those files are absent the study falls back to scikit-learn's
-8×8 digits (64 inputs) and says so in the verdict. During training (mini-batch SGD on the cost
-above, batch mean, sum over the 10 outputs) the speeds are measured on the same probe batch.
+Data: the MNIST test images (``t10k``, pixels / 255) from ``mnist_root``, by default nablanet's
+cache folder ``<cache>/mnist`` (``$NABLANET_CACHE`` or ~/.cache/nablanet; ``nablanet study
+vanishing --download`` fetches them there); the probe batch is the first ``n_probe`` of them. When
+those files are absent the study falls back to scikit-learn's 8×8 digits (64 inputs) and says so in
+the first sentence of its verdict and the first line of its report. During training (mini-batch
+SGD on the cost above, batch mean, sum over the 10 outputs) the speeds are measured on the same
+probe batch.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 import nablanet as nn
 from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.settings import POSITIVE, Check
 
 NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
 """Nielsen's ‖δˡ‖ for the four hidden layers of a sigmoid [784, 30, 30, 30, 30, 10] at init."""
@@ -60,34 +64,65 @@ COSTS = ("cross_entropy", "quadratic")
 
 
 # -- data ---------------------------------------------------------------------------------------------
-def _mnist_roots(root: str | None) -> list[Path]:
-    if root is not None:
-        return [Path(root).expanduser()]
-    repo = Path(__file__).resolve().parents[2]
-    # shared/ beside the checkout, or inside it (device copies)
-    return [repo.parent / "shared" / "data" / "mnist", repo / "shared" / "data" / "mnist"]
+class Data(NamedTuple):
+    """Images x (N, i) in [0, 1], one-hot targets d (N, 10), where they came from, and the fallback
+    sentence when they are not the data the configuration asked for (else None)."""
+
+    x: np.ndarray
+    d: np.ndarray
+    source: str
+    fallback: str | None
 
 
-def load_data(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
-    """All images x (N, i) in [0, 1] and one-hot targets (N, 10), float64, and a description.
+def mnist_folder(cfg: dict[str, Any]) -> Path:
+    """``mnist_root`` when set, else nablanet's MNIST cache folder ``<cache>/mnist``."""
+    root = cfg.get("mnist_root")
+    return Path(root).expanduser() if root is not None else nn.data.get_cache_dir() / "mnist"
 
-    ``cfg["data"]``: "mnist" (the t10k images; digits when the files are absent) or "digits".
-    """
+
+def load_data(cfg: dict[str, Any]) -> Data:
+    """All images and targets, float64. ``cfg["data"]``: "mnist" (the t10k images; the digits, said
+    in ``fallback``, when the files are absent) or "digits"."""
     if cfg["data"] not in ("mnist", "digits"):
         raise ValueError(f"vanishing: data={cfg['data']!r}; expected 'mnist' or 'digits'. "
                          "Fix: --set data=digits for the 8×8 digits.")
+    fallback = None
     if cfg["data"] == "mnist":
-        for root in _mnist_roots(cfg.get("mnist_root")):
-            try:
-                images, labels = nn.data.load_mnist_arrays(root, kind="t10k")
-            except FileNotFoundError:
-                continue
+        root = mnist_folder(cfg)
+        try:
+            images, labels = nn.data.load_mnist_arrays(root, kind="t10k")
+        except FileNotFoundError:
+            fallback = (f"This run used scikit-learn's 8×8 digits, not MNIST: the MNIST t10k files are not in "
+                        f"{root}, so its numbers are not comparable with Nielsen's. To use MNIST: nablanet study "
+                        "vanishing --download (or --data-root DIR, a folder that holds them).")
+        else:
             x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-            return x, np.eye(10)[labels], f"the MNIST test images (t10k) from {root}"
+            return Data(x, np.eye(10)[labels], f"the MNIST test images (t10k) from {root}", None)
     splits = nn.data.load_digits(seed=0, validation=0.0, test=0.0, dtype=np.float64)
     x, y = splits.train
-    why = "MNIST files not found, fell back to " if cfg["data"] == "mnist" else ""
-    return np.asarray(x), np.eye(10)[np.asarray(y)], why + "scikit-learn's 8×8 digits"
+    why = " (MNIST not found)" if fallback else ""
+    return Data(np.asarray(x), np.eye(10)[np.asarray(y)], "scikit-learn's 8×8 digits" + why, fallback)
+
+
+def fetch_data(cfg: dict[str, Any]) -> str | None:
+    """Download the MNIST t10k files ``run`` reads under ``cfg`` (``--download``); say where they are."""
+    if cfg["data"] != "mnist":
+        return None
+    root = mnist_folder(cfg)
+    nn.data.load_mnist_arrays(root, kind="t10k", download=True)
+    return f"the MNIST t10k files are in {root}"
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """Settings that must fit together: a learning rate per trained activation, the figure's depth measured."""
+    missing = [a for a in cfg["train_activations"] if a not in cfg["lr"]]
+    if missing:
+        raise ValueError(f"vanishing: lr={cfg['lr']!r} has no learning rate for {missing} (train_activations="
+                         f"{cfg['train_activations']!r}). Fix: --set 'lr={{\"sigmoid\": 0.5, \"tanh\": 0.1, "
+                         "\"relu\": 0.1}'.")
+    if cfg["figure_depth"] not in cfg["depths"]:
+        raise ValueError(f"vanishing: figure_depth={cfg['figure_depth']!r} is not one of depths={cfg['depths']!r}. "
+                         f"Fix: --set figure_depth={cfg['depths'][-1]}.")
 
 
 # -- models -------------------------------------------------------------------------------------------
@@ -275,7 +310,7 @@ def _fmt_range(s: dict[str, float]) -> str:
 
 # -- the study ----------------------------------------------------------------------------------------
 def run(cfg: dict[str, Any]) -> StudyResult:
-    x, d, source = load_data(cfg)
+    x, d, source, fallback = load_data(cfg)
     xp, dp = x[: cfg["n_probe"]], d[: cfg["n_probe"]]
     records = _nielsen_part(cfg, xp, dp) + _init_part(cfg, xp, dp) + _training_part(cfg, x, d)
     for r in records:
@@ -335,8 +370,10 @@ def run(cfg: dict[str, Any]) -> StudyResult:
             head[f"training {a}/{i}: probe accuracy at end"] = acc
 
     verdict = _verdict(cfg, source, head, ratios, trained, ns, nq, nb, best, log_err)
+    if fallback:
+        verdict = f"{fallback} {verdict}"
     figures, captions = _figures(cfg, records, medians, source)
-    return StudyResult(records, verdict, head, figures, captions)
+    return StudyResult(records, verdict, head, figures, captions, fallback)
 
 
 def _verdict(cfg: dict[str, Any], source: str, head: dict[str, Any], ratios: dict[tuple[str, str], dict[str, float]],
@@ -459,6 +496,15 @@ STUDY = register(Study(
     notes="Source notes 002 (vanishing gradients in sigmoid nets, Nielsen eq. 122) and 004 (backpropagation); "
           "Nielsen, Neural Networks and Deep Learning, ch. 5.",
     run=run,
+    checks={"data": Check(choices=("mnist", "digits")),
+            "mnist_root": Check(kind=str, example="~/data/mnist", hint="null means <cache>/mnist"),
+            "cost": Check(choices=COSTS), "activations": Check(choices=tuple(ACTIVATIONS)),
+            "train_activations": Check(choices=tuple(ACTIVATIONS)), "inits": Check(choices=INITS),
+            "train_inits": Check(choices=INITS), "n_probe": POSITIVE, "figure_depth": POSITIVE,
+            "train_depth": POSITIVE, "n_train": POSITIVE, "probe_every": POSITIVE},
+    validate=check_config,
+    fetch=fetch_data,
+    data_root="mnist_root",
     quick={**_COMMON, "seeds": 3, "depths": [2, 4, 6], "activations": ["sigmoid", "tanh", "relu"],
            "inits": ["normal", "scaled_normal", "pytorch", "xavier", "kaiming"],
            "train_activations": ["sigmoid", "relu"], "train_inits": ["scaled_normal", "xavier"],
