@@ -9,20 +9,26 @@ own process, in its own file, so parallel runs do not interleave).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from nablanet._io import current_umask
 from nablanet.cli import main
 from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash
 from nablanet.studies.sweep import SweepConfig, SweepError, cells, load_config, run_seeds, run_sweep, spread
@@ -84,6 +90,8 @@ def test_local_sweep_writes_one_cell_per_setting_and_seed(fake: SweepConfig,
                                                                      "seed": row["seed"]}
         assert (folder / "records.csv").read_text().startswith("i,x\n")
     assert not list((fake.out / "cells").glob(".tmp-*"))
+    # cell folders are as open as mkdir makes them (mkdtemp alone gives 0700)
+    assert {p.stat().st_mode & 0o777 for p in (fake.out / "cells").iterdir()} == {0o777 & ~current_umask()}
     with open(fake.out / "summary.csv") as f:
         table = list(csv.DictReader(f))
     assert [float(r["mean"]) for r in table] == [r["mean"] for r in rows]
@@ -159,7 +167,7 @@ def test_config_errors_are_clear(fake: SweepConfig) -> None:
     check({"study": "nope"}, r"no study 'nope'; the studies are \[.*'saturation'")
     check({"study": FAKE.name, "grid": {"eta": [1]}}, r"has no setting\(s\) \['eta'\] \(in \[grid\]\)")
     check({"study": FAKE.name, "set": {"eta": 1}}, "has no setting 'eta'")
-    check({"study": FAKE.name, "grid": {"a": 1.0}}, "expected a non-empty list")
+    check({"study": FAKE.name, "grid": {"a": 1.0}}, r"grid a = 1.0: expected a list of values, e.g. a = \[1.0\]")
     check({"study": FAKE.name, "grid": {"a": [1.0, 1.0]}}, "lists a value twice")
     check({"study": FAKE.name, "grid": {"seed": [1, 2]}}, "choose seeds with the top-level key seeds")
     check({"study": FAKE.name, "seeds": 0}, "expected a positive count")
@@ -291,3 +299,226 @@ def test_cli_study_seeds_reports_medians_over_seeds(tmp_path: Path, capsys: pyte
 def test_run_seeds_needs_a_seed_setting(fake: SweepConfig, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="has no 'seed' setting"):
         run_seeds(NO_SEED.name, 2, tmp_path / "x")
+
+
+def test_a_cell_whose_fit_is_interrupted_does_not_come_back_finished() -> None:
+    import nablanet as nn
+    from nablanet.studies.sweep import compute_cell
+    from nablanet.train import TrainingInterrupted
+    from nablanet.train.callbacks import LambdaCallback
+
+    def run(cfg: dict[str, Any]) -> StudyResult:
+        x, y = np.ones((8, 2)), np.zeros(8, dtype=int)
+
+        def stop(step: int, logs: dict[str, Any], tape: Any) -> None:
+            raise KeyboardInterrupt  # as Ctrl-C between two steps
+
+        model = nn.Sequential(nn.Linear(2, 2, rng=0))
+        history = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y),
+                         epochs=3, callbacks=[LambdaCallback(on_batch_end=stop)])
+        return StudyResult(records=[], verdict="half a run", headline={"epochs": len(history)})
+
+    with pytest.raises(TrainingInterrupted):
+        compute_cell(Study("fit-once", "?", "", run, quick={}, full={}), {})
+
+
+def test_a_worker_address_is_not_the_scheduler(cluster: Any, fake: SweepConfig) -> None:
+    worker = next(iter(cluster.scheduler_info["workers"]))
+    with pytest.raises(ConnectionError, match=f"^{re.escape(worker)} is a Dask worker, not the scheduler; give "
+                                              "--scheduler the scheduler's address"):
+        run_sweep(fake, scheduler=worker, quiet=True, connect_timeout=5)
+    assert not fake.out.exists() and runs(fake) == 0
+    with pytest.raises(ValueError, match=r"^connect_timeout=0: expected a positive number of seconds, e\.g\. 20$"):
+        run_sweep(fake, scheduler=cluster.scheduler_address, connect_timeout=0)
+
+
+def test_ctrl_c_on_a_users_client_cancels_the_cells_it_did_not_write(cluster: Any, fake: SweepConfig,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import Client
+
+    from nablanet.studies import sweep as sweep_module
+    from nablanet.studies.sweep import SweepInterrupted
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C as the first cell is written
+
+    monkeypatch.setattr(sweep_module, "write_cell", interrupted)
+
+    def cells_on_the_scheduler(dask_scheduler: Any) -> int:
+        return sum(str(key).startswith("nablanet-cell-") for key in dask_scheduler.tasks)
+
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        with pytest.raises(SweepInterrupted, match="none of the 8 cells had finished") as info:
+            run_sweep(fake, scheduler=client, quiet=True)
+        deadline = time.monotonic() + 10
+        while client.run_on_scheduler(cells_on_the_scheduler):  # the exception, kept, still holds the futures
+            assert time.monotonic() < deadline, "the sweep left its cells on the user's cluster"
+            time.sleep(0.05)
+        assert client.status == "running" and info.value.summary == []  # the user's client stays open
+
+
+# Stopping a sweep from outside: Ctrl-C and a lost scheduler, on `nablanet` run as a process
+# (tests/slow_sweep.py), whose cells a=0,1 × seeds 0,1 finish at once and the others wait at a gate.
+
+SLOW_CLI = Path(__file__).with_name("slow_sweep.py")
+
+
+def _env() -> dict[str, str]:
+    import nablanet
+
+    root = str(Path(nablanet.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+
+
+def _slow(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """``nablanet ARGS`` with slow-sweep registered, in a process group of its own (for Ctrl-C)."""
+    return subprocess.Popen([sys.executable, str(SLOW_CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), start_new_session=True, **kwargs)
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    """Kill what is left of the process's group (its joblib workers included)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _wait(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert proc.poll() is None, f"it ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"not {what} within 60 s"
+        time.sleep(0.02)
+
+
+def _finished(cells_dir: Path) -> set[str]:
+    return {p.parent.name for p in cells_dir.glob("*/result.json")}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _slow_sweep(tmp_path: Path) -> tuple[Path, Path]:
+    """A sweep config of slow-sweep (a = 0..3 × seeds 0, 1: 8 cells, 4 finish before the gate) and its out."""
+    (tmp_path / "log").mkdir()
+    out = tmp_path / "out"
+    config = tmp_path / "slow.toml"
+    config.write_text(f'study = "slow-sweep"\nquick = true\nseeds = [0, 1]\nout = "{out.as_posix()}"\n'
+                      f'[set]\nlog = "{(tmp_path / "log").as_posix()}"\ngate = "{(tmp_path / "gate").as_posix()}"\n'
+                      "[grid]\na = [0, 1, 2, 3]\n")
+    return config, out
+
+
+@pytest.fixture
+def slow_cluster(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A Dask scheduler and worker in one process of its own, which a test may kill: (address, process)."""
+    pytest.importorskip("distributed")
+    path = tmp_path / "scheduler-address"
+    proc = subprocess.Popen([sys.executable, str(SLOW_CLI), "--cluster", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    try:
+        _wait(path.exists, proc, "the cluster started")
+        yield path.read_text(), proc
+    finally:
+        _end(proc)
+
+
+@pytest.mark.parametrize("backend", ["joblib", "dask"])
+def test_ctrl_c_keeps_the_finished_cells_and_the_same_command_runs_the_rest(backend: str, tmp_path: Path,
+                                                                          request: pytest.FixtureRequest) -> None:
+    config, out = _slow_sweep(tmp_path)
+    where = ["--jobs", "2"] if backend == "joblib" else ["--scheduler", request.getfixturevalue("slow_cluster")[0]]
+    command = ["sweep", str(config), "--quiet", *where]
+    proc = _slow(command)
+    try:
+        _wait(lambda: len(_finished(out / "cells")) == 4, proc, "4 cells finished")
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: to the whole group, joblib's workers included
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _end(proc)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [
+        f"nablanet sweep: interrupted (Ctrl-C): 4 of 8 cells finished and are kept (listed in {out / 'summary.csv'}); "
+        "run the same command again to run the other 4 (finished cells are skipped)"]
+    kept = _finished(out / "cells")
+    settings = [json.loads((out / "cells" / key / "result.json").read_text())["settings"] for key in kept]
+    assert sorted((s["a"], s["seed"]) for s in settings) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert {r["cell"] for r in _rows(out / "summary.csv")} == kept
+    assert {(r["a"], r["quantity"], r["of"]) for r in _rows(out / "medians.csv")} == {
+        (a, q, "2") for a in ("0", "1") for q in ("a2", "sum")}
+    assert not list((out / "cells").glob(".tmp-*"))
+
+    (tmp_path / "gate").touch()
+    rerun = _slow(command)
+    try:
+        _, err = rerun.communicate(timeout=120)
+    finally:
+        _end(rerun)
+    assert rerun.returncode == 0, err
+    assert [(r["a"], r["seed"]) for r in _rows(out / "summary.csv")] == [
+        (str(a), str(s)) for a in range(4) for s in range(2)]
+    logged = [p.name.split()[0] for p in (tmp_path / "log").iterdir()]
+    assert all(logged.count(f"a={a},seed={s}") == 1 for a in (0, 1) for s in (0, 1))  # the kept cells did not rerun
+
+
+def test_ctrl_c_keeps_the_finished_seeds_of_study_seeds(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    out = tmp_path / "out"
+    command = ["study", "slow-sweep", "--quick", "--seeds", "4", "--set", f"log={tmp_path / 'log'}", "--set",
+               f"gate={tmp_path / 'gate'}", "--out", str(out), "--jobs", "2", "--quiet"]
+    proc = _slow(command)
+    try:
+        _wait(lambda: len(_finished(out / "seeds" / "cells")) == 2, proc, "2 seeds finished")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _end(proc)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [
+        f"nablanet study: interrupted (Ctrl-C): 2 of 4 seeds finished and are kept (the medians over them are in "
+        f"{out / 'summary.csv'}); run the same command again to run the other 2 (finished seeds are skipped)"]
+    assert [r["seed"] for r in _rows(out / "seeds" / "summary.csv")] == ["0", "1"]
+    assert {(r["quantity"], r["of"], r["max"]) for r in _rows(out / "summary.csv")} == {("a2", "2", "0.0"),
+                                                                                        ("sum", "2", "1.0")}
+    (tmp_path / "gate").touch()
+    rerun = _slow(command)
+    try:
+        _, err = rerun.communicate(timeout=120)
+    finally:
+        _end(rerun)
+    assert rerun.returncode == 0, err
+    assert {(r["quantity"], r["of"], r["max"]) for r in _rows(out / "summary.csv")} == {("a2", "4", "0.0"),
+                                                                                        ("sum", "4", "3.0")}
+
+
+@pytest.mark.parametrize("command", ["sweep", "study"])
+def test_losing_the_scheduler_keeps_the_finished_cells_and_says_how_to_go_on(
+        command: str, slow_cluster: tuple[str, subprocess.Popen[str]], tmp_path: Path) -> None:
+    address, cluster = slow_cluster
+    config, out = _slow_sweep(tmp_path)
+    if command == "sweep":  # quiet: the message alone
+        argv, folder, total = ["sweep", str(config), "--quiet"], out, 8
+    else:  # with progress lines
+        argv = ["study", "slow-sweep", "--quick", "--seeds", "4", "--set", f"log={tmp_path / 'log'}",
+                "--set", f"gate={tmp_path / 'gate'}", "--out", str(out)]
+        folder, total = out / "seeds", 4
+    proc = _slow([*argv, "--scheduler", address])
+    try:
+        _wait(lambda: len(_finished(folder / "cells")) == total // 2, proc, "half the cells finished")
+        cluster.kill()  # SIGKILL: the scheduler and its worker vanish mid-sweep
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _end(proc)
+    assert proc.returncode == 1, err
+    message = (f"nablanet {command}: error: lost the Dask scheduler at {address} mid-sweep: {total // 2} of {total} "
+               f"cells finished and are kept (listed in {folder / 'summary.csv'}); start the scheduler again (or give "
+               "--scheduler another one) and run the same command again: finished cells are skipped")
+    lines = err.splitlines()
+    if command == "sweep":
+        assert lines == [message]
+    else:  # distributed's INFO lines (a closed connection, with its traceback) stay hidden
+        assert lines[-1] == message and all(line.startswith("[") for line in lines[:-1]), err
+    assert {r["cell"] for r in _rows(folder / "summary.csv")} == _finished(folder / "cells")
+    assert not (folder / "failures.json").exists()

@@ -132,10 +132,19 @@ _patience = _checked(_int, lambda v: v >= 0, "a patience in epochs >= 0, e.g. 10
 _seed = _checked(_int, lambda v: v >= 0, "an int >= 0, e.g. 0")
 
 
+def _scheduler_address(text: str) -> str:
+    from nablanet.studies._sweep_dask import EXAMPLE, EXPECTED, address_problem
+
+    problem = address_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}; expected {EXPECTED}, e.g. --scheduler {EXAMPLE}")
+    return text
+
+
 def _sweep_flags(p: argparse.ArgumentParser, prefix: str) -> None:
     p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                    help=prefix + "worker processes; unset: all CPUs")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+    p.add_argument("--scheduler", type=_scheduler_address, default=None, metavar="ADDRESS",
                    help=prefix + "run the cells on this Dask scheduler, e.g. tcp://127.0.0.1:8786; unset: joblib "
                         "processes on this machine")
     p.add_argument("--quiet", action="store_true", help=prefix + "no progress bar or progress lines")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nablanet.cli._args import _sweep_flags
+from nablanet.cli._args import _HelpFormatter, _sweep_flags
 
 
 def add_parser(sub: Any) -> None:
@@ -17,8 +17,9 @@ def add_parser(sub: Any) -> None:
         description="Run the sweep described by a TOML file (study, quick, seeds, out, retries, figures, [set], "
                     "[grid]; see nablanet.studies.sweep). Finished cells are kept under OUT/cells/<hash> and "
                     "skipped by a rerun; OUT/summary.csv has one row per cell, OUT/medians.csv the medians over "
-                    "seeds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "seeds. Ctrl-C, or losing the Dask scheduler, keeps the finished cells and writes the summary of "
+                    "them: the same command then runs the rest.",
+        formatter_class=_HelpFormatter,
     )
     sw.add_argument("config", type=Path, help="the sweep's TOML file")
     sw.add_argument("--out", type=Path, default=None, help="output folder; unset: the config's out")
@@ -29,11 +30,16 @@ def add_parser(sub: Any) -> None:
 def sweep_command(args: argparse.Namespace) -> dict[str, Any]:
     import dataclasses
 
+    from nablanet.studies._sweep_folder import check_writable
     from nablanet.studies.sweep import load_config, run_sweep  # importing nablanet.studies registers them
 
     config = load_config(args.config)
     if args.out is not None:
         config = dataclasses.replace(config, out=args.out)
+        check_writable(config.out, "--out", "pass --out a folder you can write to")
+    else:
+        check_writable(config.out, f"out in {args.config}",
+                       f"set out in {args.config} (or pass --out) to a folder you can write to")
     rows = run_sweep(config, n_jobs=args.jobs, scheduler=args.scheduler, quiet=args.quiet)
     medians = config.out / "medians.csv"
     return {"study": config.study, "cells": len(rows), "summary": str(config.out / "summary.csv"),
