@@ -31,13 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": train.run, "study": study.run, "sweep": sweep.run}[args.command]
     try:
         return command(args)
-    except Interrupted as exc:  # the command stopped cleanly and says what it kept
+    except Interrupted as exc:  # the command (a run, a study, a sweep) stopped cleanly and says what it kept
         print(f"nablanet {args.command}: {exc}", file=sys.stderr)
         return 130
-    except KeyboardInterrupt as exc:
-        if _sweep_interrupted(exc):  # a sweep (or study --seeds) kept its finished cells and says so
-            print(f"nablanet {args.command}: {exc}", file=sys.stderr)
-            return 130
+    except KeyboardInterrupt:
         print(f"nablanet {args.command}: interrupted (Ctrl-C); nothing was written by the unfinished step",
               file=sys.stderr)
         return 130
@@ -51,8 +48,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
         return 1
-
-
-def _sweep_interrupted(exc: KeyboardInterrupt) -> bool:
-    sweep = sys.modules.get("nablanet.studies.sweep")  # loaded if a sweep ran; not imported for a train's Ctrl-C
-    return sweep is not None and isinstance(exc, sweep.SweepInterrupted)

@@ -11,14 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+from nablanet.train.interrupts import Interrupted as Interrupted  # main prints it, exits 130
+
 T = TypeVar("T")
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, after the command has saved what it could; the message says what was kept and how to go on.
-
-    ``main`` prints it on one line and exits with status 130 (128 + SIGINT), as shells expect.
-    """
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -133,7 +133,6 @@ def _download(study: Any, cfg: dict[str, Any]) -> None:
 
 def study_command(args: argparse.Namespace) -> dict[str, Any]:
     from nablanet import studies
-    from nablanet.studies.base import StudyInterrupted
 
     if args.list or args.name is None:
         width = max(len(n) for n in studies.REGISTRY)
@@ -158,10 +157,7 @@ def study_command(args: argparse.Namespace) -> dict[str, Any]:
                 "per_seed": str(out / "seeds" / "summary.csv")}
     print(f"nablanet study: running {args.name}{' --quick' if args.quick else ''}; the results go to {out} when it "
           "ends (Ctrl-C stops it)", file=sys.stderr, flush=True)
-    try:
-        result, folder = studies.run_study(study, out, quick=args.quick, overrides=overrides)
-    except StudyInterrupted as exc:
-        raise Interrupted(str(exc)) from None
+    result, folder = studies.run_study(study, out, quick=args.quick, overrides=overrides)  # Ctrl-C: StudyInterrupted
     return {"study": args.name, "fallback": result.fallback, "verdict": result.verdict, "headline": result.headline,
             "out": str(folder), "report": str(folder / "index.html")}
 

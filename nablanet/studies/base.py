@@ -34,7 +34,7 @@ import numpy as np
 
 from nablanet._io import atomic_write, atomic_write_text
 from nablanet.studies.settings import COMMON, Check, check_override, example
-from nablanet.train.interrupts import propagate_interrupts
+from nablanet.train.interrupts import Interrupted, propagate_interrupts
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Study:
         return cfg
 
 
-class StudyInterrupted(KeyboardInterrupt):
+class StudyInterrupted(Interrupted):
     """Ctrl-C during ``run_study``; the message says what was written (``written``: those files)."""
 
     def __init__(self, message: str, written: list[Path]) -> None:

@@ -71,6 +71,7 @@ from nablanet.studies._sweep_config import SweepConfig, load_config
 from nablanet.studies._sweep_folder import check_claim, check_writable, prepare
 from nablanet.studies._sweep_progress import Progress
 from nablanet.studies.base import REGISTRY, Study, config_hash, records_to_csv
+from nablanet.train.interrupts import Interrupted
 
 __all__ = ["Cell", "CellOutput", "SchedulerLostError", "SweepConfig", "SweepError", "SweepInterrupted", "cells",
            "compute_cell", "get_study", "load_config", "run_seeds", "run_sweep", "spread", "summarize"]
@@ -90,7 +91,7 @@ class SchedulerLostError(SweepError):
     """The Dask scheduler went away mid-sweep; ``summary`` holds the rows of the finished cells."""
 
 
-class SweepInterrupted(KeyboardInterrupt):
+class SweepInterrupted(Interrupted):
     """Ctrl-C stopped the sweep after the summary of the finished cells was written; ``summary``
     holds their rows, and the message says how many there are and how to go on."""
 

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 _PROPAGATE: ContextVar[bool] = ContextVar("nablanet_propagate_interrupts", default=False)
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised again after a clean stop; the message says what was kept and how to go on.
+
+    The base of every such exception (a training run, a study, a sweep), so that a caller, such as
+    the command line, handles them all in one place: print the message, exit with status 130.
+    """
+
+
+class TrainingInterrupted(Interrupted):
     """Raised by ``fit`` inside ``propagate_interrupts()`` after it stopped cleanly on Ctrl-C.
 
     ``history`` is what ``fit`` would have returned (``history.interrupted`` is True); ``str(exc)``
