@@ -55,7 +55,9 @@ def test_the_version_is_written_in_one_place() -> None:
     assert hits == [Path("nablanet/_version.py")]
 
 
-CONFTEST = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
+# conftest.py and the fixture module it imports, copied beside a throwaway test file
+HELPERS = {name: (Path(__file__).parent / name).read_text(encoding="utf-8")
+           for name in ("conftest.py", "mnist_mirror.py")}
 SKIPPING = '''
 import pytest
 
@@ -74,7 +76,8 @@ def test_runs():
 
 
 def _pytest_in(folder: Path, env_value: str | None) -> subprocess.CompletedProcess[str]:
-    (folder / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    for name, text in HELPERS.items():
+        (folder / name).write_text(text, encoding="utf-8")
     (folder / "test_skipping.py").write_text(SKIPPING, encoding="utf-8")
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # its own rootdir, not ours
     env = {k: v for k, v in os.environ.items() if k != "NABLANET_REQUIRE"}
