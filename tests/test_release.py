@@ -55,6 +55,18 @@ def test_the_version_is_written_in_one_place() -> None:
     assert hits == [Path("nablanet/_version.py")]
 
 
+def test_the_command_line_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from nablanet.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"nablanet {nablanet.__version__}\n"
+    _installed_version()  # the `nablanet` command is the installed entry point to that same main
+    scripts = importlib.metadata.entry_points(group="console_scripts", name="nablanet")
+    assert [e.value for e in scripts] == ["nablanet.cli:main"]
+
+
 # conftest.py and the fixture module it imports, copied beside a throwaway test file
 HELPERS = {name: (Path(__file__).parent / name).read_text(encoding="utf-8")
            for name in ("conftest.py", "mnist_mirror.py")}
