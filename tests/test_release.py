@@ -1,4 +1,5 @@
-"""The release: one version everywhere, and the CI guard that keeps required tests from skipping.
+"""The release: one version everywhere, the CI guard that keeps required tests from skipping, and CI's
+run of the README's Quickstart commands (read out of README.md, never copied).
 
 ``nablanet.__version__`` (from nablanet/_version.py) must equal the version in the installed
 distribution's metadata, which pyproject.toml computed from the same file at install time: a
@@ -55,6 +56,18 @@ def test_the_version_is_written_in_one_place() -> None:
     assert hits == [Path("nablanet/_version.py")]
 
 
+def test_the_command_line_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from nablanet.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"nablanet {nablanet.__version__}\n"
+    _installed_version()  # the `nablanet` command is the installed entry point to that same main
+    scripts = importlib.metadata.entry_points(group="console_scripts", name="nablanet")
+    assert [e.value for e in scripts] == ["nablanet.cli:main"]
+
+
 # conftest.py and the fixture module it imports, copied beside a throwaway test file
 HELPERS = {name: (Path(__file__).parent / name).read_text(encoding="utf-8")
            for name in ("conftest.py", "mnist_mirror.py")}
@@ -97,3 +110,38 @@ def test_required_dependencies_fail_instead_of_skipping(tmp_path: Path) -> None:
     assert "3 failed, 1 passed" in every.stdout, every.stdout
     unknown = _pytest_in(tmp_path, "torhc")
     assert unknown.returncode != 0 and "NABLANET_REQUIRE names torhc" in unknown.stderr, unknown.stderr
+
+
+CI_RUN = ROOT / ".ci" / "run"
+QUICKSTART = ROOT / ".ci" / "quickstart_commands.py"
+
+
+def _quickstart(readme: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    (folder / "README.md").write_text(readme, encoding="utf-8")
+    return subprocess.run([sys.executable, str(QUICKSTART), str(folder / "README.md")],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_ci_runs_the_quickstart_commands_it_reads_out_of_the_readme(tmp_path: Path) -> None:
+    """.ci/run runs README.md's two Quickstart commands as a new user would; a copy of them in the script
+    would let the README drift from what CI proves, as it did when CI installed torch first."""
+    if not CI_RUN.exists():
+        pytest.skip(f"no .ci/run beside the tests ({CI_RUN}); the sdist ships none")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = _quickstart(readme, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    commands = listed.stdout.splitlines()
+    assert len(commands) == 2 and "nablanet train" in commands[0] and "pytest" in commands[1], commands
+    script = CI_RUN.read_text(encoding="utf-8")
+    assert "quickstart_commands.py" in script
+    assert not [c for c in commands if c in script], "a copy of a Quickstart command in .ci/run"
+    # the reader follows an edit of the README, and refuses a block that is not the two commands
+    edited = _quickstart(readme.replace(commands[0], commands[0] + " --epochs 1", 1), tmp_path)
+    assert edited.stdout.splitlines() == [commands[0] + " --epochs 1", commands[1]], edited.stderr
+    three = _quickstart(readme.replace(commands[1], commands[1] + "\nnablanet study saturation", 1), tmp_path)
+    assert three.returncode == 1 and "holds 3 lines" in three.stderr, three.stderr
+    swapped = _quickstart(readme.replace(commands[1], "TEST").replace(commands[0], commands[1])
+                          .replace("TEST", commands[0]), tmp_path)
+    assert swapped.returncode == 1 and "does not run pytest" in swapped.stderr, swapped.stderr
+    gone = _quickstart(readme.replace("## Quickstart", "## Getting started", 1), tmp_path)
+    assert gone.returncode == 1 and "no '## Quickstart' section" in gone.stderr, gone.stderr

@@ -1,4 +1,4 @@
-"""The command line: ``nablanet train``, ``nablanet study`` and ``nablanet sweep``.
+"""The command line: ``nablanet train``, ``nablanet study`` and ``nablanet sweep``; ``nablanet --version``.
 
 Every flag is documented in ``nablanet train --help``; a bad flag or value prints one line, not a
 traceback, and exits with status 2.
@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nablanet._version import __version__
 from nablanet.cli import study, sweep, train
 from nablanet.cli._args import Interrupted, _OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="nablanet", description="Neural networks with explicit backprop, and a gradient lab.")
+    parser.add_argument("--version", action="version", version=f"nablanet {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_OneLineParser)
     train.add_parser(sub)
     study.add_parser(sub)
