@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -10,6 +11,15 @@ from types import ModuleType
 import numpy as np
 
 import nablanet as nn
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child process that a test sends SIGINT: the signal's default action there.
+
+    A test run started with ``&`` from a script inherits SIGINT ignored, and so would the child; its
+    Python would then never raise KeyboardInterrupt, and the test would see no Ctrl-C at all.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import sigint_as_in_a_terminal
 
 import nablanet as nn
 from nablanet.train import callbacks as cbs
@@ -85,7 +87,15 @@ def test_keyboard_interrupt_returns_the_history_so_far_with_the_last_steps_weigh
     assert model.training  # the mode fit found is restored
 
 
-def test_a_sigint_during_the_optimizer_step_is_held_until_the_step_is_done() -> None:
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own SIGINT handler, as in a terminal, even where the test run inherited SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_sigint_during_the_optimizer_step_is_held_until_the_step_is_done(ctrl_c_raises: None) -> None:
     x, y = _data()
     model = _model()
 
@@ -257,7 +267,7 @@ def test_a_real_sigint_stops_a_training_script_cleanly(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 30
         while not (tmp_path / "history.csv").exists():

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import sigint_as_in_a_terminal
 
 import nablanet as nn
 from nablanet.cli import main
@@ -215,7 +216,8 @@ def test_a_real_sigint_stops_nablanet_study_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _CLI_TELLING_FIT, "study", "label-smoothing", "--quick",
                              "--set", 'datasets=["digits"]', "--set", "epsilons=[0, 0.1]",
                              "--set", 'epochs={"digits": 100000}', "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=sigint_as_in_a_terminal)
     try:
         assert proc.stderr is not None
         started = proc.stderr.readline()

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import sigint_as_in_a_terminal
 
 from nablanet._io import current_umask
 from nablanet.cli import main
@@ -373,7 +374,8 @@ def _env() -> dict[str, str]:
 def _slow(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
     """``nablanet ARGS`` with slow-sweep registered, in a process group of its own (for Ctrl-C)."""
     return subprocess.Popen([sys.executable, str(SLOW_CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(), start_new_session=True, **kwargs)
+                            text=True, env=_env(), start_new_session=True, preexec_fn=sigint_as_in_a_terminal,
+                            **kwargs)
 
 
 def _end(proc: subprocess.Popen[str]) -> None:

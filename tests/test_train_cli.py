@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import sigint_as_in_a_terminal
 from mnist_mirror import T10K_IMAGES, T10K_LABELS
 
 import nablanet as nn
@@ -122,7 +123,7 @@ def test_resume_needs_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def _start(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "nablanet", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
 
 
 def _interrupt_when(proc: subprocess.Popen[str], ready: Any, timeout: float = 60) -> tuple[str, str]:
