@@ -244,3 +244,12 @@ def test_data_root_and_set_mnist_root(capsys: pytest.CaptureFixture[str], tmp_pa
     line = refused(capsys, tmp_path, "--data-root", str(tmp_path), "--set", "mnist_root=/x", study="vanishing")
     assert line.endswith(f"--data-root {tmp_path} and --set mnist_root=... both name the data folder. Fix: give only "
                          "one of them.")
+
+
+def test_study_flags_without_a_study_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from nablanet.cli import main
+
+    assert main(["study", "--set", "steps=40", "--quick"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["nablanet study: error: --set given without a study; expected nablanet study NAME --set ... "
+                     "(nablanet study --list shows the names)"]

@@ -93,3 +93,14 @@ def test_cnn_with_too_many_blocks_is_a_one_line_error(capsys: pytest.CaptureFixt
     pytest.importorskip("sklearn")
     assert main(["train", "--model", "cnn", "--channels", "4,4,4,4", "--epochs", "1"]) == 2
     assert "too many conv blocks" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`nablanet train | head -1`: no 'Broken pipe' error, the exit status a shell gives for SIGPIPE."""
+    pytest.importorskip("sklearn")
+    proc = subprocess.Popen([sys.executable, "-m", "nablanet", "train", "--epochs", "200", "--hidden", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("data: ")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == ""

@@ -7,6 +7,7 @@ traceback, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nablanet._version import __version__
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nablanet {args.command}: interrupted (Ctrl-C); nothing was written by the unfinished step",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`nablanet study --list | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush stays quiet
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except (ValueError, TypeError, OSError, ImportError, KeyError) as exc:
         print(f"nablanet {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -134,6 +134,12 @@ def _download(study: Any, cfg: dict[str, Any]) -> None:
 def study_command(args: argparse.Namespace) -> dict[str, Any]:
     from nablanet import studies
 
+    if args.name is None and not args.list:
+        given = [f for f, v in (("--set", args.overrides), ("--out", args.out), ("--seeds", args.seeds),
+                                ("--download", args.download), ("--data-root", args.data_root)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} given without a study; expected nablanet study NAME "
+                             f"{given[0]} ... (nablanet study --list shows the names)")
     if args.list or args.name is None:
         width = max(len(n) for n in studies.REGISTRY)
         for name, study in sorted(studies.REGISTRY.items()):

@@ -146,7 +146,7 @@ def records_to_csv(records: list[dict[str, Any]], path: Path) -> Path:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    return atomic_write_text(path, buf.getvalue(), what="the records")
+    return atomic_write_text(path, buf.getvalue(), what=f"the table {path.name}")
 
 
 def run_study(study: Study, out: str | Path, *, quick: bool = False,
