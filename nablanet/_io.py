@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -72,6 +73,30 @@ def remove_stale_parts(path: PathLike) -> list[Path]:
             except OSError:
                 pass
     return removed
+
+
+def folder_problem(folder: PathLike) -> str | None:
+    """Why ``folder`` cannot be, or be made into, a folder that takes files; None when it can.
+
+    Checked before any work, so that a run is refused at once rather than after it has trained.
+    Creates nothing that stays: the nearest existing folder on the way is probed by making a folder
+    in it and removing it at once (``os.access`` says yes to root on a read-only file system).
+    """
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            return f"{existing} is a link to nothing"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nablanet-probe-", dir=existing))
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    return None
 
 
 def _check_destination(target: Path, what: str) -> None:

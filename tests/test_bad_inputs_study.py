@@ -184,9 +184,9 @@ def test_out_is_an_existing_file(capsys: pytest.CaptureFixture[str], tmp_path: P
     target.write_text("keep me")
     assert main(["study", "saturation", "--quick", "--out", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"nablanet study: error: --out {target}: that is a file, and a study writes a folder of files "
-                   "(records.csv, figures, result.json, index.html). Fix: give a folder, new or existing, e.g. --out "
-                   "studies/saturation.\n")
+    assert err == (f"nablanet study: error: --out {target}: {target} is a file, not a folder; a study writes a "
+                   "folder of files (records.csv, figures, result.json, index.html). Fix: choose a folder you can "
+                   "write to, e.g. --out studies/saturation\n")
     assert target.read_text() == "keep me"
 
 
@@ -195,8 +195,9 @@ def test_out_under_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     target = tmp_path / "a-file" / "sub" / "out"
     assert main(["study", "saturation", "--quick", "--out", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"nablanet study: error: --out {target}: {tmp_path / 'a-file'} is a file, so no folder can be made "
-                   "inside it. Fix: choose a path outside it, e.g. --out studies/saturation.\n")
+    assert err == (f"nablanet study: error: --out {target}: {tmp_path / 'a-file'} is a file, not a folder; a study "
+                   "writes a folder of files (records.csv, figures, result.json, index.html). Fix: choose a folder "
+                   "you can write to, e.g. --out studies/saturation\n")
 
 
 @pytest.fixture
@@ -223,7 +224,8 @@ def test_out_in_an_unwritable_folder(capsys: pytest.CaptureFixture[str], unwrita
     assert main(["study", "saturation", "--quick", "--out", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"nablanet study: error: --out {target}: cannot write in {unwritable} (")
-    assert err.endswith("). Fix: choose a folder you can write to, e.g. --out ~/nablanet-studies/saturation.\n")
+    assert err.endswith("); a study writes a folder of files (records.csv, figures, result.json, index.html). Fix: "
+                        "choose a folder you can write to, e.g. --out studies/saturation\n")
     assert err.count("\n") == 1 and not target.exists()
 
 

@@ -159,7 +159,7 @@ def unwritable_out(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
     if request.param != "no permission":
         blocker.write_text("not a folder")
         out = blocker if request.param == "a file" else blocker / "sub" / "out"
-        yield out, f"{str(blocker)!r} is a file, not a folder"
+        yield out, f"{blocker} is a file, not a folder"
         return
     blocker.mkdir()
     blocker.chmod(0o500)
@@ -168,7 +168,7 @@ def unwritable_out(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
             try:
                 os.rmdir(tempfile.mkdtemp(dir=candidate))
             except OSError as exc:
-                yield candidate / "nablanet-sweep-out", f"cannot write in {str(candidate)!r} ({exc.strerror})"
+                yield candidate / "nablanet-sweep-out", f"cannot write in {candidate} ({exc.strerror})"
                 return
         pytest.skip("no folder here refuses writes (root, and no read-only /sys)")
     finally:

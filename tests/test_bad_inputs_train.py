@@ -83,15 +83,17 @@ def test_momentum_is_accepted_by_sgd_and_rmsprop(capsys: pytest.CaptureFixture[s
 def test_out_at_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("x")
     line = _refused(["--out", str(tmp_path / "f")], capsys)
-    assert line.endswith(f"--out {tmp_path / 'f'} is a file; expected a folder (it gets model.npz, history.csv, "
-                         "curves.png and checkpoint.npz); choose another path")
+    assert line.endswith(f"--out {tmp_path / 'f'}: {tmp_path / 'f'} is a file, not a folder; a run writes a folder of "
+                         "files (model.npz, history.csv, curves.png, checkpoint.npz). Fix: choose a folder you can "
+                         "write to")
 
 
 def test_out_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("x")
     line = _refused(["--out", str(tmp_path / "f" / "run")], capsys)
-    assert line.endswith(f"--out {tmp_path / 'f' / 'run'}: {tmp_path / 'f'} is a file, not a folder; choose "
-                         "another path")
+    assert line.endswith(f"--out {tmp_path / 'f' / 'run'}: {tmp_path / 'f'} is a file, not a folder; a run writes "
+                         "a folder of files (model.npz, history.csv, curves.png, checkpoint.npz). Fix: choose a "
+                         "folder you can write to")
 
 
 def test_out_where_nothing_can_be_written(capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,8 +101,9 @@ def test_out_where_nothing_can_be_written(capsys: pytest.CaptureFixture[str]) ->
     if not Path("/sys").is_dir() or target.exists():
         pytest.skip("needs Linux's /sys, where nothing can be created")
     line = _refused(["--out", str(target)], capsys)
-    assert line.endswith("--out /sys/nablanet-run: cannot write in /sys (Permission denied); choose a folder you can "
-                         "write to")
+    assert line.startswith("nablanet train: error: --out /sys/nablanet-run: cannot write in /sys (")
+    assert line.endswith("); a run writes a folder of files (model.npz, history.csv, curves.png, checkpoint.npz). "
+                         "Fix: choose a folder you can write to")
     assert not target.exists()
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nablanet._io import folder_problem
 from nablanet.train.callbacks import Callback
 
 RUN_FILES = ("model.npz", "history.csv", "curves.png", "checkpoint.npz")
@@ -69,22 +69,10 @@ def sigint_deferred() -> Iterator[None]:
 
 def check_out(path: Path) -> None:
     """Refuse, before any work, an ``--out`` that is a file, lies under a file, or cannot be written."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path} is a file; expected a folder (it gets model.npz, history.csv, curves.png "
-                         "and checkpoint.npz); choose another path")
-    folder = path
-    for parent in [path, *path.absolute().parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"--out {path}: {parent} is a file, not a folder; choose another path")
-            folder = parent
-            break
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--out {path}: cannot write in {folder} ({exc.strerror or exc}); choose a folder you "
-                         "can write to") from None
+    problem = folder_problem(path)
+    if problem is not None:
+        raise ValueError(f"--out {path}: {problem}; a run writes a folder of files (model.npz, history.csv, "
+                         "curves.png, checkpoint.npz). Fix: choose a folder you can write to")
 
 
 def make_out(path: Path) -> None:

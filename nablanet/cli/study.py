@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from nablanet._io import folder_problem
 from nablanet.cli._args import Interrupted, _HelpFormatter, _positive_int, _sweep_flags
 
 
@@ -85,26 +84,12 @@ def _with_data_root(study: Any, overrides: dict[str, Any], root: Path | None) ->
 
 
 def check_out_folder(out: Path, name: str) -> None:
-    """Refuse an --out the results cannot be written to, before any work, creating nothing.
-
-    The nearest folder that exists on the way to ``out`` must be writable: a folder is made and
-    removed there at once (``os.access`` says yes to root on a read-only file system).
-    """
-    fix = f"e.g. --out studies/{name}"
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out}: that is a file, and a study writes a folder of files (records.csv, "
-                                 f"figures, result.json, index.html). Fix: give a folder, new or existing, {fix}.")
-    here = out.absolute()
-    while not here.exists():
-        here = here.parent
-    if not here.is_dir():
-        raise NotADirectoryError(f"--out {out}: {here} is a file, so no folder can be made inside it. Fix: choose a "
-                                 f"path outside it, {fix}.")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".nablanet-probe-", dir=here))
-    except OSError as exc:
-        raise PermissionError(f"--out {out}: cannot write in {here} ({exc.strerror or exc}). Fix: choose a folder "
-                              f"you can write to, e.g. --out ~/nablanet-studies/{name}.") from None
+    """Refuse an --out the results cannot be written to, before any work, creating nothing."""
+    problem = folder_problem(out)
+    if problem is not None:
+        raise ValueError(f"--out {out}: {problem}; a study writes a folder of files (records.csv, figures, "
+                         f"result.json, index.html). Fix: choose a folder you can write to, e.g. --out "
+                         f"studies/{name}")
 
 
 def _download(study: Any, cfg: dict[str, Any]) -> None:

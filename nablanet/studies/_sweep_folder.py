@@ -4,42 +4,17 @@ sweep can start (a sweep that cannot connect or cannot write leaves nothing behi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from nablanet._io import atomic_write_text
-
-
-def _problem(out: Path) -> str | None:
-    """Why ``out`` cannot become a sweep folder; None if it can. Creates nothing that stays: whether
-    a folder takes files is found by making a folder in it and removing it at once (``os.access``
-    says yes to root on a read-only file system)."""
-    for path in (out / "cells", out):
-        if path.exists() and not path.is_dir():
-            return f"{str(path)!r} is a file, not a folder"
-    existing = out
-    while not existing.exists():
-        if existing.is_symlink():
-            return f"{str(existing)!r} is a link to nothing"
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{str(existing)!r} is a file, not a folder"
-    for folder in (existing, out / "cells"):
-        if folder.is_dir():
-            try:
-                os.rmdir(tempfile.mkdtemp(prefix=".nablanet-probe-", dir=folder))
-            except OSError as exc:
-                return f"cannot write in {str(folder)!r} ({exc.strerror or exc})"
-    return None
+from nablanet._io import atomic_write_text, folder_problem
 
 
 def check_writable(out: Path, origin: str, fix: str) -> None:
     """A ``ValueError`` naming ``out`` (as ``origin`` names it: "out", "--out") and ``fix`` when it
     cannot hold the sweep's files."""
-    problem = _problem(out)
+    problem = folder_problem(out / "cells")
     if problem is not None:
         raise ValueError(f"the sweep's out folder {str(out)!r} ({origin}) cannot be written: {problem}; {fix}")
 
