@@ -130,9 +130,10 @@ def test_unwritable_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (tmp_path / "cache").write_text("a file where the cache folder should be")
     monkeypatch.setenv("NABLANET_CACHE", str(tmp_path / "cache"))
     line = _refused(["--data", "mnist1d", "--epochs", "1"], capsys)
-    assert line.endswith(f"cannot write the generated MNIST-1D arrays to {tmp_path / 'cache'} (a file has that "
-                         f"name); that folder comes from $NABLANET_CACHE={str(tmp_path / 'cache')!r}. Fix: set "
-                         "NABLANET_CACHE to a folder you can write to")
+    cache = tmp_path / "cache"
+    assert line.endswith(f"cannot write the generated MNIST-1D arrays to {cache}: {cache} is a file, not a folder; "
+                         f"that folder comes from $NABLANET_CACHE={str(cache)!r}. Fix: set NABLANET_CACHE to a folder "
+                         "you can write to")
 
 
 def test_help_shows_each_default_once() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nablanet._io import folder_problem
 from nablanet.data._checks import PathLike
 
 CACHE_ENV = "NABLANET_CACHE"
@@ -34,20 +35,19 @@ def cache_origin(cache_dir: PathLike | None = None) -> str:
 
 
 def writable_folder(folder: Path, what: str, origin: str) -> Path:
-    """Create ``folder`` if needed and check that it can be written; return it.
+    """Create ``folder`` if needed, after checking that it can be written; return it.
 
     The error names the folder, where its path came from (``origin``: a flag, an argument or
     ``$NABLANET_CACHE``) and how to move it, instead of a bare errno.
     """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as exc:
-        reason = "a file has that name" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+    problem = folder_problem(folder)
+    if problem is None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create it ({exc.strerror or exc})"
+    if problem is not None:
         fix = (f"set {CACHE_ENV} to a folder you can write to" if CACHE_ENV in origin
                else f"give {origin.partition('=')[0]} a folder you can write to")
-        err = type(exc)(f"cannot write {what} to {folder} ({reason}); that folder comes from {origin}. Fix: {fix}")
-        err.errno = exc.errno
-        raise err from None
+        raise OSError(f"cannot write {what} to {folder}: {problem}; that folder comes from {origin}. Fix: {fix}")
     return folder
