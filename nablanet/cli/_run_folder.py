@@ -99,7 +99,6 @@ class Resume:
 
     checkpoint: Any  # nablanet.train.checkpoint.Checkpoint
     epochs_done: int
-    epochs: int
     info: dict[str, Any]
 
 
@@ -157,7 +156,7 @@ def _load_resume(args: argparse.Namespace, out: Path, present: list[str]) -> Res
         asked = f" and --epochs {args.epochs} asks for no more" if "epochs" in explicit else ""
         raise ValueError(f"--resume: the run in {out} has finished {done} epochs (of the {total} it was started "
                          f"with){asked}. Fix: pass --epochs N with N > {done} to train on")
-    return Resume(checkpoint, done, args.epochs, info)
+    return Resume(checkpoint, done, info)
 
 
 def restore(resume: Resume, model: Any, optimizer: Any, stateful: list[Callback], splits: str) -> tuple[int, Any]:
