@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +22,26 @@ def sigint_as_in_a_terminal() -> None:
     Python would then never raise KeyboardInterrupt, and the test would see no Ctrl-C at all.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c_when(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 60) -> tuple[str, str]:
+    """Send ``proc`` a SIGINT once ``ready()`` holds (polled); return its (stdout, stderr) once it ends.
+
+    Fails if the process ends first or ``ready`` does not hold within ``timeout`` seconds; the
+    process is killed if anything goes wrong, so no test leaves one behind.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"not ready to be interrupted within {timeout} s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

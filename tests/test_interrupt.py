@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import sigint_as_in_a_terminal
+from helpers import ctrl_c_when, sigint_as_in_a_terminal
 
 import nablanet as nn
 from nablanet.train import callbacks as cbs
@@ -268,18 +267,7 @@ def test_a_real_sigint_stops_a_training_script_cleanly(tmp_path: Path) -> None:
     script.write_text(_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
-    try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "history.csv").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the script wrote no history.csv within 30 s"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = ctrl_c_when(proc, (tmp_path / "history.csv").exists)
     assert proc.returncode == 0, err
     result = json.loads(out)
     assert result["interrupted"] and result["stop_reason"].startswith("interrupted (KeyboardInterrupt) in epoch")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import sigint_as_in_a_terminal
+from helpers import ctrl_c_when, sigint_as_in_a_terminal
 from mnist_mirror import T10K_IMAGES, T10K_LABELS
 
 import nablanet as nn
@@ -126,26 +124,11 @@ def _start(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal)
 
 
-def _interrupt_when(proc: subprocess.Popen[str], ready: Any, timeout: float = 60) -> tuple[str, str]:
-    try:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run did not get going in time"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        return proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_ctrl_c_saves_the_run_says_so_in_one_line_and_resumes_bit_for_bit(tmp_path: Path) -> None:
     out = tmp_path / "run"
     flags = ["--hidden", "16", "--batch-size", "2", "--optimizer", "sgd", "--lr", "0.05"]  # many short steps
     proc = _start(["train", "--epochs", "100", *flags, "--out", str(out)], tmp_path)
-    _, err = _interrupt_when(proc, lambda: (out / "checkpoint.npz").exists())
+    _, err = ctrl_c_when(proc, lambda: (out / "checkpoint.npz").exists())
     assert proc.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -179,7 +162,7 @@ def test_ctrl_c_without_out_says_nothing_was_saved(tmp_path: Path) -> None:
         seen.append(proc.stdout.readline())
         return seen[-1].lstrip().startswith("0 ")
 
-    _, err = _interrupt_when(proc, started)
+    _, err = ctrl_c_when(proc, started)
     assert proc.returncode == 130
     assert err.strip().splitlines() == [err.strip()] and err.strip().endswith(
         "nothing was saved (pass --out DIR to keep a run)")
