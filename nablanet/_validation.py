@@ -9,6 +9,12 @@ import numpy as np
 from nablanet._dtype import get_default_dtype
 
 
+def a_type(value: Any) -> str:
+    """The type of ``value`` with its article, for messages: "a list", "an int", "an object"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def as_numeric_array(x: Any, name: str = "x") -> np.ndarray:
     """``x`` as an ndarray of a numeric (bool, int or float) dtype, or a TypeError."""
     try:

@@ -318,3 +318,10 @@ def test_evaluate_returns_plain_floats() -> None:
     x, y = np.ones((6, 4)), np.array([0, 1, 0, 1, 0, 1])
     scores = nn.evaluate(_model(), nn.CrossEntropyLoss(), x, y)
     assert {k: type(v) for k, v in scores.items()} == {"loss": float, "accuracy": float, "error": float}
+
+
+def test_messages_name_a_type_with_its_article(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"save\(optimizer=\.\.\.\) received an object; expected a nablanet optimizer"):
+        nn.save(_model(), tmp_path / "m.npz", optimizer=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"load_state_dict for Sequential received an int \(3\)"):
+        _model().load_state_dict(3)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import numpy as np
 
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike
-from nablanet._validation import as_float_input, check_finite
+from nablanet._validation import a_type, as_float_input, check_finite
 from nablanet.parameter import Parameter
 
 NO_DX = np.empty(0)
@@ -182,7 +182,7 @@ class Layer:
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(
-                f"load_state_dict for {type(self).__name__} received a {type(state_dict).__name__} "
+                f"load_state_dict for {type(self).__name__} received {a_type(state_dict)} "
                 f"({state_dict!r:.60}); expected a mapping name -> array such as model.state_dict() gives, "
                 f"with the keys {_some([k for k, _, _ in self._named_slots()])}. "
                 "Fix: pass a dict, e.g. other.state_dict()."

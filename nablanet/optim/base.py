@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nablanet._validation import a_type
 from nablanet.parameter import Parameter
 
 Schedule = Callable[[int], float]
@@ -112,7 +113,7 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(
-                    f"{who} received a {type(p).__name__} among the parameters; expected "
+                    f"{who} received {a_type(p)} among the parameters; expected "
                     "nablanet Parameter objects. Fix: pass model.parameters()."
                 )
             if id(p) in seen:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from nablanet._validation import a_type
 from nablanet.parameter import Parameter
 
 
@@ -19,7 +20,7 @@ def _grads(parameters: Parameter | Iterable[Parameter], who: str) -> list[np.nda
     for p in params:
         if not isinstance(p, Parameter):
             raise TypeError(
-                f"{who} received a {type(p).__name__} among the parameters; expected nablanet "
+                f"{who} received {a_type(p)} among the parameters; expected nablanet "
                 "Parameter objects. Fix: pass model.parameters()."
             )
     return [p.grad for p in params if p.grad is not None]

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from nablanet._io import atomic_write_text as atomic_write_text  # re-exported: older imports name it here
+from nablanet._validation import a_type
 from nablanet.layers.base import Layer, Tape
 from nablanet.losses.base import Loss
 from nablanet.train.history import History
@@ -85,7 +86,7 @@ class Callback:
 def _check_state(cb: Callback, state: Any, keys: set[str]) -> None:
     who = f"{type(cb).__name__}.load_state_dict"
     if not isinstance(state, Mapping):
-        raise TypeError(f"{who} received a {type(state).__name__}; expected the dict that state_dict() gave")
+        raise TypeError(f"{who} received {a_type(state)}; expected the dict that state_dict() gave")
     if set(state) != keys:
         raise ValueError(
             f"{who} received keys {sorted(state)}; expected {sorted(keys)}. Fix: load the states in the order of "

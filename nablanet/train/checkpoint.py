@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from nablanet._io import atomic_savez
+from nablanet._validation import a_type
 from nablanet.layers.base import Layer
 from nablanet.optim.base import Optimizer
 from nablanet.train._architecture import architecture, build_checked
@@ -78,7 +79,7 @@ def _check_save_args(model: Any, optimizer: Any, callbacks: Any, history: Any) -
         )
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(
-            f"save(optimizer=...) received a {type(optimizer).__name__}; expected a nablanet optimizer "
+            f"save(optimizer=...) received {a_type(optimizer)}; expected a nablanet optimizer "
             "(e.g. nn.optim.SGD(model.parameters(), lr=0.1)) or None. Fix: pass the optimizer you train "
             "with, or leave optimizer out to save the model alone."
         )
@@ -89,7 +90,7 @@ def _check_save_args(model: Any, optimizer: Any, callbacks: Any, history: Any) -
         )
     if history is not None and not callable(getattr(history, "to_records", None)):
         raise TypeError(
-            f"save(history=...) received a {type(history).__name__}; expected the History that fit returned, or None."
+            f"save(history=...) received {a_type(history)}; expected the History that fit returned, or None."
         )
 
 

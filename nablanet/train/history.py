@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nablanet._validation import a_type
+
 
 @dataclass
 class History:
@@ -41,7 +43,7 @@ class History:
         """The History whose ``to_records()`` is ``records`` (each a dict with an int ``epoch``)."""
         if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
             raise TypeError(
-                f"History.from_records received a {type(records).__name__}; expected a list of dicts, one per "
+                f"History.from_records received {a_type(records)}; expected a list of dicts, one per "
                 "epoch, as History.to_records() gives."
             )
         rows = list(records)
@@ -54,7 +56,7 @@ class History:
                     "as History.to_records() gives."
                 )
         if stop_reason is not None and not isinstance(stop_reason, str):
-            raise TypeError(f"History.from_records(stop_reason=...) received a {type(stop_reason).__name__}; "
+            raise TypeError(f"History.from_records(stop_reason=...) received {a_type(stop_reason)}; "
                             "expected a str or None")
         return cls([dict(r) for r in rows], stop_reason, None if interrupted_at is None else dict(interrupted_at))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nablanet._validation import as_float_input, as_numeric_array, check_finite
+from nablanet._validation import a_type, as_float_input, as_numeric_array, check_finite
 from nablanet.data.batching import batches
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
@@ -341,7 +341,7 @@ def _continued(history: Any, initial_epoch: int) -> History:
         return History()
     if not isinstance(history, History):
         raise TypeError(
-            f"fit(history=...) received a {type(history).__name__}; expected the History of the run to continue "
+            f"fit(history=...) received {a_type(history)}; expected the History of the run to continue "
             "(what fit returned, or Checkpoint.history), or None."
         )
     if history.records:
