@@ -385,6 +385,17 @@ def _end(proc: subprocess.Popen[str]) -> None:
     proc.wait()
 
 
+def _rerun_with_the_gate_open(command: list[str], tmp_path: Path) -> None:
+    """Let the slow cells finish this time and run ``command`` again; it must succeed."""
+    (tmp_path / "gate").touch()
+    rerun = _slow(command)
+    try:
+        _, err = rerun.communicate(timeout=120)
+    finally:
+        _end(rerun)
+    assert rerun.returncode == 0, err
+
+
 def _wait(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
     deadline = time.monotonic() + 60
     while not condition():
@@ -452,13 +463,7 @@ def test_ctrl_c_keeps_the_finished_cells_and_the_same_command_runs_the_rest(back
         (a, q, "2") for a in ("0", "1") for q in ("a2", "sum")}
     assert not list((out / "cells").glob(".tmp-*"))
 
-    (tmp_path / "gate").touch()
-    rerun = _slow(command)
-    try:
-        _, err = rerun.communicate(timeout=120)
-    finally:
-        _end(rerun)
-    assert rerun.returncode == 0, err
+    _rerun_with_the_gate_open(command, tmp_path)
     assert [(r["a"], r["seed"]) for r in _rows(out / "summary.csv")] == [
         (str(a), str(s)) for a in range(4) for s in range(2)]
     logged = [p.name.split()[0] for p in (tmp_path / "log").iterdir()]
@@ -484,13 +489,7 @@ def test_ctrl_c_keeps_the_finished_seeds_of_study_seeds(tmp_path: Path) -> None:
     assert [r["seed"] for r in _rows(out / "seeds" / "summary.csv")] == ["0", "1"]
     assert {(r["quantity"], r["of"], r["max"]) for r in _rows(out / "summary.csv")} == {("a2", "2", "0.0"),
                                                                                         ("sum", "2", "1.0")}
-    (tmp_path / "gate").touch()
-    rerun = _slow(command)
-    try:
-        _, err = rerun.communicate(timeout=120)
-    finally:
-        _end(rerun)
-    assert rerun.returncode == 0, err
+    _rerun_with_the_gate_open(command, tmp_path)
     assert {(r["quantity"], r["of"], r["max"]) for r in _rows(out / "summary.csv")} == {("a2", "4", "0.0"),
                                                                                         ("sum", "4", "3.0")}
 
