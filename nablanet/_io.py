@@ -156,6 +156,12 @@ def atomic_write_text(path: PathLike, text: str, *, what: str = "the file") -> P
     return atomic_write_bytes(path, text.encode("utf-8"), what=what)
 
 
+def atomic_savefig(path: PathLike, fig: Any, *, what: str = "the figure", **savefig: Any) -> Path:
+    """A matplotlib figure saved to ``path``, atomically; the format comes from the suffix (PNG without one)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, **savefig), what=what)
+
+
 def atomic_savez(path: PathLike, arrays: Mapping[str, np.ndarray], *, what: str = "the arrays") -> Path:
     """``np.savez`` to ``path``, atomically (the name is kept as given: no ``.npz`` is appended)."""
     return atomic_write(path, lambda f: np.savez(f, **arrays), what=what)  # type: ignore[arg-type]

@@ -159,7 +159,7 @@ def _plot(history: Any, path: Path) -> bool:
         return False
     if not history.records:
         return False
-    from nablanet._io import atomic_write
+    from nablanet._io import atomic_savefig
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     first = history.records[0]
@@ -175,7 +175,7 @@ def _plot(history: Any, path: Path) -> bool:
     a2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     a2.legend()
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), what="the curves")
+    atomic_savefig(path, fig, what="the curves", dpi=100)
     plt.close(fig)
     return True
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from nablanet._io import atomic_savefig
 from nablanet._random import get_rng
 from nablanet._validation import as_float_input, as_numeric_array, check_finite
 from nablanet.layers.base import Layer
@@ -274,9 +275,7 @@ def plot_surface(
     ax.set_xlabel("α (direction d₁)")
     ax.set_ylabel("β (direction d₂)")
     ax.set_title(title if title is not None else "L(θ + α d₁ + β d₂)")
-    out = Path(path)
-    fig.savefig(out)
-    return out
+    return atomic_savefig(path, fig)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from nablanet._io import atomic_savefig
+
 
 def _pyplot() -> Any:
     try:
@@ -33,8 +35,7 @@ def _records(source: Any) -> list[dict[str, Any]]:
 
 def _save(fig: Any, path: str | Path | None) -> Any:
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        atomic_savefig(path, fig, dpi=100)
     return fig
 
 

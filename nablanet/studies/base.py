@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nablanet._io import atomic_write, atomic_write_text
+from nablanet._io import atomic_savefig, atomic_write_text
 from nablanet.studies.settings import COMMON, Check, check_override, example
 from nablanet.train.interrupts import Interrupted, propagate_interrupts
 
@@ -205,7 +205,7 @@ def save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), what="the figure")
+        return atomic_savefig(path, fig, dpi=100)
     finally:
         plt.close(fig)
 
