@@ -10,16 +10,13 @@ uninterrupted one bit for bit.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nablanet._io import folder_problem
 from nablanet.train.callbacks import Callback
+from nablanet.train.interrupts import sigint_deferred
 
 RUN_FILES = ("model.npz", "history.csv", "curves.png", "checkpoint.npz")
 CHECKPOINT = "checkpoint.npz"
@@ -45,26 +42,6 @@ def _shown(value: Any) -> str:
     if value is False:
         return "off"
     return "the default" if value is None else str(value)
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Let a file being written finish before a Ctrl-C takes effect (the Ctrl-C then acts right after).
-
-    The writes are atomic anyway; deferring keeps a second Ctrl-C from discarding the save that the
-    first one asked for.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught and callable(previous):
-        previous(signal.SIGINT, None)
 
 
 def check_out(path: Path) -> None:

@@ -32,6 +32,7 @@ from nablanet.cli._args import (
 )
 from nablanet.cli._train_model import build, input_shape, targets
 from nablanet.data._cache import CACHE_ENV, get_cache_dir
+from nablanet.train.interrupts import sigint_deferred
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "softplus")
 LOSSES = ("ce", "mse", "quadratic")
@@ -225,7 +226,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         epochs=args.epochs - initial_epoch, initial_epoch=initial_epoch, history=history, batch_size=args.batch_size,
         seed=args.seed, callbacks=callbacks, verbose=not args.json,
     )
-    with folder.sigint_deferred():  # a Ctrl-C now would cost the files that record the run
+    with sigint_deferred():  # a Ctrl-C now would cost the files that record the run
         if history.interrupted:
             raise Interrupted(_save_interrupted(args, model, opt, history))
         scores = nn.evaluate(model, loss, xte.reshape(len(xte), *shape),

@@ -76,6 +76,26 @@ def interrupts_propagate() -> bool:
     return _PROPAGATE.get()
 
 
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Let a file being written finish before a Ctrl-C takes effect (the Ctrl-C then acts right after).
+
+    The writes are atomic anyway; deferring keeps a second Ctrl-C from discarding the save that the
+    first one asked for.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
+
+
 Handler = Callable[[int, FrameType | None], Any]
 
 
