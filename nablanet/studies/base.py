@@ -43,8 +43,9 @@ class StudyResult:
     a ``verdict`` (sentences computed from the data) and ``headline`` numbers for the note.
 
     ``fallback``: set when the run used other data than its configuration asked for (MNIST absent,
-    so the digits); one sentence that says so and how to get the data. The study's verdict opens
-    with it, and the report's first line is it: a reader must not mistake the numbers for MNIST's.
+    so the digits); one sentence that says so and how to get the data. The verdict is made to open
+    with it (here, wherever the result is built), and the report's first line is it: a reader must
+    not mistake the numbers for MNIST's.
     """
 
     records: list[dict[str, Any]]
@@ -53,6 +54,10 @@ class StudyResult:
     figures: dict[str, Any] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     fallback: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fallback and not self.verdict.startswith(self.fallback):
+            self.verdict = f"{self.fallback} {self.verdict}"
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,6 @@ def run_study(study: Study, out: str | Path, *, quick: bool = False,
         raise StudyInterrupted(f"interrupted during the run, after {time.perf_counter() - t0:.0f} s; nothing was "
                                f"written to {out}", []) from None
     seconds = time.perf_counter() - t0
-    if result.fallback and not result.verdict.startswith(result.fallback):
-        result.verdict = f"{result.fallback} {result.verdict}"
     written: list[Path] = []
     try:
         _write(study, result, cfg, seconds, out, quick, overrides, written)

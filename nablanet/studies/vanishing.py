@@ -370,8 +370,6 @@ def run(cfg: dict[str, Any]) -> StudyResult:
             head[f"training {a}/{i}: probe accuracy at end"] = acc
 
     verdict = _verdict(cfg, source, head, ratios, trained, ns, nq, nb, best, log_err)
-    if fallback:
-        verdict = f"{fallback} {verdict}"
     figures, captions = _figures(cfg, records, medians, source)
     return StudyResult(records, verdict, head, figures, captions, fallback)
 
