@@ -4,14 +4,16 @@ Retries. A cell that raises is run again in the next round, up to ``retries`` mo
 process that dies breaks its round, and every cell of that round that had not come back is run
 again (each charged one attempt).
 
-Ctrl-C. The ``KeyboardInterrupt`` in the sweep's process leaves the loop here; joblib stops the
-workers (the cells in flight are dropped: a worker's result never comes back after it), and the
-caller keeps the cells written so far.
+Ctrl-C. A terminal sends SIGINT to the whole foreground process group, the workers included. The
+workers ignore it (otherwise each prints a traceback of its own); the ``KeyboardInterrupt`` in the
+sweep's process leaves the loop here, joblib kills the workers (the cells in flight are dropped: a
+worker's result never comes back after it), and the caller keeps the cells written so far.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,6 +33,11 @@ def check_available() -> None:
         raise ImportError("a sweep runs its cells with joblib: pip install 'nablanet[sweep]'") from exc
 
 
+def _ignore_ctrl_c() -> None:
+    """A worker's initializer: the sweep's own process handles Ctrl-C and stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _attempt(study: Study, key: str, config: dict[str, Any], figures: bool) -> tuple[str, CellOutput | None, str]:
     """``compute_cell`` for joblib: an exception comes back as text instead of ending the sweep."""
     try:
@@ -47,6 +54,7 @@ def run(study: Study, pending: list[Cell], *, figures: bool, retries: int, n_job
     A cell is charged an attempt when it is dispatched (at most n_jobs at a time), so when a worker
     dies only the cells in flight are charged; the rest wait for the next round uncharged."""
     from joblib import Parallel, delayed
+    from joblib.parallel import LokyBackend
 
     attempts = dict.fromkeys((c.key for c in pending), 0)
     errors: dict[str, str] = {}
@@ -62,7 +70,8 @@ def run(study: Study, pending: list[Cell], *, figures: bool, retries: int, n_job
                 yield delayed(_attempt)(study, c.key, c.config, figures)
 
         jobs = min(n_jobs or os.cpu_count() or 1, len(todo))
-        parallel = Parallel(n_jobs=jobs, return_as="generator_unordered", pre_dispatch="n_jobs", batch_size=1)
+        parallel = Parallel(n_jobs=jobs, backend=LokyBackend(initializer=_ignore_ctrl_c),
+                            return_as="generator_unordered", pre_dispatch="n_jobs", batch_size=1)
         results = iter(parallel(tasks()))
         while True:
             try:
