@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nablanet.studies.base import REGISTRY, Study, StudyResult
+from nablanet.studies.base import REGISTRY, Study, StudyResult, legacy
 
 
 def _run(cfg: dict[str, Any]) -> StudyResult:
@@ -35,7 +35,7 @@ def _run(cfg: dict[str, Any]) -> StudyResult:
 
 
 _SETTINGS = {"a": 0, "seed": 0, "open": 2, "log": "", "gate": ""}
-SLOW = Study("slow-sweep", "Which cells finish before the sweep is stopped?", "a test double", _run,
+SLOW = Study("slow-sweep", "Which cells finish before the sweep is stopped?", "a test double", **legacy(_run),
              quick=dict(_SETTINGS), full=dict(_SETTINGS))
 
 

@@ -21,7 +21,7 @@ from helpers import sigint_as_in_a_terminal
 import nablanet as nn
 from nablanet.cli import main
 from nablanet.studies import REGISTRY, Study, StudyResult, run_study
-from nablanet.studies.base import StudyInterrupted, pyplot
+from nablanet.studies.base import StudyInterrupted, legacy, pyplot
 from nablanet.train.callbacks import Callback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_run_study_puts_the_fallback_first_in_the_verdict(tmp_path: Path) -> Non
     def run(cfg: dict[str, Any]) -> StudyResult:
         return StudyResult([{"a": 1}], "The numbers say so.", {}, fallback="Ran on B, not A.")
 
-    result, out = run_study(Study("fake-fallback", "?", "-", run, {"a": 1}, {"a": 1}), tmp_path)
+    result, out = run_study(Study("fake-fallback", "?", "-", **legacy(run), quick={"a": 1}, full={"a": 1}), tmp_path)
     assert result.verdict == "Ran on B, not A. The numbers say so."
     assert json.loads((out / "result.json").read_text())["verdict"] == result.verdict
 
@@ -158,7 +158,7 @@ def _fitting_study(calls: list[int]) -> Study:
             calls.append(1)
         return StudyResult([{"runs": len(calls)}], "done", {})
 
-    return Study("fake-fit", "?", "-", run, {"runs": 3}, {"runs": 3})
+    return Study("fake-fit", "?", "-", **legacy(run), quick={"runs": 3}, full={"runs": 3})
 
 
 def test_ctrl_c_inside_fit_ends_the_whole_study_and_writes_nothing(tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ def test_ctrl_c_while_writing_says_which_files_are_in_place(tmp_path: Path, monk
         return StudyResult([{"a": 1}], "done", {}, {"curve": fig})
 
     with pytest.raises(StudyInterrupted) as info:
-        run_study(Study("fake-write", "?", "-", run, {"a": 1}, {"a": 1}), tmp_path)
+        run_study(Study("fake-write", "?", "-", **legacy(run), quick={"a": 1}, full={"a": 1}), tmp_path)
     assert str(info.value) == (f"interrupted while writing the results: {tmp_path} holds records.csv, but not the "
                                "complete report; run the study again to write it")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.csv"]  # no .part file left behind
@@ -248,7 +248,8 @@ def test_study_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
 
     old = os.umask(umask)
     try:
-        _, out = run_study(Study("fake-umask", "?", "-", run, {"a": 1}, {"a": 1}), tmp_path / "out")
+        study = Study("fake-umask", "?", "-", **legacy(run), quick={"a": 1}, full={"a": 1})
+        _, out = run_study(study, tmp_path / "out")
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}

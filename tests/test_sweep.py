@@ -31,7 +31,7 @@ from helpers import sigint_as_in_a_terminal
 
 from nablanet._io import current_umask
 from nablanet.cli import main
-from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash
+from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash, legacy
 from nablanet.studies.sweep import SweepConfig, SweepError, cells, load_config, run_seeds, run_sweep, spread
 
 pytest.importorskip("joblib")
@@ -54,9 +54,9 @@ def _fake_run(cfg: dict[str, Any]) -> StudyResult:
 
 
 _SETTINGS = {"a": 1.0, "b": 0, "seed": 0, "log": "", "fail_a": -1.0, "fail_times": 0, "mode": "raise"}
-FAKE = Study("fake-sweep", "What are the mean and spread of a·z + b?", "a test double", _fake_run,
+FAKE = Study("fake-sweep", "What are the mean and spread of a·z + b?", "a test double", **legacy(_fake_run),
              quick=dict(_SETTINGS), full=dict(_SETTINGS))
-NO_SEED = Study("fake-noseed", "?", "a test double", _fake_run, quick={"a": 1.0}, full={"a": 1.0})
+NO_SEED = Study("fake-noseed", "?", "a test double", **legacy(_fake_run), quick={"a": 1.0}, full={"a": 1.0})
 
 
 @pytest.fixture
@@ -320,7 +320,7 @@ def test_a_cell_whose_fit_is_interrupted_does_not_come_back_finished() -> None:
         return StudyResult(records=[], verdict="half a run", headline={"epochs": len(history)})
 
     with pytest.raises(TrainingInterrupted):
-        compute_cell(Study("fit-once", "?", "", run, quick={}, full={}), {})
+        compute_cell(Study("fit-once", "?", "", **legacy(run), quick={}, full={}), {})
 
 
 def test_a_worker_address_is_not_the_scheduler(cluster: Any, fake: SweepConfig) -> None:

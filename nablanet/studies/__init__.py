@@ -5,12 +5,15 @@ result.json and a self-contained index.html.
 """
 
 from nablanet.studies import batch_size, label_smoothing, loss_gradients, momentum, newton, saturation, vanishing
-from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash, run_study
+from nablanet.studies.base import REGISTRY, Figure, Records, Study, StudyResult, Verdict, config_hash, run_study
 
 __all__ = [
     "REGISTRY",
+    "Figure",
+    "Records",
     "Study",
     "StudyResult",
+    "Verdict",
     "batch_size",
     "config_hash",
     "label_smoothing",

@@ -1,20 +1,25 @@
 """A study: a question from the source notes, answered by measurement.
 
-Each study is a function ``run(config, out) -> StudyResult`` plus two configurations, ``quick``
-(under 2 minutes on 2 cores, what the tests run) and ``full`` (what one would cite). The result
-carries tidy records (one row per measurement), figures (matplotlib, drawn from the records), a
-verdict computed from the data, and headline numbers. ``run_study`` writes them to a folder:
+Each study is three functions, so that a reader sees the experiment apart from its prose and plots:
+
+    measure(config) -> Records                 the experiment: tidy rows, one per measurement
+    verdict(records, config) -> Verdict        sentences and headline numbers computed from the rows
+    figures(records, config) -> {stem: Figure} matplotlib figures drawn from the rows, with captions
+
+plus two configurations, ``quick`` (under 2 minutes on 2 cores, what the tests run) and ``full``
+(what one would cite). ``Study.run`` composes them into a ``StudyResult``; ``run_study`` writes it
+to a folder:
 
     records.csv    one row per measurement (written atomically)
     *.png          the figures
     result.json    verdict, headline numbers, configuration, versions
     index.html     one self-contained report (figures embedded), see ``nablanet.studies.report``
 
-Every file goes through ``nablanet._io`` (atomic, the user's umask), and the folder is created only
-once the run has finished: Ctrl-C during the run leaves nothing behind, and Ctrl-C while writing
-says which files were written (``StudyInterrupted``).
+A sweep measures and judges each cell and draws figures only when asked. Every file goes through
+``nablanet._io`` (atomic, the user's umask), and the folder is created only once the run has
+finished: Ctrl-C during the run leaves nothing behind, and Ctrl-C while writing says which files
+were written (``StudyInterrupted``).
 """
-
 from __future__ import annotations
 
 import csv
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -60,28 +65,69 @@ class StudyResult:
             self.verdict = f"{self.fallback} {self.verdict}"
 
 
+@dataclass
+class Records:
+    """What ``measure`` returns: the tidy ``rows`` (one dict per measurement, written to records.csv)
+    and ``fallback``, one sentence when the run used other data than its configuration asked for
+    (MNIST absent, so the digits), saying so and how to get the data."""
+
+    rows: list[dict[str, Any]]
+    fallback: str | None = None
+
+
+class Verdict(NamedTuple):
+    """What ``verdict`` returns: the ``text`` (sentences computed from the rows) and the ``headline``
+    numbers it rests on (name → value, for result.json and the note)."""
+
+    text: str
+    headline: dict[str, Any]
+
+
+class Figure(NamedTuple):
+    """One figure of ``figures``: the matplotlib Figure and the caption the report prints under it."""
+
+    figure: Any
+    caption: str
+
+
+Measure = Callable[[dict[str, Any]], Records]
+Judge = Callable[[Records, dict[str, Any]], Verdict]
+Draw = Callable[[Records, dict[str, Any]], dict[str, Figure]]
+
+
 @dataclass(frozen=True)
 class Study:
     """A registered study: ``name`` (the CLI name), ``question`` (one line), ``notes`` (which source
-    notes it comes from), ``run`` and its ``quick`` and ``full`` configurations.
+    notes it comes from), its three parts ``measure``, ``verdict`` and ``figures`` (see the module's
+    docstring) and its ``quick`` and ``full`` configurations.
 
     ``checks``: what a setting accepts beyond its default's type (see ``nablanet.studies.settings``;
     ``COMMON`` covers the names every study shares). ``validate(config)``: raises ValueError where
-    settings do not fit together. ``fetch(config)``: downloads the data ``run`` will read under that
-    configuration (``nablanet study NAME --download``) and says where they are (None: nothing to
+    settings do not fit together. ``fetch(config)``: downloads the data ``measure`` will read under
+    that configuration (``nablanet study NAME --download``) and says where they are (None: nothing to
     fetch); ``data_root``: the setting that names that folder (``--data-root``).
     """
 
     name: str
     question: str
     notes: str
-    run: Callable[[dict[str, Any]], StudyResult]
+    measure: Measure
+    verdict: Judge
+    figures: Draw
     quick: dict[str, Any]
     full: dict[str, Any]
     checks: dict[str, Check] = field(default_factory=dict)
     validate: Callable[[dict[str, Any]], None] | None = None
     fetch: Callable[[dict[str, Any]], str | None] | None = None
     data_root: str | None = None
+
+    def run(self, config: dict[str, Any], *, figures: bool = True) -> StudyResult:
+        """Measure, judge and (when ``figures``) draw under ``config``, an already checked configuration."""
+        records = self.measure(config)
+        text, headline = self.verdict(records, config)
+        drawn = self.figures(records, config) if figures else {}
+        return StudyResult(records.rows, text, headline, {k: f.figure for k, f in drawn.items()},
+                           {k: f.caption for k, f in drawn.items()}, fallback=records.fallback)
 
     def config(self, quick: bool = False, overrides: dict[str, Any] | None = None, *,
                flag: str = "") -> dict[str, Any]:
@@ -231,3 +277,26 @@ def pyplot() -> Any:
     except ImportError as exc:
         raise ImportError("nablanet studies draw figures with matplotlib: pip install matplotlib") from exc
     return plt
+
+
+# TRANSITIONAL, removed once every study is written as measure, verdict, figures (issue 13):
+# wraps an old-style ``run(config) -> StudyResult`` into the three parts.
+@dataclass
+class _LegacyRecords(Records):
+    result: StudyResult | None = None
+
+
+def legacy(run: Callable[[dict[str, Any]], StudyResult]) -> dict[str, Any]:
+    def measure(cfg: dict[str, Any]) -> Records:
+        r = run(cfg)
+        return _LegacyRecords(r.records, r.fallback, r)
+
+    def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+        r = records.result  # type: ignore[attr-defined]
+        return Verdict(r.verdict, r.headline)
+
+    def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+        r = records.result  # type: ignore[attr-defined]
+        return {k: Figure(f, r.captions.get(k, "")) for k, f in r.figures.items()}
+
+    return {"measure": measure, "verdict": verdict, "figures": figures}

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
 
@@ -350,7 +350,7 @@ STUDY = register(Study(
              "training compare per epoch and per second?",
     notes="Source notes 001 (SGD vs batch vs mini-batch: the variance of the mini-batch gradient ∝ 1/b) and 004 "
           "section 4 (online vs batch learning; mini-batches of a few dozen).",
-    run=run,
+    **legacy(run),
     checks={"batch_sizes": POSITIVE, "draws": POSITIVE, "lr_grid": POSITIVE,
             "blas_threads": Check(low=0, low_open=True, nullable=True, hint="null: as many as BLAS likes")},
     quick={"seed": 0, "hidden": 32, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "draws": 64,

@@ -51,7 +51,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
 
@@ -389,7 +389,7 @@ STUDY = register(Study(
     question="What does label smoothing do to the gradients reaching the non-target logits, to confidence and "
              "to calibration (ECE)?",
     notes="Source notes 001 (multi-class cross-entropy and label smoothing).",
-    run=run,
+    **legacy(run),
     checks={"datasets": Check(choices=("digits", "mnist1d")), "epsilons": FRACTION, "n_bins": POSITIVE,
             "hidden": Check(low=0, low_open=True, empty=True)},
     validate=_check_config,

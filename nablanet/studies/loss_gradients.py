@@ -55,7 +55,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.losses.base import Loss
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 LOSSES = ("ce", "quad", "mse")
@@ -535,7 +535,7 @@ STUDY = register(Study(
              "quadratic one vanish in training, and does the loss change the earlier layers' gradients?",
     notes="Source notes 000 (norms of the gradients of the quadratic and the cross-entropy loss) and 002 "
           "(does cross-entropy change the training of earlier layers?).",
-    run=run,
+    **legacy(run),
     checks={"record_every": POSITIVE, "probe_every": POSITIVE, "probe_size": POSITIVE,
             "trajectories": Check(choices=LOSSES), "sweep_depths": POSITIVE, "sweep_widths": POSITIVE},
     quick={"seed": 0, "depth": 2, "width": 64, "epochs": 10, "batch_size": 32, "lr": 0.1, "record_every": 5,

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 QUAD_METHODS = ("gd", "heavy_ball", "momentum_0.9", "nesterov", "sutskever")
@@ -380,7 +380,7 @@ STUDY = register(Study(
              "and does an ill-conditioned quadratic converge at the rate theory predicts?",
     notes="Source notes 004, section 4 (SGD with momentum and its schedule); Polyak 1964; "
           "Sutskever, Martens, Dahl & Hinton 2013.",
-    run=run,
+    **legacy(run),
     checks={"quad_methods": Check(choices=QUAD_METHODS), "net_methods": Check(choices=NET_METHODS),
             "kappas": Check(low=1, low_open=True), "dim": Check(low=2), **dict.fromkeys(
                 ("floor", "tolerance", "points", "quad_period", "period", "eval_every", "escape_loss"), POSITIVE)},

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE
 
 Update = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (θ, ∇L(θ)) -> the next θ
@@ -466,7 +466,7 @@ STUDY = register(Study(
              "method need, on a quadratic and on logistic regression?",
     notes="Source notes 001 (convergence for a convex problem: the optimal step 1/a, the 2/λ_max bound, scaling the "
           "axes, Newton's method with the inverse Hessian).",
-    run=run,
+    **legacy(run),
     checks={"kappa": AT_LEAST_ONE, "kappa_sweep": AT_LEAST_ONE, **dict.fromkeys(
         ("n_samples", "features", "feature_scale", "grad_tol", "max_iters", "sweep_max_iters", "step_multiples",
          "cg_tol"), POSITIVE)},

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 
 
 def _neuron(w0: float, b0: float, loss_name: str, eta: float, steps: int) -> list[dict[str, Any]]:
@@ -136,7 +136,7 @@ STUDY = register(Study(
     name="saturation",
     question="Does a sigmoid output that starts at the wrong end learn slowly, and does cross-entropy fix it?",
     notes="Source notes 002 (cross-entropy vs quadratic cost and saturation at the wrong end); Nielsen, ch. 3.",
-    run=run,
+    **legacy(run),
     quick={"steps": 300, "eta": 0.15, "epochs": 5, "output_bias": 4.0, "seed": 0, "lr": 0.5},
     full={"steps": 300, "eta": 0.15, "epochs": 60, "output_bias": 4.0, "seed": 0, "lr": 0.5},
 ))

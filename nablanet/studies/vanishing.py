@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, pyplot, register
+from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
@@ -493,7 +493,7 @@ STUDY = register(Study(
              "(sigmoid, tanh, ReLU) and the initialization (N(0,1), PyTorch's, Xavier) change that?",
     notes="Source notes 002 (vanishing gradients in sigmoid nets, Nielsen eq. 122) and 004 (backpropagation); "
           "Nielsen, Neural Networks and Deep Learning, ch. 5.",
-    run=run,
+    **legacy(run),
     checks={"data": Check(choices=("mnist", "digits")),
             "mnist_root": Check(kind=str, example="~/data/mnist", hint="null means <cache>/mnist"),
             "cost": Check(choices=COSTS), "activations": Check(choices=tuple(ACTIVATIONS)),
