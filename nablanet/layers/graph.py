@@ -27,6 +27,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from nablanet._random import RNGLike, get_rng
+from nablanet.layers import kernels
 from nablanet.layers.base import NO_DX, Layer, Tape, TapeEntry, accumulate_grads
 
 
@@ -88,7 +89,7 @@ def backward_child(
     its VJP and appends its ``TapeEntry`` named ``prefix + name``. Returns the child's dx."""
     if isinstance(layer, Container):
         return layer._backward(cache, dy, per_sample, f"{prefix}{name}.", tape, need_dx)
-    dx, grads = layer.vjp(cache, dy, per_sample=per_sample, need_dx=need_dx)
+    dx, grads = kernels.vjp(layer, cache, dy, per_sample=per_sample, need_dx=need_dx)
     tape.append(TapeEntry(prefix + name, layer, cache, dy, grads))
     return dx
 

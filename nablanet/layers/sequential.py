@@ -8,6 +8,7 @@ from typing import Any, overload
 import numpy as np
 
 from nablanet._random import RNGLike, get_rng
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer, Tape, TapeEntry
 from nablanet.layers.graph import Container
 
@@ -67,7 +68,7 @@ class Sequential(Container):
         gen = get_rng(rng) if train else rng
         caches: list[Any] = []
         for layer in self._modules.values():
-            x, cache = layer.forward(x, train=train, rng=gen)
+            x, cache = kernels.forward(layer, x, train=train, rng=gen)
             caches.append(cache)
         return x, caches
 
@@ -83,7 +84,7 @@ class Sequential(Container):
                 dy = layer._backward(cache, dy, per_sample, f"{prefix}{name}.", sub, want_dx)
                 entries.extend(reversed(sub))
                 continue
-            dx, grads = layer.vjp(cache, dy, per_sample=per_sample, need_dx=want_dx)
+            dx, grads = kernels.vjp(layer, cache, dy, per_sample=per_sample, need_dx=want_dx)
             entries.append(TapeEntry(prefix + name, layer, cache, dy, grads))
             dy = dx
         tape.extend(reversed(entries))

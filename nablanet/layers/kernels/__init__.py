@@ -1,0 +1,63 @@
+"""Measured fast variants of layers' forward passes and VJPs, behind one dispatch point.
+
+A layer's own ``forward`` and ``vjp`` are the references: the math a reader learns from and what
+the finite-difference and PyTorch tests check. A variant lives here only with a benchmark in
+``benchmarks/`` that shows its gain (the ratio in the variant's docstring) and a test that it
+equals the reference to float64 precision on random inputs (``tests/test_kernels.py``).
+
+The model's forward and backward passes call ``forward`` and ``vjp`` below, which run the variant
+registered for the layer's exact type (a subclass that overrides the math is never bypassed), or
+else the layer's own method. A variant may decline a case it does not cover by calling the
+reference itself. Variants register with ``@forward_kernel(Cls)`` / ``@vjp_kernel(Cls)`` in a
+module of this package, imported at the end of this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nablanet.layers.base import Layer
+
+ForwardFn = Callable[..., tuple[Any, Any]]
+VjpFn = Callable[..., tuple[Any, dict[str, Any]]]
+
+_FORWARD: dict[type, ForwardFn] = {}
+_VJP: dict[type, VjpFn] = {}
+
+
+def forward_kernel(cls: type) -> Callable[[ForwardFn], ForwardFn]:
+    """Register ``fn(layer, x, *, train, rng) -> (y, cache)`` as ``cls``'s forward; the cache must
+    be the reference's (the reference VJP and the lab read it)."""
+    def register(fn: ForwardFn) -> ForwardFn:
+        _FORWARD[cls] = fn
+        return fn
+    return register
+
+
+def vjp_kernel(cls: type) -> Callable[[VjpFn], VjpFn]:
+    """Register ``fn(layer, cache, dy, *, per_sample, need_dx) -> (dx, grads)`` as ``cls``'s VJP."""
+    def register(fn: VjpFn) -> VjpFn:
+        _VJP[cls] = fn
+        return fn
+    return register
+
+
+def forward(layer: Layer, x: Any, *, train: bool, rng: Any) -> tuple[Any, Any]:
+    """``layer.forward(x)``, through the registered variant where there is one."""
+    fast = _FORWARD.get(type(layer))
+    if fast is None:
+        return layer.forward(x, train=train, rng=rng)
+    return fast(layer, x, train=train, rng=rng)
+
+
+def vjp(layer: Layer, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool) -> tuple[Any, dict[str, Any]]:
+    """``layer.vjp(cache, dy)``, through the registered variant where there is one."""
+    fast = _VJP.get(type(layer))
+    if fast is None:
+        return layer.vjp(cache, dy, per_sample=per_sample, need_dx=need_dx)
+    return fast(layer, cache, dy, per_sample=per_sample, need_dx=need_dx)
+
+
+# The variants (each module registers its own; none yet):
