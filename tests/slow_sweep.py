@@ -21,22 +21,30 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nablanet.studies.base import REGISTRY, Study, StudyResult, legacy
+from nablanet.studies.base import REGISTRY, Figure, Records, Study, Verdict
 
 
-def _run(cfg: dict[str, Any]) -> StudyResult:
+def _measure(cfg: dict[str, Any]) -> Records:
     (Path(cfg["log"]) / f"a={cfg['a']},seed={cfg['seed']} {uuid.uuid4().hex}").touch()
     if not (cfg["a"] < cfg["open"] and cfg["seed"] < cfg["open"]):
         deadline = time.monotonic() + 60
         while not Path(cfg["gate"]).exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-    return StudyResult(records=[{"a": cfg["a"], "seed": cfg["seed"]}], verdict="done",
-                       headline={"a2": cfg["a"] ** 2, "sum": cfg["a"] + cfg["seed"]})
+    return Records([{"a": cfg["a"], "seed": cfg["seed"]}])
+
+
+def _verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    (row,) = records.rows
+    return Verdict("done", {"a2": row["a"] ** 2, "sum": row["a"] + row["seed"]})
+
+
+def _figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    return {}
 
 
 _SETTINGS = {"a": 0, "seed": 0, "open": 2, "log": "", "gate": ""}
-SLOW = Study("slow-sweep", "Which cells finish before the sweep is stopped?", "a test double", **legacy(_run),
-             quick=dict(_SETTINGS), full=dict(_SETTINGS))
+SLOW = Study("slow-sweep", "Which cells finish before the sweep is stopped?", "a test double", _measure, _verdict,
+             _figures, quick=dict(_SETTINGS), full=dict(_SETTINGS))
 
 
 def _cluster(path: Path) -> None:

@@ -20,8 +20,8 @@ from helpers import sigint_as_in_a_terminal
 
 import nablanet as nn
 from nablanet.cli import main
-from nablanet.studies import REGISTRY, Study, StudyResult, run_study
-from nablanet.studies.base import StudyInterrupted, legacy, pyplot
+from nablanet.studies import REGISTRY, Study, run_study
+from nablanet.studies.base import Figure, Records, StudyInterrupted, Verdict, pyplot
 from nablanet.train.callbacks import Callback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,11 +132,28 @@ def test_a_study_without_its_data_falls_back_and_says_so_first(tmp_path: Path, m
     assert json.loads(capsys.readouterr().out)["fallback"] == fallback
 
 
-def test_run_study_puts_the_fallback_first_in_the_verdict(tmp_path: Path) -> None:
-    def run(cfg: dict[str, Any]) -> StudyResult:
-        return StudyResult([{"a": 1}], "The numbers say so.", {}, fallback="Ran on B, not A.")
+# The test doubles' parts: one row, the verdict "done", no figures.
+def _one_row(cfg: dict[str, Any]) -> Records:
+    return Records([{"a": 1}])
 
-    result, out = run_study(Study("fake-fallback", "?", "-", **legacy(run), quick={"a": 1}, full={"a": 1}), tmp_path)
+
+def _no_figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    return {}
+
+
+def _done(records: Records, cfg: dict[str, Any]) -> Verdict:
+    return Verdict("done", {})
+
+
+def test_run_study_puts_the_fallback_first_in_the_verdict(tmp_path: Path) -> None:
+    def measure(cfg: dict[str, Any]) -> Records:
+        return Records([{"a": 1}], fallback="Ran on B, not A.")
+
+    def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+        return Verdict("The numbers say so.", {})
+
+    study = Study("fake-fallback", "?", "-", measure, verdict, _no_figures, quick={"a": 1}, full={"a": 1})
+    result, out = run_study(study, tmp_path)
     assert result.verdict == "Ran on B, not A. The numbers say so."
     assert json.loads((out / "result.json").read_text())["verdict"] == result.verdict
 
@@ -149,16 +166,16 @@ def _fitting_study(calls: list[int]) -> Study:
         def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
             raise KeyboardInterrupt
 
-    def run(cfg: dict[str, Any]) -> StudyResult:
+    def measure(cfg: dict[str, Any]) -> Records:
         x = np.random.default_rng(0).standard_normal((8, 2))
         for _ in range(cfg["runs"]):
             model = nn.Sequential(nn.Linear(2, 1))
             nn.fit(model, nn.MSELoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, x[:, :1]), epochs=3,
                    callbacks=[CtrlC()])
             calls.append(1)
-        return StudyResult([{"runs": len(calls)}], "done", {})
+        return Records([{"runs": len(calls)}])
 
-    return Study("fake-fit", "?", "-", **legacy(run), quick={"runs": 3}, full={"runs": 3})
+    return Study("fake-fit", "?", "-", measure, _done, _no_figures, quick={"runs": 3}, full={"runs": 3})
 
 
 def test_ctrl_c_inside_fit_ends_the_whole_study_and_writes_nothing(tmp_path: Path) -> None:
@@ -173,17 +190,17 @@ def test_ctrl_c_inside_fit_ends_the_whole_study_and_writes_nothing(tmp_path: Pat
 def test_ctrl_c_while_writing_says_which_files_are_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plt = pyplot()
 
-    def run(cfg: dict[str, Any]) -> StudyResult:
+    def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
         fig = plt.figure()
 
         def ctrl_c(*args: Any, **kwargs: Any) -> None:
             raise KeyboardInterrupt
 
         fig.savefig = ctrl_c  # type: ignore[method-assign]
-        return StudyResult([{"a": 1}], "done", {}, {"curve": fig})
+        return {"curve": Figure(fig, "")}
 
     with pytest.raises(StudyInterrupted) as info:
-        run_study(Study("fake-write", "?", "-", **legacy(run), quick={"a": 1}, full={"a": 1}), tmp_path)
+        run_study(Study("fake-write", "?", "-", _one_row, _done, figures, quick={"a": 1}, full={"a": 1}), tmp_path)
     assert str(info.value) == (f"interrupted while writing the results: {tmp_path} holds records.csv, but not the "
                                "complete report; run the study again to write it")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.csv"]  # no .part file left behind
@@ -241,14 +258,14 @@ def test_a_real_sigint_stops_nablanet_study_in_one_line(tmp_path: Path) -> None:
 def test_study_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
     plt = pyplot()
 
-    def run(cfg: dict[str, Any]) -> StudyResult:
+    def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
         fig, ax = plt.subplots()
         ax.plot([0, 1], [0, 1])
-        return StudyResult([{"a": 1}], "done", {"a": 1}, {"line": fig})
+        return {"line": Figure(fig, "")}
 
     old = os.umask(umask)
     try:
-        study = Study("fake-umask", "?", "-", **legacy(run), quick={"a": 1}, full={"a": 1})
+        study = Study("fake-umask", "?", "-", _one_row, _done, figures, quick={"a": 1}, full={"a": 1})
         _, out = run_study(study, tmp_path / "out")
     finally:
         os.umask(old)

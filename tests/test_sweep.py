@@ -31,15 +31,15 @@ from helpers import sigint_as_in_a_terminal
 
 from nablanet._io import current_umask
 from nablanet.cli import main
-from nablanet.studies.base import REGISTRY, Study, StudyResult, config_hash, legacy
+from nablanet.studies.base import REGISTRY, Figure, Records, Study, Verdict, config_hash
 from nablanet.studies.sweep import SweepConfig, SweepError, cells, load_config, run_seeds, run_sweep, spread
 
 pytest.importorskip("joblib")
 
 
-def _fake_run(cfg: dict[str, Any]) -> StudyResult:
-    """x ~ a·N(0, 1) (1000 draws from the cell's seed) + b; fails ``fail_times`` times for a = fail_a,
-    by raising (mode "raise") or by killing its worker process (mode "die")."""
+def _fake_measure(cfg: dict[str, Any]) -> Records:
+    """x ~ a·N(0, 1) (1000 draws from the cell's seed, one row each) + b; fails ``fail_times`` times for
+    a = fail_a, by raising (mode "raise") or by killing its worker process (mode "die")."""
     log = Path(cfg["log"])
     tag = f"a={cfg['a']:g},b={cfg['b']},seed={cfg['seed']}"
     earlier = len(list(log.glob(f"{tag} *")))
@@ -49,14 +49,23 @@ def _fake_run(cfg: dict[str, Any]) -> StudyResult:
             os._exit(3)
         raise RuntimeError(f"flaky cell {tag}, run {earlier + 1}")
     x = np.random.default_rng(cfg["seed"]).standard_normal(1000) * cfg["a"] + cfg["b"]
-    return StudyResult(records=[{"i": i, "x": float(v)} for i, v in enumerate(x[:4])], verdict=f"mean {x.mean():.3f}",
-                       headline={"mean": float(x.mean()), "std": float(x.std()), "never": None})
+    return Records([{"i": i, "x": float(v)} for i, v in enumerate(x)])
+
+
+def _fake_verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    x = np.array([r["x"] for r in records.rows])
+    return Verdict(f"mean {x.mean():.3f}", {"mean": float(x.mean()), "std": float(x.std()), "never": None})
+
+
+def _no_figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    return {}
 
 
 _SETTINGS = {"a": 1.0, "b": 0, "seed": 0, "log": "", "fail_a": -1.0, "fail_times": 0, "mode": "raise"}
-FAKE = Study("fake-sweep", "What are the mean and spread of a·z + b?", "a test double", **legacy(_fake_run),
-             quick=dict(_SETTINGS), full=dict(_SETTINGS))
-NO_SEED = Study("fake-noseed", "?", "a test double", **legacy(_fake_run), quick={"a": 1.0}, full={"a": 1.0})
+FAKE = Study("fake-sweep", "What are the mean and spread of a·z + b?", "a test double", _fake_measure, _fake_verdict,
+             _no_figures, quick=dict(_SETTINGS), full=dict(_SETTINGS))
+NO_SEED = Study("fake-noseed", "?", "a test double", _fake_measure, _fake_verdict, _no_figures, quick={"a": 1.0},
+                full={"a": 1.0})
 
 
 @pytest.fixture
@@ -308,7 +317,7 @@ def test_a_cell_whose_fit_is_interrupted_does_not_come_back_finished() -> None:
     from nablanet.train import TrainingInterrupted
     from nablanet.train.callbacks import LambdaCallback
 
-    def run(cfg: dict[str, Any]) -> StudyResult:
+    def measure(cfg: dict[str, Any]) -> Records:
         x, y = np.ones((8, 2)), np.zeros(8, dtype=int)
 
         def stop(step: int, logs: dict[str, Any], tape: Any) -> None:
@@ -317,10 +326,36 @@ def test_a_cell_whose_fit_is_interrupted_does_not_come_back_finished() -> None:
         model = nn.Sequential(nn.Linear(2, 2, rng=0))
         history = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y),
                          epochs=3, callbacks=[LambdaCallback(on_batch_end=stop)])
-        return StudyResult(records=[], verdict="half a run", headline={"epochs": len(history)})
+        return Records([{"epochs": len(history)}])
+
+    def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+        return Verdict("half a run", records.rows[0])
 
     with pytest.raises(TrainingInterrupted):
-        compute_cell(Study("fit-once", "?", "", **legacy(run), quick={}, full={}), {})
+        compute_cell(Study("fit-once", "?", "", measure, verdict, _no_figures, quick={}, full={}), {})
+
+
+def test_a_cell_draws_its_figures_only_when_asked(tmp_path: Path) -> None:
+    from nablanet.studies.base import pyplot
+    from nablanet.studies.sweep import compute_cell
+
+    pytest.importorskip("matplotlib")
+    drawn: list[int] = []
+
+    def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+        drawn.append(1)
+        fig, ax = pyplot().subplots()
+        ax.plot([r["x"] for r in records.rows])
+        return {"draws": Figure(fig, "the first draws")}
+
+    study = Study("fake-figures", "?", "", _fake_measure, _fake_verdict, figures, quick={}, full={})
+    cfg = {**_SETTINGS, "log": str(tmp_path)}
+    plain = compute_cell(study, cfg)
+    assert drawn == [] and plain.figures == {} and plain.captions == {}
+    with_figures = compute_cell(study, cfg, figures=True)
+    assert drawn == [1] and with_figures.captions == {"draws": "the first draws"}
+    assert with_figures.figures["draws"].startswith(b"\x89PNG")
+    assert with_figures.headline == plain.headline
 
 
 def test_a_worker_address_is_not_the_scheduler(cluster: Any, fake: SweepConfig) -> None:

@@ -49,22 +49,22 @@ class CellOutput:
 
 
 def compute_cell(study: Study, config: dict[str, Any], figures: bool = False) -> CellOutput:
-    """Run ``study`` on ``config`` (in a worker); figures become PNG bytes or are dropped.
+    """Run ``study`` on ``config`` (in a worker); with ``figures`` it draws them as PNG bytes, else it
+    draws none.
 
     A ``fit`` stopped by Ctrl-C inside the study raises instead of returning the run so far, so an
     interrupted cell never comes back as a finished one."""
     t0 = time.perf_counter()
     with propagate_interrupts():
-        result = study.run(dict(config))
+        result = study.run(dict(config), figures=figures)
     seconds = time.perf_counter() - t0
     pngs: dict[str, bytes] = {}
     if result.figures:
         plt = pyplot()
         for stem, fig in result.figures.items():
-            if figures:
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=100)
-                pngs[stem] = buf.getvalue()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+            pngs[stem] = buf.getvalue()
             plt.close(fig)
     return CellOutput(result.records, result.verdict, result.headline, result.captions, pngs, seconds)
 

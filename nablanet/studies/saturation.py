@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
+from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 
 
 def _neuron(w0: float, b0: float, loss_name: str, eta: float, steps: int) -> list[dict[str, Any]]:
@@ -61,18 +61,35 @@ def _network(loss_name: str, epochs: int, bias0: float, seed: int, lr: float) ->
     return rows
 
 
-def run(cfg: dict[str, Any]) -> StudyResult:
-    steps, eta = cfg["steps"], cfg["eta"]
-    records: list[dict[str, Any]] = []
-    for w0, b0 in ((0.6, 0.9), (2.0, 2.0)):
+STARTS = ((0.6, 0.9), (2.0, 2.0))
+"""The single neuron's starting (w, b): one where the quadratic cost learns, one at the wrong end."""
+
+
+def measure(cfg: dict[str, Any]) -> Records:
+    rows: list[dict[str, Any]] = []
+    for w0, b0 in STARTS:
         for loss_name in ("quadratic", "cross_entropy"):
-            records += _neuron(w0, b0, loss_name, eta, steps)
+            rows += _neuron(w0, b0, loss_name, cfg["eta"], cfg["steps"])
     for loss_name in ("mse", "bce"):
-        records += _network(loss_name, cfg["epochs"], cfg["output_bias"], cfg["seed"], cfg["lr"])
+        rows += _network(loss_name, cfg["epochs"], cfg["output_bias"], cfg["seed"], cfg["lr"])
+    return Records(rows)
+
+
+def _curve(rows: list[dict[str, Any]], part: str, **match: Any) -> list[dict[str, Any]]:
+    """The rows of one curve (one neuron start and loss, or one network loss), in step order."""
+    return [r for r in rows if r["part"] == part and all(r[k] == v for k, v in match.items())]
+
+
+def _escape(rows: list[dict[str, Any]]) -> int | None:
+    """The first epoch after which the mean output is below 0.5 (off the wrong end)."""
+    return next((r["epoch"] for r in rows if r["mean_output"] < 0.5), None)
+
+
+def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    rows, steps = records.rows, cfg["steps"]
 
     def out(start: str, loss: str, step: int) -> float:
-        return next(r["output"] for r in records if r["part"] == "neuron" and r["start"] == start
-                    and r["loss"] == loss and r["step"] == step)
+        return next(r["output"] for r in _curve(rows, "neuron", start=start, loss=loss) if r["step"] == step)
 
     half = min(150, steps)
     head: dict[str, Any] = {
@@ -83,18 +100,13 @@ def run(cfg: dict[str, Any]) -> StudyResult:
         f"quadratic (2, 2): a at step {steps}": out("w=2, b=2", "quadratic", steps),
         f"cross-entropy (2, 2): a at step {half}": out("w=2, b=2", "cross_entropy", half),
     }
-    net = {loss: [r for r in records if r["part"] == "network" and r["loss"] == loss] for loss in ("mse", "bce")}
-
-    def escape(rows: list[dict[str, Any]]) -> int | None:
-        """The first epoch after which the mean output is below 0.5 (off the wrong end)."""
-        return next((r["epoch"] for r in rows if r["mean_output"] < 0.5), None)
-
-    for loss, rows in net.items():
-        head[f"network {loss}: mean output after epoch 1"] = rows[1]["mean_output"]
-        head[f"network {loss}: epochs until mean output < 0.5"] = escape(rows)
-        head[f"network {loss}: final test accuracy"] = rows[-1]["test_accuracy"]
+    net = {loss: _curve(rows, "network", loss=loss) for loss in ("mse", "bce")}
+    for loss, curve in net.items():
+        head[f"network {loss}: mean output after epoch 1"] = curve[1]["mean_output"]
+        head[f"network {loss}: epochs until mean output < 0.5"] = _escape(curve)
+        head[f"network {loss}: final test accuracy"] = curve[-1]["test_accuracy"]
     stalled = head["quadratic (2, 2): a at step 0"] - head[f"quadratic (2, 2): a at step {half}"]
-    verdict = (
+    text = (
         f"Quadratic cost, start (0.6, 0.9): the output falls from {head['quadratic (0.6, 0.9): a at step 0']:.2f} "
         f"to {head[f'quadratic (0.6, 0.9): a at step {steps}']:.2f} in {steps} steps. Start (2, 2): it moves only "
         f"{stalled:.3f} in the first {half} steps (σ′ ≈ 0 at the wrong end), while cross-entropy from the same start "
@@ -104,39 +116,45 @@ def run(cfg: dict[str, Any]) -> StudyResult:
         f"final test accuracy after {cfg['epochs']} epochs: BCE {net['bce'][-1]['test_accuracy']:.1%}, "
         f"MSE {net['mse'][-1]['test_accuracy']:.1%}."
     )
-    plt = pyplot()
+    return Verdict(text, head)
+
+
+def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    plt, rows = pyplot(), records.rows
     fig1, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, start in zip(axes, ("w=0.6, b=0.9", "w=2, b=2"), strict=True):
         for loss_name in ("quadratic", "cross_entropy"):
-            rows = [r for r in records if r["part"] == "neuron" and r["start"] == start and r["loss"] == loss_name]
-            ax.plot([r["step"] for r in rows], [r["output"] for r in rows], label=loss_name.replace("_", "-"))
+            curve = _curve(rows, "neuron", start=start, loss=loss_name)
+            ax.plot([r["step"] for r in curve], [r["output"] for r in curve], label=loss_name.replace("_", "-"))
         ax.set(title=f"single neuron, {start}", xlabel="step", ylabel="output a")
         ax.legend()
     fig1.tight_layout()
     fig2, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for loss_name, rows in net.items():
-        epochs = [r["epoch"] for r in rows]
-        ax1.plot(epochs, [r["mean_output"] for r in rows], marker=".", label=loss_name.upper())
-        ax2.plot(epochs, [r["test_accuracy"] for r in rows], marker=".", label=loss_name.upper())
+    for loss_name in ("mse", "bce"):
+        curve = _curve(rows, "network", loss=loss_name)
+        epochs = [r["epoch"] for r in curve]
+        ax1.plot(epochs, [r["mean_output"] for r in curve], marker=".", label=loss_name.upper())
+        ax2.plot(epochs, [r["test_accuracy"] for r in curve], marker=".", label=loss_name.upper())
     ax1.set(title="mean sigmoid output (targets: one 1, nine 0s)", xlabel="epoch", ylabel="mean output")
     ax2.set(title="test accuracy", xlabel="epoch", ylabel="accuracy")
     ax1.legend()
     ax2.legend()
     fig2.tight_layout()
-    return StudyResult(
-        records, verdict, head, {"neuron": fig1, "network": fig2},
-        {"neuron": "Output of one sigmoid neuron (input 1, target 0, η = 0.15) under the quadratic cost and "
-                   "cross-entropy, from two starting points.",
-         "network": "A 64-32-10 sigmoid MLP on digits whose outputs start saturated at 1: mean output and test "
-                    "accuracy per epoch under MSE and BCE."},
-    )
+    return {
+        "neuron": Figure(fig1, "Output of one sigmoid neuron (input 1, target 0, η = 0.15) under the quadratic cost "
+                               "and cross-entropy, from two starting points."),
+        "network": Figure(fig2, "A 64-32-10 sigmoid MLP on digits whose outputs start saturated at 1: mean output "
+                                "and test accuracy per epoch under MSE and BCE."),
+    }
 
 
 STUDY = register(Study(
     name="saturation",
     question="Does a sigmoid output that starts at the wrong end learn slowly, and does cross-entropy fix it?",
     notes="Source notes 002 (cross-entropy vs quadratic cost and saturation at the wrong end); Nielsen, ch. 3.",
-    **legacy(run),
+    measure=measure,
+    verdict=verdict,
+    figures=figures,
     quick={"steps": 300, "eta": 0.15, "epochs": 5, "output_bias": 4.0, "seed": 0, "lr": 0.5},
     full={"steps": 300, "eta": 0.15, "epochs": 60, "output_bias": 4.0, "seed": 0, "lr": 0.5},
 ))

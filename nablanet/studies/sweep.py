@@ -200,11 +200,18 @@ def _interrupted(finished: int, total: int, unit: str, where: str) -> str:
             f"command again to run the other {total - finished} (finished {unit} are skipped)")
 
 
-def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool]:
-    """The Dask client to run on and whether this sweep made it (and so closes it)."""
-    if not isinstance(scheduler, str):
-        return scheduler, False
-    return _sweep_dask.connect(scheduler, timeout), True
+def _client(stack: contextlib.ExitStack, scheduler: Any, timeout: float, quiet: bool) -> Any:
+    """The Dask client the cells run on (closed with ``stack`` when this sweep connected it), or None:
+    joblib, checked to be installed."""
+    if scheduler is None:
+        _sweep_joblib.check_available()
+        return None
+    stack.enter_context(_sweep_dask.quieter(_sweep_dask.SILENT if quiet else logging.WARNING))
+    if not isinstance(scheduler, str):  # a Client the caller made and closes
+        return scheduler
+    client = _sweep_dask.connect(scheduler, timeout)
+    stack.callback(_sweep_dask.close, client)
+    return client
 
 
 def run_sweep(sweep: SweepConfig | str | os.PathLike[str], *, n_jobs: int | None = None, scheduler: Any = None,
@@ -222,16 +229,7 @@ def run_sweep(sweep: SweepConfig | str | os.PathLike[str], *, n_jobs: int | None
     after writing the summary of the finished cells; nothing is written when the sweep cannot start."""
     if not isinstance(sweep, SweepConfig):
         sweep = load_config(sweep)
-    if n_jobs is not None and n_jobs < 1:
-        raise ValueError(f"n_jobs={n_jobs}: expected a positive number of processes")
-    timeout = _sweep_dask.CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-    if not timeout > 0:
-        raise ValueError(f"connect_timeout={connect_timeout}: expected a positive number of seconds, e.g. 20")
-    if scheduler is not None and not hasattr(scheduler, "submit"):  # an address, not a Client
-        problem = _sweep_dask.address_problem(scheduler)
-        if problem is not None:
-            raise ValueError(f"scheduler={scheduler!r}: {problem}; expected {_sweep_dask.EXPECTED} or a "
-                             f"distributed.Client, e.g. {_sweep_dask.EXAMPLE}")
+    timeout = _check_arguments(n_jobs, scheduler, connect_timeout)
     study = get_study(sweep.study)
     all_cells = cells(sweep)
     out = sweep.out
@@ -240,14 +238,7 @@ def run_sweep(sweep: SweepConfig | str | os.PathLike[str], *, n_jobs: int | None
     check_claim(out, sweep.study)
     pending = [c for c in all_cells if not is_finished(out, c)]
     with contextlib.ExitStack() as stack:
-        client = None
-        if pending and scheduler is not None:
-            stack.enter_context(_sweep_dask.quieter(_sweep_dask.SILENT if quiet else logging.WARNING))
-            client, own = _connect(scheduler, timeout)
-            if own:
-                stack.callback(_sweep_dask.close, client)
-        elif pending:
-            _sweep_joblib.check_available()
+        client = _client(stack, scheduler, timeout, quiet) if pending else None
         prepare(out, {"study": sweep.study, "quick": sweep.quick, "seeds": sweep.seeds, "set": sweep.fixed,
                       "grid": sweep.grid, "retries": sweep.retries, "figures": sweep.figures}, "out", fix)
         progress = Progress(len(all_cells), len(all_cells) - len(pending), quiet)
@@ -278,7 +269,30 @@ def run_sweep(sweep: SweepConfig | str | os.PathLike[str], *, n_jobs: int | None
                 "--scheduler another one) and run the same command again: finished cells are skipped",
                 rows, {}) from None
     rows = _write_summaries(sweep, all_cells)
-    failures_path = out / "failures.json"
+    _settle_failures(sweep, all_cells, errors, rows)
+    return rows
+
+
+def _check_arguments(n_jobs: int | None, scheduler: Any, connect_timeout: float | None) -> float:
+    """``run_sweep``'s arguments checked before anything is written; the connect timeout to use."""
+    if n_jobs is not None and n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs}: expected a positive number of processes")
+    timeout = _sweep_dask.CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+    if not timeout > 0:
+        raise ValueError(f"connect_timeout={connect_timeout}: expected a positive number of seconds, e.g. 20")
+    if scheduler is not None and not hasattr(scheduler, "submit"):  # an address, not a Client
+        problem = _sweep_dask.address_problem(scheduler)
+        if problem is not None:
+            raise ValueError(f"scheduler={scheduler!r}: {problem}; expected {_sweep_dask.EXPECTED} or a "
+                             f"distributed.Client, e.g. {_sweep_dask.EXAMPLE}")
+    return timeout
+
+
+def _settle_failures(sweep: SweepConfig, all_cells: Sequence[Cell], errors: dict[str, str],
+                     rows: list[dict[str, Any]]) -> None:
+    """Cells still failing: list them in out/failures.json and raise ``SweepError``; none: remove the
+    failures.json an earlier run left."""
+    failures_path = sweep.out / "failures.json"
     if errors:
         failed = [c for c in all_cells if c.key in errors]
         atomic_write_text(failures_path, json.dumps(
@@ -286,10 +300,9 @@ def run_sweep(sweep: SweepConfig | str | os.PathLike[str], *, n_jobs: int | None
         first = failed[0]
         raise SweepError(f"{len(failed)} of {len(all_cells)} cells failed after {sweep.retries} retries "
                          f"(first: {first.label()}: {errors[first.key].splitlines()[0]}); see {failures_path}; "
-                         f"the {len(rows)} finished cells are in {out / 'summary.csv'}", rows, errors)
+                         f"the {len(rows)} finished cells are in {sweep.out / 'summary.csv'}", rows, errors)
     if failures_path.exists():
         failures_path.unlink()
-    return rows
 
 
 def run_seeds(name: str, seeds: int, out: str | os.PathLike[str], *, quick: bool = False,

@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
+from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
@@ -97,15 +97,21 @@ def load_data(cfg: dict[str, Any]) -> Data:
                         "vanishing --download (or --data-root DIR, a folder that holds them).")
         else:
             x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-            return Data(x, np.eye(10)[labels], f"the MNIST test images (t10k) from {root}", None)
+            return Data(x, np.eye(10)[labels], describe(cfg, "mnist", None), None)
     splits = nn.data.load_digits(seed=0, validation=0.0, test=0.0, dtype=np.float64)
     x, y = splits.train
-    why = " (MNIST not found)" if fallback else ""
-    return Data(np.asarray(x), np.eye(10)[np.asarray(y)], "scikit-learn's 8×8 digits" + why, fallback)
+    return Data(np.asarray(x), np.eye(10)[np.asarray(y)], describe(cfg, "digits", fallback), fallback)
+
+
+def describe(cfg: dict[str, Any], data: str, fallback: str | None) -> str:
+    """Where the images came from, in words: ``data`` ("mnist" or "digits") as ``load_data`` read them."""
+    if data == "mnist":
+        return f"the MNIST test images (t10k) from {mnist_folder(cfg)}"
+    return "scikit-learn's 8×8 digits" + (" (MNIST not found)" if fallback else "")
 
 
 def fetch_data(cfg: dict[str, Any]) -> str | None:
-    """Download the MNIST t10k files ``run`` reads under ``cfg`` (``--download``); say where they are."""
+    """Download the MNIST t10k files ``measure`` reads under ``cfg`` (``--download``); say where they are."""
     if cfg["data"] != "mnist":
         return None
     root = mnist_folder(cfg)
@@ -308,107 +314,156 @@ def _fmt_range(s: dict[str, float]) -> str:
     return f"{s['median']:.3g} (min–max {s['min']:.3g}–{s['max']:.3g})"
 
 
-# -- the study ----------------------------------------------------------------------------------------
-def run(cfg: dict[str, Any]) -> StudyResult:
+# -- measure ------------------------------------------------------------------------------------------
+def measure(cfg: dict[str, Any]) -> Records:
+    """The three parts on the probe batch (the first ``n_probe`` images); each row also says which data
+    it was measured on (``data``) and the size of the probe batch (``probe_images``)."""
     x, d, source, fallback = load_data(cfg)
     xp, dp = x[: cfg["n_probe"]], d[: cfg["n_probe"]]
-    records = _nielsen_part(cfg, xp, dp) + _init_part(cfg, xp, dp) + _training_part(cfg, x, d)
-    for r in records:
+    rows = _nielsen_part(cfg, xp, dp) + _init_part(cfg, xp, dp) + _training_part(cfg, x, d)
+    for r in rows:
         r["data"] = "mnist" if "MNIST test" in source else "digits"
-    head: dict[str, Any] = {"data": source, "probe images": len(xp)}
+        r["probe_images"] = len(xp)
+    return Records(rows, fallback)
 
-    # 1. Nielsen's setting: which (init, cost, reduction) gives his numbers?
-    settings = [(i, c, red) for i in ("scaled_normal", "normal") for c in COSTS for red in ("mean", "sum")]
-    log_err: dict[tuple[str, str, str], float] = {}
-    medians: dict[tuple[str, str, str], np.ndarray] = {}
-    for i, c, red in settings:
-        med = np.median(speed_table(records, part="nielsen", init=i, cost=c, reduction=red), axis=0)
-        medians[(i, c, red)] = med
-        log_err[(i, c, red)] = float(np.max(np.abs(np.log10(med / np.asarray(NIELSEN_SPEEDS)))))
-    best = min(log_err, key=lambda k: log_err[k])
-    nb = medians[("scaled_normal", "cross_entropy", "mean")]
+
+# -- verdict ------------------------------------------------------------------------------------------
+NIELSEN_SETTINGS: tuple[tuple[str, str, str], ...] = tuple(
+    (i, c, red) for i in ("scaled_normal", "normal") for c in COSTS for red in ("mean", "sum"))
+"""The (init, cost, reduction) settings tried in Nielsen's net, to see which gives his numbers."""
+
+
+def _nielsen_medians(rows: list[dict[str, Any]], init: str, cost: str, reduction: str) -> np.ndarray:
+    """Median over seeds of ‖δˡ‖ in Nielsen's net under one setting, per hidden layer."""
+    return np.median(speed_table(rows, part="nielsen", init=init, cost=cost, reduction=reduction), axis=0)
+
+
+def _nielsen_ratio(rows: list[dict[str, Any]], init: str, cost: str) -> dict[str, float]:
+    return ratio_stats(speed_table(rows, part="nielsen", init=init, cost=cost, reduction="mean"))
+
+
+def _nielsen_errors(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """For each setting, the largest per-layer |log10(ours/Nielsen)| of the median speeds."""
+    return {s: float(np.max(np.abs(np.log10(_nielsen_medians(rows, *s) / np.asarray(NIELSEN_SPEEDS)))))
+            for s in NIELSEN_SETTINGS}
+
+
+def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    rows = records.rows
+    source = describe(cfg, rows[0]["data"], records.fallback)
+    log_err = _nielsen_errors(rows)
+    head: dict[str, Any] = {"data": source, "probe images": rows[0]["probe_images"]}
+    nb = _nielsen_medians(rows, "scaled_normal", "cross_entropy", "mean")
     for layer, s in enumerate(nb, start=1):
         head[f"nielsen setting: ‖δ{layer}‖ median"] = float(s)
-    ns = ratio_stats(speed_table(records, part="nielsen", init="scaled_normal", cost="cross_entropy",
-                                 reduction="mean"))
-    head["nielsen setting: last/first median"] = ns["median"]
+    head["nielsen setting: last/first median"] = _nielsen_ratio(rows, "scaled_normal", "cross_entropy")["median"]
     head["nielsen setting: max |log10(ours/Nielsen)|"] = log_err[("scaled_normal", "cross_entropy", "mean")]
+    best = min(log_err, key=log_err.__getitem__)
     head["best match to Nielsen"] = "/".join(best)
-    nq = ratio_stats(speed_table(records, part="nielsen", init="normal", cost="quadratic", reduction="mean"))
-    head["N(0,1) quadratic: last/first median"] = nq["median"]
+    head["N(0,1) quadratic: last/first median"] = _nielsen_ratio(rows, "normal", "quadratic")["median"]
     head["N(0,1) quadratic: max |log10(ours/Nielsen)|"] = log_err[("normal", "quadratic", "mean")]
+    head |= _init_numbers(rows, cfg) | _training_numbers(rows, cfg)
+    parts = [_nielsen_sentence(rows, cfg, head, log_err[best])]
+    parts += _init_sentences(cfg, head)
+    trained = [f"{a}/{i} {head[f'training {a}/{i}: last/first at init']:.3g} at init, "
+               f"{head[f'training {a}/{i}: last/first, median over training']:.3g} during, "
+               f"{head[f'training {a}/{i}: last/first at end']:.3g} at the end (probe accuracy "
+               f"{head[f'training {a}/{i}: probe accuracy at end']:.0%})"
+               for a in cfg["train_activations"] for i in cfg["train_inits"]]
+    if trained:
+        parts.append(f"During {cfg['epochs']} epoch(s) of mini-batch SGD, last/first (median over the probes "
+                     f"after step 0): {'; '.join(trained)}.")
+    return Verdict(" ".join(parts), head)
 
-    # 2. at init, every activation × init at the figure depth, and the depth sweep
-    fd = cfg["figure_depth"]
-    ratios: dict[tuple[str, str], dict[str, float]] = {}
+
+def _init_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """At init: last/first over seeds for every activation × init at the figure depth, and the factor per
+    layer over the depth sweep."""
+    head: dict[str, Any] = {}
     for a in cfg["activations"]:
         for i in cfg["inits"]:
-            st = ratio_stats(speed_table(records, part="init", activation=a, init=i, depth=fd))
-            ratios[(a, i)] = st
+            st = ratio_stats(speed_table(rows, part="init", activation=a, init=i, depth=cfg["figure_depth"]))
             head[f"{a}/{i}: last/first median"] = st["median"]
             head[f"{a}/{i}: last/first min"] = st["min"]
             head[f"{a}/{i}: last/first max"] = st["max"]
     for a in cfg["activations"]:
         for i in cfg["inits"]:
-            head[f"{a}/{i}: factor per layer"] = _per_layer_factor(records, a, i, cfg["depths"])
+            head[f"{a}/{i}: factor per layer"] = _per_layer_factor(rows, a, i, cfg["depths"])
+    return head
 
-    # 3. during training
-    trained: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+
+def _training_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """During training: last/first at the first probe, its median over the later probes, at the last
+    probe, and the probe accuracy at the end."""
+    head: dict[str, Any] = {}
     for a in cfg["train_activations"]:
         for i in cfg["train_inits"]:
-            rows = _select(records, part="training", activation=a, init=i)
-            last = max(r["step"] for r in rows)
-            r0 = ratio_stats(speed_table(rows, step=0))["median"]
-            r1 = ratio_stats(speed_table(rows, step=last))["median"]
-            during = float(np.median([ratio_stats(speed_table(rows, step=s))["median"]
-                                      for s in sorted({r["step"] for r in rows}) if s > 0]))
-            acc = float(np.median([r["probe_accuracy"] for r in rows if r["step"] == last and r["layer"] == 1]))
-            trained[(a, i)] = (r0, during, r1, acc)
-            head[f"training {a}/{i}: last/first at init"] = r0
-            head[f"training {a}/{i}: last/first, median over training"] = during
-            head[f"training {a}/{i}: last/first at end"] = r1
-            head[f"training {a}/{i}: probe accuracy at end"] = acc
-
-    verdict = _verdict(cfg, source, head, ratios, trained, ns, nq, nb, best, log_err)
-    figures, captions = _figures(cfg, records, medians, source)
-    return StudyResult(records, verdict, head, figures, captions, fallback)
+            run = _select(rows, part="training", activation=a, init=i)
+            last = max(r["step"] for r in run)
+            head[f"training {a}/{i}: last/first at init"] = ratio_stats(speed_table(run, step=0))["median"]
+            head[f"training {a}/{i}: last/first, median over training"] = float(np.median(
+                [ratio_stats(speed_table(run, step=s))["median"] for s in sorted({r["step"] for r in run}) if s > 0]))
+            head[f"training {a}/{i}: last/first at end"] = ratio_stats(speed_table(run, step=last))["median"]
+            head[f"training {a}/{i}: probe accuracy at end"] = float(np.median(
+                [r["probe_accuracy"] for r in run if r["step"] == last and r["layer"] == 1]))
+    return head
 
 
-def _verdict(cfg: dict[str, Any], source: str, head: dict[str, Any], ratios: dict[tuple[str, str], dict[str, float]],
-             trained: dict[tuple[str, str], tuple[float, float, float, float]], ns: dict[str, float],
-             nq: dict[str, float], nb: np.ndarray, best: tuple[str, str, str],
-             log_err: dict[tuple[str, str, str], float]) -> str:
-    fd, seeds = cfg["figure_depth"], cfg["seeds"]
-    ours = ", ".join(f"{s:.3g}" for s in nb)
+def _nielsen_sentence(rows: list[dict[str, Any]], cfg: dict[str, Any], head: dict[str, Any],
+                      best_error: float) -> str:
+    ours = ", ".join(f"{head[f'nielsen setting: ‖δ{layer}‖ median']:.3g}" for layer in range(1, 5))
     theirs = ", ".join(f"{s:g}" for s in NIELSEN_SPEEDS)
-    parts = [
-        f"Data: {source} (probe batch of {head['probe images']} images); medians over {seeds} seeds. "
+    return (
+        f"Data: {head['data']} (probe batch of {head['probe images']} images); medians over {cfg['seeds']} seeds. "
         f"Nielsen's sigmoid [n, 30, 30, 30, 30, 10] at init with his script's settings (weights N(0, 1/n_in), "
         f"biases N(0, 1), cross-entropy, gradient averaged over the batch): ‖δˡ‖ = {ours} (he reports {theirs}); "
-        f"last/first = {_fmt_range(ns)}. The closest of the {len(log_err)} settings tried is "
-        f"{'/'.join(best)} (largest per-layer deviation ×{10 ** log_err[best]:.2f}); summing instead of averaging "
-        f"multiplies every speed by {head['probe images']}, and N(0, 1) weights with the quadratic cost give "
-        f"last/first = {_fmt_range(nq)}, not ~100.",
-    ]
-    sig = [f"{i} {ratios[('sigmoid', i)]['median']:.3g}" for i in cfg["inits"] if ("sigmoid", i) in ratios]
+        f"last/first = {_fmt_range(_nielsen_ratio(rows, 'scaled_normal', 'cross_entropy'))}. The closest of the "
+        f"{len(NIELSEN_SETTINGS)} settings tried is {head['best match to Nielsen']} (largest per-layer deviation "
+        f"×{10 ** best_error:.2f}); "
+        f"summing instead of averaging multiplies every speed by {head['probe images']}, and N(0, 1) weights with the "
+        f"quadratic cost give last/first = {_fmt_range(_nielsen_ratio(rows, 'normal', 'quadratic'))}, not ~100.")
+
+
+def _init_sentences(cfg: dict[str, Any], head: dict[str, Any]) -> list[str]:
+    def median(a: str, i: str) -> str | None:
+        key = f"{a}/{i}: last/first median"
+        return f"{head[key]:.3g}" if key in head else None
+
+    parts = []
+    sig = [f"{i} {median('sigmoid', i)}" for i in cfg["inits"] if median("sigmoid", i)]
     if sig:
-        parts.append(f"Sigmoid nets of depth {fd}, last/first hidden-layer speed by init: {', '.join(sig)}.")
-    xav = [f"{a} {ratios[(a, 'xavier')]['median']:.3g}" for a in cfg["activations"] if (a, "xavier") in ratios]
+        parts.append(f"Sigmoid nets of depth {cfg['figure_depth']}, last/first hidden-layer speed by init: "
+                     f"{', '.join(sig)}.")
+    xav = [f"{a} {median(a, 'xavier')}" for a in cfg["activations"] if median(a, "xavier")]
     if xav:
         parts.append(f"With Xavier init: {', '.join(xav)}.")
-    relu = [f"{i} {ratios[('relu', i)]['median']:.3g}" for i in cfg["inits"] if ("relu", i) in ratios]
+    relu = [f"{i} {median('relu', i)}" for i in cfg["inits"] if median("relu", i)]
     if relu:
         parts.append(f"ReLU by init: {', '.join(relu)} (below 1: the first layer is the faster one).")
     key = "sigmoid/scaled_normal: factor per layer"
     if key in head and np.isfinite(head[key]):
         parts.append(f"Over depths {cfg['depths']}, each extra sigmoid layer (scaled_normal) multiplies the "
                      f"last/first ratio by {head[key]:.2f}.")
-    if trained:
-        tr = [f"{a}/{i} {r0:.3g} at init, {rd:.3g} during, {r1:.3g} at the end (probe accuracy {acc:.0%})"
-              for (a, i), (r0, rd, r1, acc) in trained.items()]
-        parts.append(f"During {cfg['epochs']} epoch(s) of mini-batch SGD, last/first (median over the probes "
-                     f"after step 0): {'; '.join(tr)}.")
-    return " ".join(parts)
+    return parts
+
+
+# -- figures ------------------------------------------------------------------------------------------
+def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    rows, fd = records.rows, cfg["figure_depth"]
+    data = "MNIST t10k" if rows[0]["data"] == "mnist" else "digits"
+    return {
+        "nielsen": Figure(_nielsen_figure(rows), f"Speed of learning ‖δˡ‖ (batch-mean bias gradient, {data}) of "
+                          "the four hidden layers of a sigmoid net at init: median and min–max band over seeds for "
+                          "two inits and two costs; stars: Nielsen's numbers."),
+        "speeds_at_init": Figure(_speeds_figure(rows, cfg), f"‖δˡ‖ per hidden layer at init, depth {fd}, "
+                                 "cross-entropy on sigmoid outputs: median and min–max over seeds, by activation "
+                                 "and initialization."),
+        "ratio_vs_depth": Figure(_ratio_figure(rows, cfg), "Last over first hidden layer's speed at init vs depth "
+                                 "(median, whiskers min–max over seeds); 1 means every layer learns equally fast."),
+        "training": Figure(_training_figure(rows, cfg), f"‖δˡ‖ on the probe batch during {cfg['epochs']} epoch(s) "
+                           f"of mini-batch SGD (median over {cfg['train_seeds']} seed(s)), depth "
+                           f"{cfg['train_depth']}."),
+    }
 
 
 def _band(ax: Any, xs: Any, table: np.ndarray, label: str, **kw: Any) -> None:
@@ -417,34 +472,39 @@ def _band(ax: Any, xs: Any, table: np.ndarray, label: str, **kw: Any) -> None:
     ax.fill_between(xs, table.min(axis=0), table.max(axis=0), color=line.get_color(), alpha=0.15)
 
 
-def _figures(cfg: dict[str, Any], records: list[dict[str, Any]], medians: dict[tuple[str, str, str], np.ndarray],
-             source: str) -> tuple[dict[str, Any], dict[str, str]]:
-    plt = pyplot()
+def _nielsen_figure(rows: list[dict[str, Any]]) -> Any:
     layers = np.arange(1, 5)
-    fig1, ax = plt.subplots(figsize=(6.5, 4.2))
-    for (i, c, red) in medians:
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.2))
+    for (i, c, red) in NIELSEN_SETTINGS:
         if red == "mean":
-            _band(ax, layers, speed_table(records, part="nielsen", init=i, cost=c, reduction=red), f"{i}, {c}")
+            _band(ax, layers, speed_table(rows, part="nielsen", init=i, cost=c, reduction=red), f"{i}, {c}")
     ax.plot(layers, NIELSEN_SPEEDS, "k*", markersize=12, label="Nielsen (ch. 5)")
     ax.set(yscale="log", xlabel="hidden layer l", ylabel="‖δˡ‖", xticks=layers,
            title="sigmoid [n,30,30,30,30,10] at init")
     ax.legend(fontsize=8)
-    fig1.tight_layout()
+    fig.tight_layout()
+    return fig
 
+
+def _speeds_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     acts, fd = cfg["activations"], cfg["figure_depth"]
-    fig2, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
     for ax, a in zip(axes[0], acts, strict=True):
         for i in cfg["inits"]:
-            _band(ax, np.arange(1, fd + 1), speed_table(records, part="init", activation=a, init=i, depth=fd), i)
+            _band(ax, np.arange(1, fd + 1), speed_table(rows, part="init", activation=a, init=i, depth=fd), i)
         ax.set(yscale="log", title=f"{a}, depth {fd}, at init", xlabel="hidden layer l", ylabel="‖δˡ‖",
                xticks=np.arange(1, fd + 1))
         ax.legend(fontsize=7)
-    fig2.tight_layout()
+    fig.tight_layout()
+    return fig
 
-    fig3, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
+
+def _ratio_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    acts = cfg["activations"]
+    fig, axes = pyplot().subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
     for ax, a in zip(axes[0], acts, strict=True):
         for i in cfg["inits"]:
-            st = [ratio_stats(speed_table(records, part="init", activation=a, init=i, depth=L)) for L in cfg["depths"]]
+            st = [ratio_stats(speed_table(rows, part="init", activation=a, init=i, depth=L)) for L in cfg["depths"]]
             med = np.array([s["median"] for s in st])
             err = np.array([[s["median"] - s["min"] for s in st], [s["max"] - s["median"] for s in st]])
             ax.errorbar(cfg["depths"], med, yerr=err, marker="o", capsize=3, label=i)
@@ -452,34 +512,25 @@ def _figures(cfg: dict[str, Any], records: list[dict[str, Any]], medians: dict[t
         ax.set(yscale="log", title=f"{a}: ‖δᴸ‖ / ‖δ¹‖ at init", xlabel="hidden layers L", ylabel="last / first",
                xticks=cfg["depths"])
         ax.legend(fontsize=7)
-    fig3.tight_layout()
+    fig.tight_layout()
+    return fig
 
+
+def _training_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ta, ti = cfg["train_activations"], cfg["train_inits"]
-    fig4, axes = plt.subplots(len(ta), len(ti), figsize=(4.2 * len(ti), 3.2 * len(ta)), squeeze=False)
+    fig, axes = pyplot().subplots(len(ta), len(ti), figsize=(4.2 * len(ti), 3.2 * len(ta)), squeeze=False)
     for row, a in zip(axes, ta, strict=True):
         for ax, i in zip(row, ti, strict=True):
-            rows = _select(records, part="training", activation=a, init=i)
-            probes = sorted({r["step"] for r in rows})
+            run = _select(rows, part="training", activation=a, init=i)
+            probes = sorted({r["step"] for r in run})
             for layer in range(1, cfg["train_depth"] + 1):
-                curve = [np.median([r["speed"] for r in rows if r["step"] == s and r["layer"] == layer])
+                curve = [np.median([r["speed"] for r in run if r["step"] == s and r["layer"] == layer])
                          for s in probes]
                 ax.plot(probes, curve, label=f"hidden layer {layer}")
             ax.set(yscale="log", title=f"{a}, {i}", xlabel="SGD step", ylabel="‖δˡ‖ on the probe batch")
             ax.legend(fontsize=7)
-    fig4.tight_layout()
-    data = "MNIST t10k" if "MNIST test" in source else "digits"
-    captions = {
-        "nielsen": f"Speed of learning ‖δˡ‖ (batch-mean bias gradient, {data}) of the four hidden layers of a "
-                   "sigmoid net at init: median and min–max band over seeds for two inits and two costs; stars: "
-                   "Nielsen's numbers.",
-        "speeds_at_init": f"‖δˡ‖ per hidden layer at init, depth {fd}, cross-entropy on sigmoid outputs: median "
-                          "and min–max over seeds, by activation and initialization.",
-        "ratio_vs_depth": "Last over first hidden layer's speed at init vs depth (median, whiskers min–max over "
-                          "seeds); 1 means every layer learns equally fast.",
-        "training": f"‖δˡ‖ on the probe batch during {cfg['epochs']} epoch(s) of mini-batch SGD (median over "
-                    f"{cfg['train_seeds']} seed(s)), depth {cfg['train_depth']}.",
-    }
-    return {"nielsen": fig1, "speeds_at_init": fig2, "ratio_vs_depth": fig3, "training": fig4}, captions
+    fig.tight_layout()
+    return fig
 
 
 _COMMON: dict[str, Any] = {
@@ -493,7 +544,9 @@ STUDY = register(Study(
              "(sigmoid, tanh, ReLU) and the initialization (N(0,1), PyTorch's, Xavier) change that?",
     notes="Source notes 002 (vanishing gradients in sigmoid nets, Nielsen eq. 122) and 004 (backpropagation); "
           "Nielsen, Neural Networks and Deep Learning, ch. 5.",
-    **legacy(run),
+    measure=measure,
+    verdict=verdict,
+    figures=figures,
     checks={"data": Check(choices=("mnist", "digits")),
             "mnist_root": Check(kind=str, example="~/data/mnist", hint="null means <cache>/mnist"),
             "cost": Check(choices=COSTS), "activations": Check(choices=tuple(ACTIVATIONS)),
