@@ -183,7 +183,9 @@ def test_ctrl_c_inside_fit_ends_the_whole_study_and_writes_nothing(tmp_path: Pat
     out = tmp_path / "out"
     with pytest.raises(StudyInterrupted) as info:
         run_study(_fitting_study(calls), out)
-    assert str(info.value) == f"interrupted during the run, after 0 s; nothing was written to {out}"
+    # the run is short, but a loaded machine may take a second or two over it
+    assert re.fullmatch(rf"interrupted during the run, after \d s; nothing was written to {re.escape(str(out))}",
+                        str(info.value)), info.value
     assert calls == [] and not out.exists()  # the first fit raised: no second run, no folder
 
 
