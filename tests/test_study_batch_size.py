@@ -3,6 +3,7 @@ prediction, the finite-population bend, and the online / mini-batch / full-batch
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from nablanet.studies import batch_size
-from nablanet.studies.base import StudyResult, run_study
+from nablanet.studies.base import Records, StudyResult, pyplot, run_study
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
@@ -96,3 +97,15 @@ def test_files_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     assert f"k = {h['fitted exponent k, at init (with replacement)']:.3f}" in result.verdict
     assert f"{h['full batch: final training loss after 8 epochs']:.4f}" in result.verdict
     assert f"{h['target A: the higher of the lowest losses of online and mini-batch']:.4f}" in result.verdict
+
+
+def test_verdict_and_figures_are_computed_from_the_rows(quick: tuple[StudyResult, Path]) -> None:
+    """The three parts: ``verdict`` and ``figures`` read nothing but the rows ``measure`` returned and
+    the configuration, so a copy of the rows gives the same text, numbers, figure stems and captions."""
+    result, out = quick
+    cfg = json.loads((out / "result.json").read_text())["config"]
+    rows = Records(copy.deepcopy(result.records))
+    assert batch_size.STUDY.verdict(rows, cfg) == (result.verdict, result.headline)
+    drawn = batch_size.STUDY.figures(rows, cfg)
+    assert {stem: f.caption for stem, f in drawn.items()} == result.captions
+    pyplot().close("all")

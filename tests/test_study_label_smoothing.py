@@ -3,6 +3,7 @@ confidence, non-target logit gradients change sign, the logit gap settles at its
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import math
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 import nablanet as nn
-from nablanet.studies import StudyResult, run_study
+from nablanet.studies import Records, StudyResult, run_study
 from nablanet.studies import label_smoothing as ls
+from nablanet.studies.base import pyplot
 from nablanet.studies.label_smoothing import calibration_bins, expected_calibration_error
 
 pytest.importorskip("matplotlib")
@@ -136,3 +138,15 @@ def test_reports_are_written_and_the_verdict_quotes_the_numbers(study: tuple[Stu
     html = (out / "index.html").read_text()
     assert html.count("data:image/png;base64,") == len(result.figures) == 3
     assert (out / "records.csv").stat().st_size > 0
+
+
+def test_verdict_and_figures_are_computed_from_the_rows(study: tuple[StudyResult, Path]) -> None:
+    """The three parts: ``verdict`` and ``figures`` read nothing but the rows ``measure`` returned and
+    the configuration, so a copy of the rows gives the same text, numbers, figure stems and captions."""
+    result, out = study
+    cfg = json.loads((out / "result.json").read_text())["config"]
+    rows = Records(copy.deepcopy(result.records))
+    assert ls.STUDY.verdict(rows, cfg) == (result.verdict, result.headline)
+    drawn = ls.STUDY.figures(rows, cfg)
+    assert {stem: f.caption for stem, f in drawn.items()} == result.captions
+    pyplot().close("all")

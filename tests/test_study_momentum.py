@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 import nablanet as nn
 from nablanet.studies import momentum
-from nablanet.studies.base import StudyResult, run_study
+from nablanet.studies.base import Records, StudyResult, pyplot, run_study
 
 pytest.importorskip("matplotlib")
 
@@ -98,3 +99,15 @@ def test_outputs_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     html = (out / "index.html").read_text()
     assert html.count("data:image/png;base64,") == len(result.figures) == 3
     assert (out / "records.csv").stat().st_size > 0
+
+
+def test_verdict_and_figures_are_computed_from_the_rows(quick: tuple[StudyResult, Path]) -> None:
+    """The three parts: ``verdict`` and ``figures`` read nothing but the rows ``measure`` returned and
+    the configuration, so a copy of the rows gives the same text, numbers, figure stems and captions."""
+    result, out = quick
+    cfg = json.loads((out / "result.json").read_text())["config"]
+    rows = Records(copy.deepcopy(result.records))
+    assert momentum.STUDY.verdict(rows, cfg) == (result.verdict, result.headline)
+    drawn = momentum.STUDY.figures(rows, cfg)
+    assert {stem: f.caption for stem, f in drawn.items()} == result.captions
+    pyplot().close("all")

@@ -4,6 +4,7 @@ in a handful of steps."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from nablanet.studies import newton
-from nablanet.studies.base import StudyResult, run_study
+from nablanet.studies.base import Records, StudyResult, pyplot, run_study
 
 pytest.importorskip("matplotlib")
 
@@ -107,3 +108,15 @@ def test_files_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     assert f"Newton {h['logistic: Newton iterations']} iterations" in result.verdict
     assert "Newton 1 iteration " in result.verdict
     assert f"GD at 1/λ_max {h['quadratic: GD η = 1/λ_max: iterations']} iterations" in result.verdict
+
+
+def test_verdict_and_figures_are_computed_from_the_rows(quick: tuple[StudyResult, Path]) -> None:
+    """The three parts: ``verdict`` and ``figures`` read nothing but the rows ``measure`` returned and
+    the configuration, so a copy of the rows gives the same text, numbers, figure stems and captions."""
+    result, out = quick
+    cfg = json.loads((out / "result.json").read_text())["config"]
+    rows = Records(copy.deepcopy(result.records))
+    assert newton.STUDY.verdict(rows, cfg) == (result.verdict, result.headline)
+    drawn = newton.STUDY.figures(rows, cfg)
+    assert {stem: f.caption for stem, f in drawn.items()} == result.captions
+    pyplot().close("all")

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
+from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
 
@@ -206,56 +206,24 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
-def run(cfg: dict[str, Any]) -> StudyResult:
+def measure(cfg: dict[str, Any]) -> Records:
+    """Rows ``part="variance"`` (one per state, sampling and B: measured and predicted ‖g_B − g‖²),
+    ``"fit"`` (the power law per state, sampling and treatment) and ``"training"`` (one per setting,
+    learning rate and epoch, with the selection score and whether that rate was selected)."""
     splits = nn.data.load_digits(seed=cfg["seed"], dtype=np.float64)
     x, y = splits.train
     with blas_threads(cfg["blas_threads"]):
-        records = _variance_part(cfg, x, y)
-        records += _fits(records)
-        records += _training_part(cfg, x, y)
+        rows = _variance_part(cfg, x, y)
+        rows += _fits(rows)
+        rows += _training_part(cfg, x, y)
+    return Records(rows)
 
-    fit = {(r["state"], r["sampling"], r["treatment"]): r for r in records if r["part"] == "fit"}
-    k_init = fit[("init", "with replacement", "raw")]["exponent"]
-    k_trained = fit[("trained", "with replacement", "raw")]["exponent"]
-    k_wo = fit[("init", "without replacement", "raw")]["exponent"]
-    k_wo_fixed = fit[("init", "without replacement", "factor divided out")]["exponent"]
-    var_with = [r for r in records if r["part"] == "variance" and r["sampling"] == "with replacement"]
-    ratios = [r["measured"] / r["predicted"] for r in var_with]
-    zs = [abs(r["measured"] - r["predicted"]) / r["stderr"] for r in var_with if r["stderr"] > 0]
 
-    selected = [r for r in records if r["part"] == "training" and r["selected"]]
-    settings = list(dict.fromkeys(r["setting"] for r in selected))
-    runs = {s: [r for r in selected if r["setting"] == s] for s in settings}
-    finals = {s: run_[-1]["train_loss"] for s, run_ in runs.items()}
-    online, mini, full = settings
-    # two targets, from each run's lowest loss: the lower of the two stochastic settings' best, and full batch's best
-    best = {s: min(r["train_loss"] for r in run_) for s, run_ in runs.items()}
-    target_sgd = max(best[online], best[mini])
-    target_full = best[full]
-    head: dict[str, Any] = {
-        "fitted exponent k, at init (with replacement)": k_init,
-        "fitted exponent k, after training (with replacement)": k_trained,
-        "fitted exponent k, at init, without replacement (raw)": k_wo,
-        "fitted exponent k, at init, without replacement (factor divided out)": k_wo_fixed,
-        "tr(Σ_pop) at init": fit[("init", "with replacement", "raw")]["trace_cov_pop"],
-        "fitted c at init (m_B = c·B^k)": fit[("init", "with replacement", "raw")]["c"],
-        "measured / predicted tr(Σ_pop)/B, min": min(ratios),
-        "measured / predicted tr(Σ_pop)/B, max": max(ratios),
-        "max |measured − predicted| / stderr": max(zs),
-        "target A: the higher of the lowest losses of online and mini-batch": target_sgd,
-        "target B: the lowest loss of full batch": target_full,
-    }
-    for s in settings:
-        run_ = runs[s]
-        head[f"{s}: learning rate (best of grid)"] = run_[0]["lr"]
-        head[f"{s}: mean loss over the last half of the epochs"] = run_[0]["score"]
-        head[f"{s}: steps per epoch"] = run_[0]["steps_per_epoch"]
-        head[f"{s}: final training loss after {cfg['epochs']} epochs"] = finals[s]
-        head[f"{s}: seconds per epoch"] = run_[-1]["seconds"] / cfg["epochs"]
-        for name, target in (("A", target_sgd), ("B", target_full)):
-            hit = _first_reaching(run_, target)
-            head[f"{s}: epochs to target {name}"] = None if hit is None else hit["epoch"]
-            head[f"{s}: seconds to target {name}"] = None if hit is None else hit["seconds"]
+def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    """The fitted exponents against −1, the exact prediction, and how each setting fares per epoch and second."""
+    head = {**_variance_headline(records.rows), **_training_headline(records.rows, cfg)}
+    k = "fitted exponent k, at init"
+    online, mini, full = dict.fromkeys(r["setting"] for r in records.rows if r["part"] == "training")
 
     def reached(s: str, name: str) -> str:
         epochs, seconds = head[f"{s}: epochs to target {name}"], head[f"{s}: seconds to target {name}"]
@@ -263,86 +231,152 @@ def run(cfg: dict[str, Any]) -> StudyResult:
             return f"not within {cfg['epochs']} epochs"
         return f"in {epochs} epoch{'' if epochs == 1 else 's'} ({seconds:.3g} s)"
 
-    verdict = (
-        f"The mini-batch gradient's squared error falls as B^k with k = {k_init:.3f} at initialization and "
-        f"{k_trained:.3f} after {cfg['pretrain_epochs']} epochs of training (least squares in log-log space over "
+    def final(s: str) -> float:
+        return float(head[f"{s}: final training loss after {cfg['epochs']} epochs"])
+
+    target_sgd = head["target A: the higher of the lowest losses of online and mini-batch"]
+    text = (
+        f"The mini-batch gradient's squared error falls as B^k with k = {head[f'{k} (with replacement)']:.3f} at "
+        f"initialization and {head['fitted exponent k, after training (with replacement)']:.3f} after "
+        f"{cfg['pretrain_epochs']} epochs of training (least squares in log-log space over "
         f"B = {min(cfg['batch_sizes'])}…{max(cfg['batch_sizes'])}, drawn with replacement); measured/predicted "
-        f"tr(Σ_pop)/B lies in {min(ratios):.3f}–{max(ratios):.3f} (at most {max(zs):.1f} standard errors off). "
-        f"Without replacement the finite-population factor (N − B)/(N − 1) bends the curve (raw k = {k_wo:.3f}, "
-        f"m_N = 0); dividing it out gives k = {k_wo_fixed:.3f}. Training with each setting's best learning rate "
-        f"from {cfg['lr_grid']} for {cfg['epochs']} epochs: final training loss online {finals[online]:.4f} "
-        f"(lr {runs[online][0]['lr']:g}, {runs[online][0]['steps_per_epoch']} steps/epoch), {mini} "
-        f"{finals[mini]:.4f} (lr {runs[mini][0]['lr']:g}, {runs[mini][0]['steps_per_epoch']} steps/epoch), full "
-        f"batch {finals[full]:.4f} (lr {runs[full][0]['lr']:g}, 1 step/epoch). Loss {target_sgd:.4f} (the lowest "
+        f"tr(Σ_pop)/B lies in {head['measured / predicted tr(Σ_pop)/B, min']:.3f}–"
+        f"{head['measured / predicted tr(Σ_pop)/B, max']:.3f} (at most "
+        f"{head['max |measured − predicted| / stderr']:.1f} standard errors off). Without replacement the "
+        f"finite-population factor (N − B)/(N − 1) bends the curve (raw k = "
+        f"{head[f'{k}, without replacement (raw)']:.3f}, m_N = 0); dividing it out gives k = "
+        f"{head[f'{k}, without replacement (factor divided out)']:.3f}. Training with each setting's best learning "
+        f"rate from {cfg['lr_grid']} for {cfg['epochs']} epochs: final training loss online {final(online):.4f} "
+        f"(lr {head[f'{online}: learning rate (best of grid)']:g}, {head[f'{online}: steps per epoch']} "
+        f"steps/epoch), {mini} {final(mini):.4f} (lr {head[f'{mini}: learning rate (best of grid)']:g}, "
+        f"{head[f'{mini}: steps per epoch']} steps/epoch), full batch {final(full):.4f} (lr "
+        f"{head[f'{full}: learning rate (best of grid)']:g}, 1 step/epoch). Loss {target_sgd:.4f} (the lowest "
         f"that both stochastic settings reach) is reached "
         f"online {reached(online, 'A')}, by {mini} {reached(mini, 'A')}, full batch {reached(full, 'A')}; "
-        f"full batch's lowest, {target_full:.4f}, is reached online {reached(online, 'B')} and by {mini} "
-        f"{reached(mini, 'B')} vs {reached(full, 'B')}. An epoch takes {head[f'{online}: seconds per epoch']:.3g} s "
-        f"online, {head[f'{mini}: seconds per epoch']:.3g} s for {mini} and "
-        f"{head[f'{full}: seconds per epoch']:.3g} s full batch on this machine (wall times are machine-dependent; "
-        f"BLAS threads: {cfg['blas_threads']})."
+        f"full batch's lowest, {head['target B: the lowest loss of full batch']:.4f}, is reached online "
+        f"{reached(online, 'B')} and by {mini} {reached(mini, 'B')} vs {reached(full, 'B')}. An epoch takes "
+        f"{head[f'{online}: seconds per epoch']:.3g} s online, {head[f'{mini}: seconds per epoch']:.3g} s for {mini} "
+        f"and {head[f'{full}: seconds per epoch']:.3g} s full batch on this machine (wall times are "
+        f"machine-dependent; BLAS threads: {cfg['blas_threads']})."
     )
-    figures, captions = _figures(records, cfg)
-    return StudyResult(records, verdict, head, figures, captions)
+    return Verdict(text, head)
 
 
-def _figures(records: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _variance_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fitted exponents, the constant, and how far the measured errors are from the exact prediction."""
+    fit = {(r["state"], r["sampling"], r["treatment"]): r for r in rows if r["part"] == "fit"}
+    var_with = [r for r in rows if r["part"] == "variance" and r["sampling"] == "with replacement"]
+    ratios = [r["measured"] / r["predicted"] for r in var_with]
+    zs = [abs(r["measured"] - r["predicted"]) / r["stderr"] for r in var_with if r["stderr"] > 0]
+    return {
+        "fitted exponent k, at init (with replacement)": fit["init", "with replacement", "raw"]["exponent"],
+        "fitted exponent k, after training (with replacement)": fit["trained", "with replacement", "raw"]["exponent"],
+        "fitted exponent k, at init, without replacement (raw)": fit["init", "without replacement", "raw"]["exponent"],
+        "fitted exponent k, at init, without replacement (factor divided out)":
+            fit["init", "without replacement", "factor divided out"]["exponent"],
+        "tr(Σ_pop) at init": fit["init", "with replacement", "raw"]["trace_cov_pop"],
+        "fitted c at init (m_B = c·B^k)": fit["init", "with replacement", "raw"]["c"],
+        "measured / predicted tr(Σ_pop)/B, min": min(ratios),
+        "measured / predicted tr(Σ_pop)/B, max": max(ratios),
+        "max |measured − predicted| / stderr": max(zs),
+    }
+
+
+def _training_headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per setting at its selected rate: the rate, score, steps and seconds per epoch, the final loss, and
+    when it reaches the two targets (each run's lowest loss: the higher of the two stochastic settings',
+    and full batch's)."""
+    selected = [r for r in rows if r["part"] == "training" and r["selected"]]
+    runs = {s: [r for r in selected if r["setting"] == s] for s in dict.fromkeys(r["setting"] for r in selected)}
+    online, mini, full = runs
+    best = {s: min(r["train_loss"] for r in run_) for s, run_ in runs.items()}
+    targets = {"A": max(best[online], best[mini]), "B": best[full]}
+    head: dict[str, Any] = {"target A: the higher of the lowest losses of online and mini-batch": targets["A"],
+                            "target B: the lowest loss of full batch": targets["B"]}
+    for s, run_ in runs.items():
+        head[f"{s}: learning rate (best of grid)"] = run_[0]["lr"]
+        head[f"{s}: mean loss over the last half of the epochs"] = run_[0]["score"]
+        head[f"{s}: steps per epoch"] = run_[0]["steps_per_epoch"]
+        head[f"{s}: final training loss after {cfg['epochs']} epochs"] = run_[-1]["train_loss"]
+        head[f"{s}: seconds per epoch"] = run_[-1]["seconds"] / cfg["epochs"]
+        for name, target in targets.items():
+            hit = _first_reaching(run_, target)
+            head[f"{s}: epochs to target {name}"] = None if hit is None else hit["epoch"]
+            head[f"{s}: seconds to target {name}"] = None if hit is None else hit["seconds"]
+    return head
+
+
+def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    """The error against B with its predictions, the selected runs' loss per epoch and second, the rate grid."""
+    rows = records.rows
+    return {
+        "variance": Figure(_variance_figure(rows), "Mean squared error of the mini-batch gradient vs batch size B "
+                           f"on the digits (64-h-10 tanh MLP, {cfg['draws']} draws per B; error bars: standard "
+                           f"errors), at initialization and after {cfg['pretrain_epochs']} epochs, with the exact "
+                           "predictions; k is the slope fitted in log-log."),
+        "training": Figure(_training_figure(rows), "Training loss on all N samples under online, mini-batch and "
+                           "full-batch SGD, each with its best learning rate from the grid, against epochs and "
+                           "against training wall time (machine-dependent)."),
+        "lr_grid": Figure(_lr_grid_figure(rows, cfg), "Final training loss for every learning rate of the grid; "
+                          "each setting uses the rate with the lowest mean loss over the last half of the epochs."),
+    }
+
+
+def _variance_figure(rows: list[dict[str, Any]]) -> Any:
     plt = pyplot()
-    fit = {(r["state"], r["sampling"], r["treatment"]): r for r in records if r["part"] == "fit"}
-    fig1, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fit = {(r["state"], r["sampling"], r["treatment"]): r for r in rows if r["part"] == "fit"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, state in zip(axes, _STATES, strict=True):
         for sampling, marker, color in zip(_SAMPLINGS, ("o", "s"), ("C0", "C1"), strict=True):
-            rows = [r for r in records if r["part"] == "variance" and r["state"] == state
+            mine = [r for r in rows if r["part"] == "variance" and r["state"] == state
                     and r["sampling"] == sampling and r["measured"] > 0]
-            b = np.array([r["batch_size"] for r in rows], dtype=np.float64)
+            b = np.array([r["batch_size"] for r in mine], dtype=np.float64)
             k = fit[(state, sampling, "raw")]["exponent"]
-            ax.errorbar(b, [r["measured"] for r in rows], yerr=[r["stderr"] for r in rows], fmt=marker,
+            ax.errorbar(b, [r["measured"] for r in mine], yerr=[r["stderr"] for r in mine], fmt=marker,
                         color=color, mfc="none" if sampling == "without replacement" else color, ms=5,
                         label=f"measured, {sampling} (fit k = {k:.3f})")
-            ax.plot(b, [r["predicted"] for r in rows], "-" if sampling == "with replacement" else "--",
+            ax.plot(b, [r["predicted"] for r in mine], "-" if sampling == "with replacement" else "--",
                     color=color, lw=1, label="tr(Σ_pop)/B" if sampling == "with replacement"
                     else "tr(Σ_pop)/B · (N − B)/(N − 1)")
-        loss = rows[0]["train_loss"]
         ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="E‖g_B − g‖²",
-               title=f"{state} (training loss {loss:.3f})")
+               title=f"{state} (training loss {mine[0]['train_loss']:.3f})")
         ax.legend(fontsize=8)
-    fig1.tight_layout()
-    fig2, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    selected = [r for r in records if r["part"] == "training" and r["selected"]]
+    fig.tight_layout()
+    return fig
+
+
+def _training_figure(rows: list[dict[str, Any]]) -> Any:
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    selected = [r for r in rows if r["part"] == "training" and r["selected"]]
     for setting in dict.fromkeys(r["setting"] for r in selected):
-        rows = [r for r in selected if r["setting"] == setting]
-        label = f"{setting} (lr {rows[0]['lr']:g})"
-        ax1.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], marker=".", label=label)
-        timed = [r for r in rows if r["epoch"] > 0]
+        run_ = [r for r in selected if r["setting"] == setting]
+        label = f"{setting} (lr {run_[0]['lr']:g})"
+        ax1.plot([r["epoch"] for r in run_], [r["train_loss"] for r in run_], marker=".", label=label)
+        timed = [r for r in run_ if r["epoch"] > 0]
         ax2.plot([r["seconds"] for r in timed], [r["train_loss"] for r in timed], marker=".", label=label)
     ax1.set(yscale="log", xlabel="epoch", ylabel="training loss (all N samples)", title="loss vs epochs")
     ax2.set_xscale("log")
     ax2.set(xlabel="training wall time (s, this machine; epoch 0 not shown)", title="loss vs wall time")
     ax1.legend()
     ax2.legend()
-    fig2.tight_layout()
-    fig3, ax = plt.subplots(figsize=(6.5, 4.2))
-    training = [r for r in records if r["part"] == "training"]
+    fig.tight_layout()
+    return fig
+
+
+def _lr_grid_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    training = [r for r in rows if r["part"] == "training"]
     for setting in dict.fromkeys(r["setting"] for r in training):
         finals = [r for r in training if r["setting"] == setting and r["epoch"] == cfg["epochs"]]
-        lrs = [r["lr"] for r in finals]
-        ax.plot(lrs, [r["train_loss"] if math.isfinite(r["train_loss"]) else np.nan for r in finals],
-                marker="o", label=setting)
+        ax.plot([r["lr"] for r in finals], [r["train_loss"] if math.isfinite(r["train_loss"]) else np.nan
+                                            for r in finals], marker="o", label=setting)
     ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=f"training loss after {cfg['epochs']} epochs",
            title="learning-rate grid (missing points: diverged)")
     ax.legend()
-    fig3.tight_layout()
-    captions = {
-        "variance": "Mean squared error of the mini-batch gradient vs batch size B on the digits (64-h-10 tanh MLP, "
-                    f"{cfg['draws']} draws per B; error bars: standard errors), at initialization and after "
-                    f"{cfg['pretrain_epochs']} epochs, with the exact predictions; k is the slope fitted in log-log.",
-        "training": "Training loss on all N samples under online, mini-batch and full-batch SGD, each with its best "
-                    "learning rate from the grid, against epochs and against training wall time (machine-dependent).",
-        "lr_grid": "Final training loss for every learning rate of the grid; each setting uses the rate with the "
-                   "lowest mean loss over the last half of the epochs.",
-    }
-    return {"variance": fig1, "training": fig2, "lr_grid": fig3}, captions
-
+    fig.tight_layout()
+    return fig
 
 STUDY = register(Study(
     name="batch-size",
@@ -350,7 +384,7 @@ STUDY = register(Study(
              "training compare per epoch and per second?",
     notes="Source notes 001 (SGD vs batch vs mini-batch: the variance of the mini-batch gradient ∝ 1/b) and 004 "
           "section 4 (online vs batch learning; mini-batches of a few dozen).",
-    **legacy(run),
+    measure=measure, verdict=verdict, figures=figures,
     checks={"batch_sizes": POSITIVE, "draws": POSITIVE, "lr_grid": POSITIVE,
             "blas_threads": Check(low=0, low_open=True, nullable=True, hint="null: as many as BLAS likes")},
     quick={"seed": 0, "hidden": 32, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "draws": 64,

@@ -51,7 +51,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
-from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
+from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
 
@@ -192,7 +192,7 @@ def _train(dataset: str, splits: nn.data.Splits, eps: float, seed: int, cfg: dic
     return probe.rows, model(xt)
 
 
-# -- run -------------------------------------------------------------------------------------------
+# -- the study -------------------------------------------------------------------------------------------
 def _check_config(cfg: dict[str, Any]) -> None:
     eps = cfg["epsilons"]
     if not eps or eps[0] != 0 or any(not 0 < e < 1 for e in eps[1:]):
@@ -206,97 +206,69 @@ def _check_config(cfg: dict[str, Any]) -> None:
         raise ValueError(f"n_seeds={cfg['n_seeds']!r}: expected a positive int. Fix: --set n_seeds=3.")
 
 
-def run(cfg: dict[str, Any]) -> StudyResult:
+def measure(cfg: dict[str, Any]) -> Records:
     """Train every (data set, seed, ε) from the seed's initialization; settings: ``datasets``, ``epsilons``
     (0 first), ``seed`` and ``n_seeds`` (seeds seed … seed + n_seeds − 1; headline numbers are medians over
-    them), ``hidden`` widths, ``epochs`` per data set, ``batch_size``, ``lr``, ``momentum``, ``n_bins``."""
+    them), ``hidden`` widths, ``epochs`` per data set, ``batch_size``, ``lr``, ``momentum``, ``n_bins``.
+    Rows as the module docstring says."""
     _check_config(cfg)
-    records: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     finals: dict[tuple[str, float], list[tuple[np.ndarray, np.ndarray]]] = {}
-    seeds = list(range(cfg["seed"], cfg["seed"] + cfg["n_seeds"]))
     for dataset in cfg["datasets"]:
-        for seed in seeds:
+        for seed in _seeds(cfg):
             splits = _data(dataset, seed)
             for eps in cfg["epsilons"]:
-                rows, zt = _train(dataset, splits, eps, seed, cfg)
-                records += rows
+                per_epoch, zt = _train(dataset, splits, eps, seed, cfg)
+                rows += per_epoch
                 finals.setdefault((dataset, eps), []).append((zt, splits.test[1]))
-    bins: dict[tuple[str, float], dict[str, np.ndarray]] = {}
     for (dataset, eps), runs in finals.items():
         p = softmax(np.concatenate([z for z, _ in runs]), axis=1)
         yt = np.concatenate([y for _, y in runs])
-        bins[dataset, eps] = calibration_bins(p.max(axis=1), p.argmax(axis=1) == yt, cfg["n_bins"])
-        for k in range(cfg["n_bins"]):
-            records.append({"part": "bin", "dataset": dataset, "epsilon": eps, "bin": k,
-                            **{key: float(v[k]) for key, v in bins[dataset, eps].items()}})
-    check = max(r["vjp_vs_p_minus_r"] for r in records if r["part"] == "epoch" and r["split"] == "train")
-    records.append({"part": "check", "quantity": "max |per_sample_vjp − (p − r)|", "value": check})
+        bins = calibration_bins(p.max(axis=1), p.argmax(axis=1) == yt, cfg["n_bins"])
+        rows += [{"part": "bin", "dataset": dataset, "epsilon": eps, "bin": k,
+                  **{key: float(v[k]) for key, v in bins.items()}} for k in range(cfg["n_bins"])]
+    check = max(r["vjp_vs_p_minus_r"] for r in rows if r["part"] == "epoch" and r["split"] == "train")
+    rows.append({"part": "check", "quantity": "max |per_sample_vjp − (p − r)|", "value": check})
+    return Records(rows)
 
-    def series(dataset: str, eps: float, split: str, key: str) -> np.ndarray:
-        """(epochs + 1,) median over seeds of ``key``."""
-        per_seed = [[r[key] for r in records if r["part"] == "epoch" and r["dataset"] == dataset
-                     and r["epsilon"] == eps and r["seed"] == seed and r["split"] == split] for seed in seeds]
-        return np.median(np.array(per_seed), axis=0)
 
-    head: dict[str, Any] = {"max |per_sample_vjp − (p − r)|": check}
+def _seeds(cfg: dict[str, Any]) -> list[int]:
+    return list(range(cfg["seed"], cfg["seed"] + cfg["n_seeds"]))
+
+
+def _series(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, eps: float, split: str,
+            key: str) -> np.ndarray:
+    """(epochs + 1,) median over seeds of ``key``."""
+    per_seed = [[r[key] for r in rows if r["part"] == "epoch" and r["dataset"] == dataset
+                 and r["epsilon"] == eps and r["seed"] == seed and r["split"] == split] for seed in _seeds(cfg)]
+    return np.median(np.array(per_seed), axis=0)
+
+
+def _bins(rows: list[dict[str, Any]], dataset: str, eps: float) -> dict[str, np.ndarray]:
+    """The final test set's reliability bins (``calibration_bins``' arrays) back from the rows."""
+    mine = [r for r in rows if r["part"] == "bin" and r["dataset"] == dataset and r["epsilon"] == eps]
+    return {key: np.array([r[key] for r in mine]) for key in ("lower", "upper", "count", "accuracy", "confidence")}
+
+
+def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    """Per data set: confidence and ECE with and without smoothing, the non-target gradients and the logit
+    gap; then whether the first ε improved calibration where the unsmoothed model was overconfident."""
+    rows = records.rows
+    head: dict[str, Any] = {"max |per_sample_vjp − (p − r)|": next(r["value"] for r in rows if r["part"] == "check")}
     sentences: list[str] = []
     eps0, smoothed = cfg["epsilons"][0], cfg["epsilons"][1:]
     summary: dict[str, dict[str, float]] = {}  # data set → unsmoothed overconfidence, first ε's ECE change
     for dataset in cfg["datasets"]:
-        end: dict[float, dict[str, float]] = {}
-        for eps in cfg["epsilons"]:
-            e = {key: float(series(dataset, eps, "test", key)[-1]) for key in ("accuracy", "confidence", "ece", "nll")}
-            gaps = series(dataset, eps, "train", "logit_gap")
-            e.update({
-                "nt_init": float(series(dataset, eps, "train", "grad_nontarget_abs")[0]),
-                "nt_end": float(series(dataset, eps, "train", "grad_nontarget_abs")[-1]),
-                "t_init": float(series(dataset, eps, "train", "grad_target_abs")[0]),
-                "t_end": float(series(dataset, eps, "train", "grad_target_abs")[-1]),
-                "neg_end": float(series(dataset, eps, "train", "frac_nontarget_negative")[-1]),
-                "gap_end": float(gaps[-1]),
-                "gap_growth": float(gaps[-1] - gaps[(3 * (len(gaps) - 1)) // 4]),  # over the last quarter
-            })
-            end[eps] = e
-            tag = f"{dataset} ε={eps:g}"
-            head.update({
-                f"{tag}: test accuracy": e["accuracy"], f"{tag}: test confidence": e["confidence"],
-                f"{tag}: test ECE": e["ece"], f"{tag}: test NLL": e["nll"],
-                f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, init": e["nt_init"], f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, end": e["nt_end"],
-                f"{tag}: mean |∂ℓ/∂z_y|, init": e["t_init"], f"{tag}: mean |∂ℓ/∂z_y|, end": e["t_end"],
-                f"{tag}: fraction of non-target ∂ℓ/∂z_c < 0, end": e["neg_end"],
-                f"{tag}: logit gap, end": e["gap_end"],
-                f"{tag}: logit gap growth over the last quarter": e["gap_growth"],
-            })
+        end = {eps: _endpoints(rows, cfg, dataset, eps) for eps in cfg["epsilons"]}
+        for eps, e in end.items():
+            head.update(_headline(f"{dataset} ε={eps:g}", e))
             if eps > 0:
-                head[f"{tag}: optimal logit gap log((1−ε+ε/C)/(ε/C))"] = math.log((1 - eps + eps / 10) / (eps / 10))
-                head[f"{tag}: confidence drop vs ε={eps0:g}"] = end[eps0]["confidence"] - e["confidence"]
-        base = end[eps0]
-
-        def fit_word(gap: float) -> str:
-            return f"{'over' if gap > 0 else 'under'}confident by {abs(gap):.3f}"
-
-        parts = [f"ε = {eps:g} lowers it to {end[eps]['confidence']:.3f} at accuracy {end[eps]['accuracy']:.1%} "
-                 f"({fit_word(end[eps]['confidence'] - end[eps]['accuracy'])}) and moves ECE from {base['ece']:.3f} to "
-                 f"{end[eps]['ece']:.3f}" for eps in smoothed]
-        grads = "; ".join(
-            f"ε = {eps:g}: {end[eps]['nt_end']:.2g} ({end[eps]['nt_end'] / base['nt_end']:.2g}× the unsmoothed), "
-            f"{end[eps]['neg_end']:.0%} of them negative (pushing z_c up, towards p_c = ε/C), logit gap "
-            f"{end[eps]['gap_end']:.2f} (optimum {math.log((1 - eps + eps / 10) / (eps / 10)):.2f})"
-            for eps in smoothed)
-        growing = base["gap_growth"] > 0
-        sentences.append(
-            f"{dataset}: without smoothing the test confidence is {base['confidence']:.3f} at accuracy "
-            f"{base['accuracy']:.1%} ({fit_word(base['confidence'] - base['accuracy'])}, ECE {base['ece']:.3f}); "
-            + "; ".join(parts) + ". "
-            "On the training set the mean |∂ℓ/∂z_c| over non-target classes starts at "
-            f"{base['nt_init']:.3f} and ends at {base['nt_end']:.2g} without smoothing "
-            f"({base['neg_end']:.0%} negative; logit gap {base['gap_end']:.2f}, "
-            + (f"still growing by {base['gap_growth']:.2f} over the last quarter: the optimum is at infinity"
-               if growing else "no longer growing")
-            + (f"); with {grads}." if smoothed else ")."))
+                head[f"{dataset} ε={eps:g}: optimal logit gap log((1−ε+ε/C)/(ε/C))"] = _optimal_gap(eps)
+                head[f"{dataset} ε={eps:g}: confidence drop vs ε={eps0:g}"] = end[eps0]["confidence"] - e["confidence"]
+        sentences.append(_dataset_sentence(dataset, end, eps0, smoothed))
         if smoothed:
-            summary[dataset] = {"over": base["confidence"] - base["accuracy"],
-                                "delta_ece": end[smoothed[0]]["ece"] - base["ece"]}
+            summary[dataset] = {"over": end[eps0]["confidence"] - end[eps0]["accuracy"],
+                                "delta_ece": end[smoothed[0]]["ece"] - end[eps0]["ece"]}
     helped = [d for d, v in summary.items() if v["delta_ece"] < 0]
     hurt = [d for d, v in summary.items() if v["delta_ece"] >= 0]
     if helped and hurt:
@@ -308,20 +280,98 @@ def run(cfg: dict[str, Any]) -> StudyResult:
             + (": it lowers confidence whatever the accuracy, which corrects a large overconfidence and turns a "
                "small one into underconfidence." if min(summary[d]["over"] for d in helped)
                > max(summary[d]["over"] for d in hurt) else "."))
-    verdict = " ".join(sentences)
-    figures, captions = _figures(records, bins, cfg, series)
-    return StudyResult(records, verdict, head, figures, captions)
+    return Verdict(" ".join(sentences), head)
 
 
-def _figures(records: list[dict[str, Any]], bins: dict[tuple[str, float], dict[str, np.ndarray]], cfg: dict[str, Any],
-             series: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _optimal_gap(eps: float) -> float:
+    """The logit gap z_y − z_c at the smoothed optimum p = r, log((1 − ε + ε/C)/(ε/C)), for C = 10."""
+    return math.log((1 - eps + eps / 10) / (eps / 10))
+
+
+def _endpoints(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, eps: float) -> dict[str, float]:
+    """The final test metrics, the train-set gradient statistics at initialization and at the end, and the
+    logit gap's growth over the last quarter of the epochs (medians over seeds)."""
+    def series(split: str, key: str) -> np.ndarray:
+        return _series(rows, cfg, dataset, eps, split, key)
+
+    e = {key: float(series("test", key)[-1]) for key in ("accuracy", "confidence", "ece", "nll")}
+    gaps = series("train", "logit_gap")
+    e.update({
+        "nt_init": float(series("train", "grad_nontarget_abs")[0]),
+        "nt_end": float(series("train", "grad_nontarget_abs")[-1]),
+        "t_init": float(series("train", "grad_target_abs")[0]),
+        "t_end": float(series("train", "grad_target_abs")[-1]),
+        "neg_end": float(series("train", "frac_nontarget_negative")[-1]),
+        "gap_end": float(gaps[-1]),
+        "gap_growth": float(gaps[-1] - gaps[(3 * (len(gaps) - 1)) // 4]),  # over the last quarter
+    })
+    return e
+
+
+def _headline(tag: str, e: dict[str, float]) -> dict[str, float]:
+    return {
+        f"{tag}: test accuracy": e["accuracy"], f"{tag}: test confidence": e["confidence"],
+        f"{tag}: test ECE": e["ece"], f"{tag}: test NLL": e["nll"],
+        f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, init": e["nt_init"], f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, end": e["nt_end"],
+        f"{tag}: mean |∂ℓ/∂z_y|, init": e["t_init"], f"{tag}: mean |∂ℓ/∂z_y|, end": e["t_end"],
+        f"{tag}: fraction of non-target ∂ℓ/∂z_c < 0, end": e["neg_end"],
+        f"{tag}: logit gap, end": e["gap_end"],
+        f"{tag}: logit gap growth over the last quarter": e["gap_growth"],
+    }
+
+
+def _fit_word(gap: float) -> str:
+    return f"{'over' if gap > 0 else 'under'}confident by {abs(gap):.3f}"
+
+
+def _dataset_sentence(dataset: str, end: dict[float, dict[str, float]], eps0: float, smoothed: list[float]) -> str:
+    """One data set's confidence, ECE and non-target gradients without and with each smoothing ε."""
+    base = end[eps0]
+    parts = [f"ε = {eps:g} lowers it to {end[eps]['confidence']:.3f} at accuracy {end[eps]['accuracy']:.1%} "
+             f"({_fit_word(end[eps]['confidence'] - end[eps]['accuracy'])}) and moves ECE from {base['ece']:.3f} to "
+             f"{end[eps]['ece']:.3f}" for eps in smoothed]
+    grads = "; ".join(
+        f"ε = {eps:g}: {end[eps]['nt_end']:.2g} ({end[eps]['nt_end'] / base['nt_end']:.2g}× the unsmoothed), "
+        f"{end[eps]['neg_end']:.0%} of them negative (pushing z_c up, towards p_c = ε/C), logit gap "
+        f"{end[eps]['gap_end']:.2f} (optimum {_optimal_gap(eps):.2f})"
+        for eps in smoothed)
+    return (
+        f"{dataset}: without smoothing the test confidence is {base['confidence']:.3f} at accuracy "
+        f"{base['accuracy']:.1%} ({_fit_word(base['confidence'] - base['accuracy'])}, ECE {base['ece']:.3f}); "
+        + "; ".join(parts) + ". "
+        "On the training set the mean |∂ℓ/∂z_c| over non-target classes starts at "
+        f"{base['nt_init']:.3f} and ends at {base['nt_end']:.2g} without smoothing "
+        f"({base['neg_end']:.0%} negative; logit gap {base['gap_end']:.2f}, "
+        + (f"still growing by {base['gap_growth']:.2f} over the last quarter: the optimum is at infinity"
+           if base["gap_growth"] > 0 else "no longer growing")
+        + (f"); with {grads}." if smoothed else ")."))
+
+
+def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    """Reliability diagrams, the logit gradients and gap per epoch, test calibration per epoch."""
+    seeds = f"{cfg['n_seeds']} seed{'s' if cfg['n_seeds'] > 1 else ''}"
+    return {
+        "reliability": Figure(_reliability_figure(records.rows, cfg), "Reliability diagrams on the test set after "
+                              f"training ({cfg['n_bins']} equal-width bins, {seeds} pooled): accuracy per confidence "
+                              "bin; the hatched part is the gap to the bin's mean confidence (above the bar: "
+                              "overconfident; inside it: underconfident)."),
+        "gradients": Figure(_gradients_figure(records.rows, cfg), "Top: mean |∂ℓₙ/∂z_c| over the non-target "
+                            "classes (solid) and the target class (dashed) on the training set per epoch. Bottom: "
+                            "the mean logit gap and, dotted, its finite optimum under smoothing (median over "
+                            f"{seeds})."),
+        "calibration": Figure(_calibration_figure(records.rows, cfg), "Test confidence, accuracy and ECE per epoch "
+                              f"for each ε (median over {seeds})."),
+    }
+
+
+def _reliability_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     plt = pyplot()
     datasets, epsilons = cfg["datasets"], cfg["epsilons"]
-    fig1, axes = plt.subplots(len(datasets), len(epsilons), figsize=(3.6 * len(epsilons), 3.4 * len(datasets)),
-                              squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(len(datasets), len(epsilons), figsize=(3.6 * len(epsilons), 3.4 * len(datasets)),
+                             squeeze=False, sharex=True, sharey=True)
     for i, dataset in enumerate(datasets):
         for j, eps in enumerate(epsilons):
-            ax, b = axes[i, j], bins[dataset, eps]
+            ax, b = axes[i, j], _bins(rows, dataset, eps)
             used = b["count"] > 0
             width = b["upper"] - b["lower"]
             ax.bar(b["lower"][used], b["accuracy"][used], width=width[used], align="edge", edgecolor="k",
@@ -338,50 +388,49 @@ def _figures(records: list[dict[str, Any]], bins: dict[tuple[str, float], dict[s
             if j == 0:
                 ax.set_ylabel("accuracy in bin")
     axes[0, 0].legend(fontsize=8, loc="upper left")
-    fig1.tight_layout()
+    fig.tight_layout()
+    return fig
 
-    fig2, axes2 = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
+
+def _gradients_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
+    datasets = cfg["datasets"]
+    fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
     for i, dataset in enumerate(datasets):
-        ax, ax_gap = axes2[0, i], axes2[1, i]
-        for eps in epsilons:
-            nt = series(dataset, eps, "train", "grad_nontarget_abs")
+        ax, ax_gap = axes[0, i], axes[1, i]
+        for eps in cfg["epsilons"]:
+            nt = _series(rows, cfg, dataset, eps, "train", "grad_nontarget_abs")
             line = ax.semilogy(np.arange(len(nt)), nt, label=f"ε = {eps:g}, c ≠ y")[0]
-            ax.semilogy(np.arange(len(nt)), series(dataset, eps, "train", "grad_target_abs"), ls="--",
+            ax.semilogy(np.arange(len(nt)), _series(rows, cfg, dataset, eps, "train", "grad_target_abs"), ls="--",
                         color=line.get_color(), label=f"ε = {eps:g}, c = y")
-            ax_gap.plot(np.arange(len(nt)), series(dataset, eps, "train", "logit_gap"), color=line.get_color(),
-                        label=f"ε = {eps:g}")
+            ax_gap.plot(np.arange(len(nt)), _series(rows, cfg, dataset, eps, "train", "logit_gap"),
+                        color=line.get_color(), label=f"ε = {eps:g}")
             if eps > 0:
-                ax_gap.axhline(math.log((1 - eps + eps / 10) / (eps / 10)), color=line.get_color(), ls=":", lw=1)
+                ax_gap.axhline(_optimal_gap(eps), color=line.get_color(), ls=":", lw=1)
         ax.set(title=f"{dataset}: mean |∂ℓₙ/∂z_c| on the training set", xlabel="epoch", ylabel="mean |∂ℓ/∂z|")
         ax.legend(fontsize=7)
         ax_gap.set(title=f"{dataset}: logit gap z_y − mean z_c (dotted: optimum)", xlabel="epoch", ylabel="gap")
         ax_gap.legend(fontsize=7)
-    fig2.tight_layout()
+    fig.tight_layout()
+    return fig
 
-    fig3, axes3 = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+
+def _calibration_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
+    datasets = cfg["datasets"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
     for i, dataset in enumerate(datasets):
-        ax = axes3[0, i]
-        for eps in epsilons:
-            conf = series(dataset, eps, "test", "confidence")
+        ax = axes[0, i]
+        for eps in cfg["epsilons"]:
+            conf, acc, ece = (_series(rows, cfg, dataset, eps, "test", key)
+                              for key in ("confidence", "accuracy", "ece"))
             line = ax.plot(np.arange(len(conf)), conf, label=f"ε = {eps:g}: confidence")[0]
-            ax.plot(np.arange(len(conf)), series(dataset, eps, "test", "accuracy"), ls="--", color=line.get_color(),
-                    label=f"ε = {eps:g}: accuracy")
-            ax.plot(np.arange(len(conf)), series(dataset, eps, "test", "ece"), ls=":", color=line.get_color(),
-                    label=f"ε = {eps:g}: ECE")
+            ax.plot(np.arange(len(conf)), acc, ls="--", color=line.get_color(), label=f"ε = {eps:g}: accuracy")
+            ax.plot(np.arange(len(conf)), ece, ls=":", color=line.get_color(), label=f"ε = {eps:g}: ECE")
         ax.set(title=f"{dataset}: test set", xlabel="epoch", ylim=(0, 1))
         ax.legend(fontsize=7, ncol=1)
-    fig3.tight_layout()
-    seeds = f"{cfg['n_seeds']} seed{'s' if cfg['n_seeds'] > 1 else ''}"
-    captions = {
-        "reliability": f"Reliability diagrams on the test set after training ({cfg['n_bins']} equal-width bins, "
-                       f"{seeds} pooled): accuracy per confidence bin; the hatched part is the gap to the bin's mean "
-                       "confidence (above the bar: overconfident; inside it: underconfident).",
-        "gradients": "Top: mean |∂ℓₙ/∂z_c| over the non-target classes (solid) and the target class (dashed) on the "
-                     "training set per epoch. Bottom: the mean logit gap and, dotted, its finite optimum under "
-                     f"smoothing (median over {seeds}).",
-        "calibration": f"Test confidence, accuracy and ECE per epoch for each ε (median over {seeds}).",
-    }
-    return {"reliability": fig1, "gradients": fig2, "calibration": fig3}, captions
+    fig.tight_layout()
+    return fig
 
 
 STUDY = register(Study(
@@ -389,7 +438,7 @@ STUDY = register(Study(
     question="What does label smoothing do to the gradients reaching the non-target logits, to confidence and "
              "to calibration (ECE)?",
     notes="Source notes 001 (multi-class cross-entropy and label smoothing).",
-    **legacy(run),
+    measure=measure, verdict=verdict, figures=figures,
     checks={"datasets": Check(choices=("digits", "mnist1d")), "epsilons": FRACTION, "n_bins": POSITIVE,
             "hidden": Check(low=0, low_open=True, empty=True)},
     validate=_check_config,

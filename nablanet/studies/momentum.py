@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
+from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 QUAD_METHODS = ("gd", "heavy_ball", "momentum_0.9", "nesterov", "sutskever")
@@ -243,42 +243,18 @@ def _escape_step(rows: list[dict[str, Any]], threshold: float) -> int | None:
 
 
 # -- the study ----------------------------------------------------------------------------------------
-def run(cfg: dict[str, Any]) -> StudyResult:
+def measure(cfg: dict[str, Any]) -> Records:
+    """Rows ``part="quadratic"`` (the distance per step, seed 0, thinned), ``"quadratic_rate"`` (one per
+    κ, seed and method: measured and predicted rates) and ``"network"`` (the training loss per recorded
+    step; the last row of a run carries its test accuracy)."""
     traj, summary = _quadratic_part(cfg)
-    net = _network_part(cfg)
-    records = traj + summary + net
-    head: dict[str, Any] = {}
-    for kappa in cfg["kappas"]:
-        for method in cfg["quad_methods"]:
-            rows = [r for r in summary if r["kappa"] == kappa and r["method"] == method]
-            meas = float(np.median([r["rate_measured"] for r in rows]))
-            pred = float(np.median([r["rate_predicted"] for r in rows]))
-            steps = [r["steps_to_tolerance"] for r in rows]
-            head[f"κ={kappa:g} {method}: rate measured"] = meas
-            head[f"κ={kappa:g} {method}: rate predicted"] = pred
-            head[f"κ={kappa:g} {method}: relative error"] = meas / pred - 1
-            head[f"κ={kappa:g} {method}: steps to {cfg['tolerance']:g}"] = (
-                float(np.median(steps)) if all(s is not None for s in steps) else None)
-    thr = cfg["escape_loss"]
-    for depth in cfg["depths"]:
-        for method in cfg["net_methods"]:
-            per_seed = [[r for r in net if r["depth"] == depth and r["method"] == method and r["seed"] == s]
-                        for s in range(cfg["net_seeds"])]
-            esc = [_escape_step(rows, thr) for rows in per_seed]
-            head[f"net depth {depth} {method}: final train loss"] = float(np.median([rows[-1]["train_loss"]
-                                                                                    for rows in per_seed]))
-            head[f"net depth {depth} {method}: test accuracy"] = float(np.median([rows[-1]["test_accuracy"]
-                                                                                 for rows in per_seed]))
-            head[f"net depth {depth} {method}: seeds off the plateau"] = sum(e is not None for e in esc)
-            done = [e for e in esc if e is not None]
-            head[f"net depth {depth} {method}: median step loss < {thr:g}"] = (
-                float(np.median(done)) if done else None)
-    verdict = _verdict(cfg, head, summary)
-    figures, captions = _figures(cfg, traj, summary, net)
-    return StudyResult(records, verdict, head, figures, captions)
+    return Records(traj + summary + _network_part(cfg))
 
 
-def _verdict(cfg: dict[str, Any], head: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    """Measured vs predicted rates and steps to the tolerance per κ; the network's escape from the plateau."""
+    summary = [r for r in records.rows if r["part"] == "quadratic_rate"]
+    head = {**_quadratic_headline(summary, cfg), **_network_headline(records.rows, cfg)}
     parts = []
     tol = cfg["tolerance"]
     for kappa in cfg["kappas"]:
@@ -309,63 +285,114 @@ def _verdict(cfg: dict[str, Any], head: dict[str, Any], summary: list[dict[str, 
         parts.append(f"Digits, {depth} sigmoid hidden layers of {cfg['width']}, α = {cfg['lr']:g}, μ = {cfg['mu']:g} "
                      f"(Sutskever: μ_max = {cfg['mu_max']:g}, period {cfg['period']}), {cfg['steps']} steps: "
                      f"{'; '.join(items)}.")
-    return " ".join(parts)
+    return Verdict(" ".join(parts), head)
 
 
-def _figures(cfg: dict[str, Any], traj: list[dict[str, Any]], summary: list[dict[str, Any]],
-             net: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+def _quadratic_headline(summary: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per κ and method, medians over the seeds: measured and predicted rate, steps to the tolerance."""
+    head: dict[str, Any] = {}
+    for kappa in cfg["kappas"]:
+        for method in cfg["quad_methods"]:
+            rows = [r for r in summary if r["kappa"] == kappa and r["method"] == method]
+            meas = float(np.median([r["rate_measured"] for r in rows]))
+            pred = float(np.median([r["rate_predicted"] for r in rows]))
+            steps = [r["steps_to_tolerance"] for r in rows]
+            head[f"κ={kappa:g} {method}: rate measured"] = meas
+            head[f"κ={kappa:g} {method}: rate predicted"] = pred
+            head[f"κ={kappa:g} {method}: relative error"] = meas / pred - 1
+            head[f"κ={kappa:g} {method}: steps to {cfg['tolerance']:g}"] = (
+                float(np.median(steps)) if all(s is not None for s in steps) else None)
+    return head
+
+
+def _network_headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per depth and method, medians over the seeds: final loss, test accuracy, the step off the plateau."""
+    net = [r for r in rows if r["part"] == "network"]
+    thr = cfg["escape_loss"]
+    head: dict[str, Any] = {}
+    for depth in cfg["depths"]:
+        for method in cfg["net_methods"]:
+            per_seed = [[r for r in net if r["depth"] == depth and r["method"] == method and r["seed"] == s]
+                        for s in range(cfg["net_seeds"])]
+            esc = [_escape_step(run, thr) for run in per_seed]
+            k = f"net depth {depth} {method}"
+            head[f"{k}: final train loss"] = float(np.median([run[-1]["train_loss"] for run in per_seed]))
+            head[f"{k}: test accuracy"] = float(np.median([run[-1]["test_accuracy"] for run in per_seed]))
+            head[f"{k}: seeds off the plateau"] = sum(e is not None for e in esc)
+            done = [e for e in esc if e is not None]
+            head[f"{k}: median step loss < {thr:g}"] = float(np.median(done)) if done else None
+    return head
+
+
+def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    """The distance per step on the quadratic, measured against predicted rates, the network's loss."""
+    rows = records.rows
+    return {
+        "quadratic": Figure(_quadratic_figure(rows, cfg), "Distance to the minimum of ½wᵀAw per step (seed 0); "
+                            "dotted: the predicted rate ρᵗ over the fit window; dashed: the tolerance."),
+        "rates": Figure(_rates_figure(rows, cfg), "Measured per-step rate (least-squares fit of log‖wₜ − w*‖) "
+                        "against the spectral radius of the iteration; the grey line is equality."),
+        "network": Figure(_network_figure(rows, cfg), "Training loss of the sigmoid network on digits (median "
+                          f"over {cfg['net_seeds']} seed(s), band min–max): the same initial weights and batches "
+                          "for every method."),
+    }
+
+
+def _quadratic_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     plt = pyplot()
     kappas = cfg["kappas"]
-    fig1, axes = plt.subplots(1, len(kappas), figsize=(5.2 * len(kappas), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(kappas), figsize=(5.2 * len(kappas), 4), squeeze=False)
     for ax, kappa in zip(axes[0], kappas, strict=True):
         for method in cfg["quad_methods"]:
-            rows = [r for r in traj if r["kappa"] == kappa and r["method"] == method]
-            line = ax.plot([r["step"] for r in rows], [r["distance"] for r in rows], label=method)[0]
-            s = next(r for r in summary if r["kappa"] == kappa and r["method"] == method and r["seed"] == 0)
+            traj = [r for r in rows if r["part"] == "quadratic" and r["kappa"] == kappa and r["method"] == method]
+            line = ax.plot([r["step"] for r in traj], [r["distance"] for r in traj], label=method)[0]
+            s = next(r for r in rows if r["part"] == "quadratic_rate" and r["kappa"] == kappa
+                     and r["method"] == method and r["seed"] == 0)
             t = np.arange(s["fit_from"], s["fit_to"])
-            d0 = next((r["distance"] for r in rows if r["step"] >= s["fit_from"]), 1.0)
+            d0 = next((r["distance"] for r in traj if r["step"] >= s["fit_from"]), 1.0)
             ax.plot(t, d0 * s["rate_predicted"] ** (t - t[0]) if t.size else t, ls=":", color=line.get_color())
         ax.axhline(cfg["tolerance"], color="grey", lw=0.8, ls="--")
         ax.set(yscale="log", ylim=(cfg["floor"] * 1e-3, 10), xlabel="step t", ylabel="‖wₜ − w*‖",
                title=f"quadratic, κ = {kappa:g}", xscale="symlog" if kappa >= 1000 else "linear")
         ax.legend(fontsize=8)
-    fig1.tight_layout()
+    fig.tight_layout()
+    return fig
 
-    fig2, ax = plt.subplots(figsize=(6, 4.5))
+
+def _rates_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
+    summary = [r for r in rows if r["part"] == "quadratic_rate"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
     for method, marker in zip(cfg["quad_methods"], "osD^vP*", strict=False):
-        rows = [r for r in summary if r["method"] == method]
-        ax.scatter([r["rate_predicted"] for r in rows], [r["rate_measured"] for r in rows], label=method,
+        mine = [r for r in summary if r["method"] == method]
+        ax.scatter([r["rate_predicted"] for r in mine], [r["rate_measured"] for r in mine], label=method,
                    marker=marker, alpha=0.7)
     lo = min(r["rate_predicted"] for r in summary) - 0.02
     ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8)
     ax.set(xlabel="predicted rate (spectral radius)", ylabel="measured rate (fit of log‖wₜ − w*‖)",
            title="per-step contraction factor, all κ and seeds")
     ax.legend(fontsize=8)
-    fig2.tight_layout()
+    fig.tight_layout()
+    return fig
 
+
+def _network_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
     depths = cfg["depths"]
-    fig3, axes = plt.subplots(1, len(depths), figsize=(6 * len(depths), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(depths), figsize=(6 * len(depths), 4.2), squeeze=False)
     for ax, depth in zip(axes[0], depths, strict=True):
         for method in cfg["net_methods"]:
-            rows = [r for r in net if r["depth"] == depth and r["method"] == method]
-            steps = sorted({r["step"] for r in rows})
-            table = np.array([[r["train_loss"] for r in rows if r["seed"] == s] for s in range(cfg["net_seeds"])])
+            run = [r for r in rows if r["part"] == "network" and r["depth"] == depth and r["method"] == method]
+            steps = sorted({r["step"] for r in run})
+            table = np.array([[r["train_loss"] for r in run if r["seed"] == s] for s in range(cfg["net_seeds"])])
             line = ax.plot(steps, np.median(table, axis=0), label=method)[0]
             if cfg["net_seeds"] > 1:
                 ax.fill_between(steps, table.min(axis=0), table.max(axis=0), color=line.get_color(), alpha=0.12)
         ax.set(yscale="log", xlabel="SGD step", ylabel="training loss (cross-entropy)",
                title=f"digits, {depth} sigmoid hidden layers")
         ax.legend(fontsize=8)
-    fig3.tight_layout()
-    captions = {
-        "quadratic": "Distance to the minimum of ½wᵀAw per step (seed 0); dotted: the predicted rate ρᵗ over the "
-                     "fit window; dashed: the tolerance.",
-        "rates": "Measured per-step rate (least-squares fit of log‖wₜ − w*‖) against the spectral radius of the "
-                 "iteration; the grey line is equality.",
-        "network": f"Training loss of the sigmoid network on digits (median over {cfg['net_seeds']} seed(s), band "
-                   "min–max): the same initial weights and batches for every method.",
-    }
-    return {"quadratic": fig1, "rates": fig2, "network": fig3}, captions
+    fig.tight_layout()
+    return fig
 
 
 _COMMON: dict[str, Any] = {
@@ -380,7 +407,7 @@ STUDY = register(Study(
              "and does an ill-conditioned quadratic converge at the rate theory predicts?",
     notes="Source notes 004, section 4 (SGD with momentum and its schedule); Polyak 1964; "
           "Sutskever, Martens, Dahl & Hinton 2013.",
-    **legacy(run),
+    measure=measure, verdict=verdict, figures=figures,
     checks={"quad_methods": Check(choices=QUAD_METHODS), "net_methods": Check(choices=NET_METHODS),
             "kappas": Check(low=1, low_open=True), "dim": Check(low=2), **dict.fromkeys(
                 ("floor", "tolerance", "points", "quad_period", "period", "eval_every", "escape_loss"), POSITIVE)},

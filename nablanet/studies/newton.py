@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Study, StudyResult, legacy, pyplot, register
+from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE
 
 Update = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (θ, ∇L(θ)) -> the next θ
@@ -220,7 +220,7 @@ def _gd_methods(multiples: list[float], lam_max: float, lam_min: float, label: s
     return methods
 
 
-def _quadratic_part(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _quadratic_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     prob = quadratic_problem(cfg["dim"], cfg["kappa"], cfg["seed"])
     rep, rep_seconds = _report(prob, np.zeros(cfg["dim"]))
     lam, q = prob["lam"], prob["q"]
@@ -241,7 +241,7 @@ def _quadratic_part(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str
             "lambda_min_known": float(lam[0]), "condition_number": rep["condition_number"],
             "preconditioned_lambda_max": lam_pre, "report_seconds": rep_seconds,
             "top_mode_grad": float(abs(lam[-1] * c[-1]))}
-    return traj + summaries + [info], info
+    return traj + summaries + [info]
 
 
 def _sweep_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -279,7 +279,7 @@ def _newton_reference(prob: dict[str, Any], cg_tol: float, dim: int) -> np.ndarr
     return best
 
 
-def _logistic_part(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _logistic_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     prob = logistic_problem(cfg["n_samples"], cfg["features"], cfg["feature_scale"], cfg["seed"])
     p = cfg["features"] + 1
     theta_star = _newton_reference(prob, cfg["cg_tol"], p)
@@ -304,39 +304,71 @@ def _logistic_part(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str,
             "preconditioned_lambda_max": lam_pre, "report_seconds": rep0_seconds,
             "accuracy_star": float(np.mean((prob["x"] @ theta_star[:-1] + theta_star[-1] > 0)
                                            == (prob["target"][:, 0] > 0.5)))}
-    return traj + summaries + [info], info
+    return traj + summaries + [info]
 
 
 # -- the study ------------------------------------------------------------------------------------------------
-def run(cfg: dict[str, Any]) -> StudyResult:
-    quad_rows, quad = _quadratic_part(cfg)
-    log_rows, logi = _logistic_part(cfg)
-    sweep_rows = _sweep_part(cfg)
-    records = quad_rows + log_rows + sweep_rows
-    summ = {(r["problem"], r["method"]): r for r in records if r["part"] == "summary"}
+def measure(cfg: dict[str, Any]) -> Records:
+    """Rows ``part="trajectory"`` (per recorded iteration), ``"summary"`` (one per problem and method),
+    ``"curvature"`` (one per problem: λ_max, λ_min, κ, ...) and ``"sweep"`` (one per κ and method)."""
+    return Records(_quadratic_part(cfg) + _logistic_part(cfg) + _sweep_part(cfg))
 
-    def its(problem: str, method: str) -> int | None:
-        s = summ[(problem, method)]
-        return s["iterations"] if s["converged"] else None
 
-    def said(problem: str, method: str) -> str:
-        s = summ[(problem, method)]
-        if s["converged"]:
-            return f"{s['iterations']} iteration{'' if s['iterations'] == 1 else 's'} ({s['seconds']:.3g} s)"
-        if s["diverged"]:
-            return f"diverges (‖∇L‖ > 10⁶·‖∇L₀‖ after {s['iterations']} iterations)"
-        return (f"does not converge in {s['iterations']} iterations (‖∇L‖ = {s['final_grad_norm']:.3g}, "
-                f"L − L* = {s['final_loss_gap']:.3g})")
-
-    tol = cfg["grad_tol"]
+def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    """Iterations (and seconds) per method on each problem, and the iterations of GD and Newton over κ."""
+    rows = records.rows
+    summ = {(r["problem"], r["method"]): r for r in rows if r["part"] == "summary"}
+    curvature = {r["problem"]: r for r in rows if r["part"] == "curvature"}
+    quad, logi = curvature["quadratic"], curvature["logistic"]
+    head = _headline(rows, cfg)
+    said = {key: _said(s) for key, s in summ.items()}
     gd1, gd2, gd21 = "GD η = 1/λ_max", "GD η = 2/λ_max", f"GD η = {max(cfg['step_multiples']):g}/λ_max"
-    newton_q = summ[("quadratic", "Newton")]
-    newton_l = summ[("logistic", "Newton")]
-    sweep = [r for r in sweep_rows if r["method"] == gd1]
+    sweep = [r for r in rows if r["part"] == "sweep" and r["method"] == gd1]
+    newton_hist = ", ".join(f"{r['grad_norm']:.1e}" for r in rows if r["part"] == "trajectory"
+                            and r["problem"] == "logistic" and r["method"] == "Newton")
+    text = (
+        f"Quadratic (d = {cfg['dim']}, κ = {quad['condition_number']:.4g}; Lanczos λ_max = {quad['lambda_max']:.6g} "
+        f"vs known {quad['lambda_max_known']:.6g}), to ‖∇L‖ < {cfg['grad_tol']:g} from θ₀ = 0: Newton "
+        f"{said['quadratic', 'Newton']} (‖∇L‖ = {summ['quadratic', 'Newton']['final_grad_norm']:.2g} after it); GD "
+        f"at 1/λ_max {said['quadratic', gd1]} (predicted {summ['quadratic', gd1]['predicted_iterations']}); at "
+        f"2/(λ_max + λ_min) {said['quadratic', 'GD η = 2/(λ_max + λ_min)']}; at 2/λ_max it "
+        f"{said['quadratic', gd2]}: the top mode keeps its initial gradient {quad['top_mode_grad']:.3g}; at "
+        f"{max(cfg['step_multiples']):g}/λ_max it {said['quadratic', gd21]}; Jacobi preconditioning (rotated H) "
+        f"{said['quadratic', 'Jacobi-preconditioned GD']}. "
+        f"Over κ = {list(cfg['kappa_sweep'])}, GD at 1/λ_max needs {[r['iterations'] for r in sweep]} iterations "
+        f"(∝ κ^{head['sweep: fitted exponent of iterations vs κ']:.2f}) while Newton needs "
+        f"{head['sweep: Newton iterations']}. Logistic regression (N = {cfg['n_samples']}, "
+        f"{cfg['features']} features, float64; κ = {logi['condition_number']:.4g} at θ*, λ_max = "
+        f"{logi['lambda_max']:.4g} at θ* vs {logi['lambda_max_start']:.4g} at θ₀): Newton "
+        f"{said['logistic', 'Newton']}, with ‖∇L‖ per iteration "
+        f"{newton_hist}; GD at 1/λ_max(θ*) "
+        f"{said['logistic', gd1 + '(θ*)']}; at 2/λ_max(θ*) it {said['logistic', gd2 + '(θ*)']}; at "
+        f"{max(cfg['step_multiples']):g}/λ_max(θ*) it {said['logistic', gd21 + '(θ*)']}; at the global bound "
+        f"2/λ_max(θ₀) it takes {said['logistic', 'GD η = 2/λ_max(θ₀)']}; Jacobi-preconditioned GD "
+        f"{said['logistic', 'Jacobi-preconditioned GD']}."
+    )
+    return Verdict(text, head)
+
+
+def _said(s: dict[str, Any]) -> str:
+    """How a method's run ended, in words, from its summary row."""
+    if s["converged"]:
+        return f"{s['iterations']} iteration{'' if s['iterations'] == 1 else 's'} ({s['seconds']:.3g} s)"
+    if s["diverged"]:
+        return f"diverges (‖∇L‖ > 10⁶·‖∇L₀‖ after {s['iterations']} iterations)"
+    return (f"does not converge in {s['iterations']} iterations (‖∇L‖ = {s['final_grad_norm']:.3g}, "
+            f"L − L* = {s['final_loss_gap']:.3g})")
+
+
+def _headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The curvature measured per problem, iterations and seconds per method, and the κ sweep's trend."""
+    summ = {(r["problem"], r["method"]): r for r in rows if r["part"] == "summary"}
+    curvature = {r["problem"]: r for r in rows if r["part"] == "curvature"}
+    quad, logi = curvature["quadratic"], curvature["logistic"]
+    newton_q, newton_l = summ["quadratic", "Newton"], summ["logistic", "Newton"]
+    sweep = [r for r in rows if r["part"] == "sweep" and r["method"] == "GD η = 1/λ_max"]
     kap = np.array([r["kappa"] for r in sweep if r["converged"]], dtype=np.float64)
     sweep_its = np.array([r["iterations"] for r in sweep if r["converged"]], dtype=np.float64)
-    slope = float(np.polyfit(np.log(kap), np.log(sweep_its), 1)[0]) if len(kap) >= 2 else math.nan
-    newton_sweep = [r["iterations"] for r in sweep_rows if r["family"] == "newton"]
     head: dict[str, Any] = {
         "quadratic: λ_max measured (known)": f"{quad['lambda_max']:.10g} ({quad['lambda_max_known']:.10g})",
         "quadratic: λ_min measured (known)": f"{quad['lambda_min']:.10g} ({quad['lambda_min_known']:.10g})",
@@ -345,12 +377,8 @@ def run(cfg: dict[str, Any]) -> StudyResult:
         "quadratic: ‖∇L‖ after Newton": newton_q["final_grad_norm"],
         "quadratic: Newton seconds": newton_q["seconds"],
     }
-    for s in (r for r in records if r["part"] == "summary" and r["problem"] == "quadratic" and r["family"] != "newton"):
-        head[f"quadratic: {s['method']}: iterations"] = s["iterations"] if s["converged"] else None
-        if "predicted_iterations" in s:
-            head[f"quadratic: {s['method']}: predicted iterations"] = s["predicted_iterations"]
-        head[f"quadratic: {s['method']}: seconds"] = s["seconds"]
-    head["quadratic: GD at 2/λ_max: final ‖∇L‖"] = summ[("quadratic", gd2)]["final_grad_norm"]
+    head.update(_method_headline(summ, "quadratic"))
+    head["quadratic: GD at 2/λ_max: final ‖∇L‖"] = summ["quadratic", "GD η = 2/λ_max"]["final_grad_norm"]
     head["quadratic: top mode's initial gradient |λ_max c_max|"] = quad["top_mode_grad"]
     head.update({
         "logistic: λ_max at θ₀ = 0": logi["lambda_max_start"],
@@ -361,103 +389,102 @@ def run(cfg: dict[str, Any]) -> StudyResult:
         "logistic: Newton iterations": newton_l["iterations"] if newton_l["converged"] else None,
         "logistic: Newton seconds": newton_l["seconds"],
     })
-    for s in (r for r in records if r["part"] == "summary" and r["problem"] == "logistic" and r["family"] != "newton"):
-        head[f"logistic: {s['method']}: iterations"] = s["iterations"] if s["converged"] else None
-        head[f"logistic: {s['method']}: seconds"] = s["seconds"]
+    head.update(_method_headline(summ, "logistic"))
     head[f"sweep: GD at 1/λ_max iterations for κ = {list(cfg['kappa_sweep'])}"] = [r["iterations"] for r in sweep]
-    head["sweep: fitted exponent of iterations vs κ"] = slope
-    head["sweep: Newton iterations"] = newton_sweep
-
-    lq = f"κ = {quad['condition_number']:.4g}"
-    newton_hist = ", ".join(f"{r['grad_norm']:.1e}" for r in records if r["part"] == "trajectory"
-                            and r["problem"] == "logistic" and r["method"] == "Newton")
-    verdict = (
-        f"Quadratic (d = {cfg['dim']}, {lq}; Lanczos λ_max = {quad['lambda_max']:.6g} vs known "
-        f"{quad['lambda_max_known']:.6g}), to ‖∇L‖ < {tol:g} from θ₀ = 0: Newton {said('quadratic', 'Newton')} "
-        f"(‖∇L‖ = {newton_q['final_grad_norm']:.2g} after it); GD at 1/λ_max {said('quadratic', gd1)} (predicted "
-        f"{summ[('quadratic', gd1)]['predicted_iterations']}); at 2/(λ_max + λ_min) "
-        f"{said('quadratic', 'GD η = 2/(λ_max + λ_min)')}; at 2/λ_max it {said('quadratic', gd2)}: the top mode "
-        f"keeps its initial gradient {quad['top_mode_grad']:.3g}; at {max(cfg['step_multiples']):g}/λ_max it "
-        f"{said('quadratic', gd21)}; Jacobi preconditioning (rotated H) "
-        f"{said('quadratic', 'Jacobi-preconditioned GD')}. "
-        f"Over κ = {list(cfg['kappa_sweep'])}, GD at 1/λ_max needs {[r['iterations'] for r in sweep]} iterations "
-        f"(∝ κ^{slope:.2f}) while Newton needs {newton_sweep}. Logistic regression (N = {cfg['n_samples']}, "
-        f"{cfg['features']} features, float64; κ = {logi['condition_number']:.4g} at θ*, λ_max = "
-        f"{logi['lambda_max']:.4g} at θ* vs {logi['lambda_max_start']:.4g} at θ₀): Newton "
-        f"{said('logistic', 'Newton')}, with ‖∇L‖ per iteration "
-        f"{newton_hist}; GD at 1/λ_max(θ*) "
-        f"{said('logistic', gd1 + '(θ*)')}; at 2/λ_max(θ*) it {said('logistic', gd2 + '(θ*)')}; at "
-        f"{max(cfg['step_multiples']):g}/λ_max(θ*) it {said('logistic', gd21 + '(θ*)')}; at the global bound "
-        f"2/λ_max(θ₀) it takes {said('logistic', 'GD η = 2/λ_max(θ₀)')}; Jacobi-preconditioned GD "
-        f"{said('logistic', 'Jacobi-preconditioned GD')}."
-    )
-    figures, captions = _figures(records, cfg)
-    return StudyResult(records, verdict, head, figures, captions)
+    head["sweep: fitted exponent of iterations vs κ"] = (
+        float(np.polyfit(np.log(kap), np.log(sweep_its), 1)[0]) if len(kap) >= 2 else math.nan)
+    head["sweep: Newton iterations"] = [r["iterations"] for r in rows if r["part"] == "sweep"
+                                        and r["family"] == "newton"]
+    return head
 
 
-def _figures(records: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _method_headline(summ: dict[tuple[str, str], dict[str, Any]], problem: str) -> dict[str, Any]:
+    """Iterations (None: not converged), the predicted iterations where known (GD on the quadratic) and
+    seconds of every method on ``problem`` but Newton."""
+    head: dict[str, Any] = {}
+    for (prob, method), s in summ.items():
+        if prob != problem or s["family"] == "newton":
+            continue
+        head[f"{problem}: {method}: iterations"] = s["iterations"] if s["converged"] else None
+        if "predicted_iterations" in s:
+            head[f"{problem}: {method}: predicted iterations"] = s["predicted_iterations"]
+        head[f"{problem}: {method}: seconds"] = s["seconds"]
+    return head
+
+
+def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    """Gradient norm and loss gap per iteration on each problem, iterations vs κ, seconds per method."""
+    rows = records.rows
+    return {
+        "quadratic": Figure(_trajectory_figure(rows, "quadratic", cfg), f"Convex quadratic (d = {cfg['dim']}, "
+                            f"κ = {cfg['kappa']:g}, known eigenvalues): gradient norm and loss gap per iteration "
+                            "for GD at fixed steps, Jacobi-preconditioned GD and Newton."),
+        "logistic": Figure(_trajectory_figure(rows, "logistic", cfg), f"Logistic regression (N = "
+                           f"{cfg['n_samples']}, {cfg['features']} features, float64): gradient norm and L − L* "
+                           "per iteration; λ_max(θ*) is the curvature at the minimum, λ_max(θ₀) at the start."),
+        "kappa_sweep": Figure(_sweep_figure(rows, cfg), "Iterations to the tolerance vs the condition number: GD "
+                              "at 1/λ_max (measured and the exact prediction from the eigenvalues), GD at "
+                              "2/(λ_max + λ_min), and Newton (one step)."),
+        "time": Figure(_time_figure(rows, cfg), "Wall time to the tolerance per method (green: converged, grey: "
+                       "not within the iteration budget, red: diverged), with the iteration counts; wall times "
+                       "are machine-dependent."),
+    }
+
+
+def _trajectory_figure(rows: list[dict[str, Any]], problem: str, cfg: dict[str, Any]) -> Any:
     plt = pyplot()
-    figs: dict[str, Any] = {}
-    for problem in ("quadratic", "logistic"):
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-        traj = [r for r in records if r["part"] == "trajectory" and r["problem"] == problem]
-        for i, method in enumerate(dict.fromkeys(r["method"] for r in traj)):
-            rows = [r for r in traj if r["method"] == method]
-            style = {"color": f"C{i % 10}", "lw": 2.5 if method == "Newton" else 1.2,
-                     "marker": "o" if method == "Newton" else None, "ms": 4}
-            its = [r["iteration"] for r in rows]
-            ax1.plot(its, [r["grad_norm"] for r in rows], label=method, **style)
-            ax2.plot(its, [max(r["loss_gap"], 1e-17) for r in rows], label=method, **style)
-        ax1.axhline(cfg["grad_tol"], color="k", ls=":", lw=1)
-        for ax, ylabel in ((ax1, "‖∇L‖"), (ax2, "L − L* (floored at 1e-17)")):
-            ax.set_xscale("symlog", linthresh=1.0)
-            ax.set_xlim(left=0)
-            ax.set(yscale="log", xlabel="iteration", ylabel=ylabel, title=f"{problem}: {ylabel.split(' (')[0]}")
-        ax1.legend(fontsize=7)
-        fig.tight_layout()
-        figs[problem] = fig
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    traj = [r for r in rows if r["part"] == "trajectory" and r["problem"] == problem]
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in traj)):
+        mine = [r for r in traj if r["method"] == method]
+        style = {"color": f"C{i % 10}", "lw": 2.5 if method == "Newton" else 1.2,
+                 "marker": "o" if method == "Newton" else None, "ms": 4}
+        its = [r["iteration"] for r in mine]
+        ax1.plot(its, [r["grad_norm"] for r in mine], label=method, **style)
+        ax2.plot(its, [max(r["loss_gap"], 1e-17) for r in mine], label=method, **style)
+    ax1.axhline(cfg["grad_tol"], color="k", ls=":", lw=1)
+    for ax, ylabel in ((ax1, "‖∇L‖"), (ax2, "L − L* (floored at 1e-17)")):
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
+        ax.set(yscale="log", xlabel="iteration", ylabel=ylabel, title=f"{problem}: {ylabel.split(' (')[0]}")
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _sweep_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sweep = [r for r in records if r["part"] == "sweep"]
+    sweep = [r for r in rows if r["part"] == "sweep"]
     for i, method in enumerate(dict.fromkeys(r["method"] for r in sweep)):
-        rows = [r for r in sweep if r["method"] == method and r["converged"]]
-        ax.plot([r["kappa"] for r in rows], [r["iterations"] for r in rows], marker="o", color=f"C{i}",
+        mine = [r for r in sweep if r["method"] == method and r["converged"]]
+        ax.plot([r["kappa"] for r in mine], [r["iterations"] for r in mine], marker="o", color=f"C{i}",
                 label=f"{method} (measured)")
-        if any(r["predicted_iterations"] for r in rows):
-            ax.plot([r["kappa"] for r in rows], [r["predicted_iterations"] for r in rows], ls="none", marker="x",
-                    ms=10, color="k",
-                    label=f"{method} (predicted from the eigenvalues)")
+        if any(r["predicted_iterations"] for r in mine):
+            ax.plot([r["kappa"] for r in mine], [r["predicted_iterations"] for r in mine], ls="none", marker="x",
+                    ms=10, color="k", label=f"{method} (predicted from the eigenvalues)")
     ax.set(xscale="log", yscale="log", xlabel="condition number κ", ylabel=f"iterations to ‖∇L‖ < {cfg['grad_tol']:g}",
            title=f"quadratic, d = {cfg['dim']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    figs["kappa_sweep"] = fig
+    return fig
+
+
+def _time_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    summ = [r for r in records if r["part"] == "summary"]
     for ax, problem in zip(axes, ("quadratic", "logistic"), strict=True):
-        rows = [r for r in summ if r["problem"] == problem]
-        names = [r["method"] for r in rows]
-        secs = [r["seconds"] for r in rows]
-        colors = ["C2" if r["converged"] else ("C3" if r["diverged"] else "C7") for r in rows]
-        ax.barh(names, secs, color=colors)
-        for y, r in enumerate(rows):
+        mine = [r for r in rows if r["part"] == "summary" and r["problem"] == problem]
+        colors = ["C2" if r["converged"] else ("C3" if r["diverged"] else "C7") for r in mine]
+        ax.barh([r["method"] for r in mine], [r["seconds"] for r in mine], color=colors)
+        for y, r in enumerate(mine):
             ax.text(r["seconds"], y, f" {r['iterations']} it" + ("" if r["converged"] else " ✗"), va="center",
                     fontsize=7)
         ax.set(xscale="log", xlabel="seconds (this machine)", title=f"{problem}: time to ‖∇L‖ < {cfg['grad_tol']:g}")
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    figs["time"] = fig
-    captions = {
-        "quadratic": f"Convex quadratic (d = {cfg['dim']}, κ = {cfg['kappa']:g}, known eigenvalues): gradient norm "
-                     "and loss gap per iteration for GD at fixed steps, Jacobi-preconditioned GD and Newton.",
-        "logistic": f"Logistic regression (N = {cfg['n_samples']}, {cfg['features']} features, float64): gradient "
-                    "norm and L − L* per iteration; λ_max(θ*) is the curvature at the minimum, λ_max(θ₀) at the start.",
-        "kappa_sweep": "Iterations to the tolerance vs the condition number: GD at 1/λ_max (measured and the exact "
-                       "prediction from the eigenvalues), GD at 2/(λ_max + λ_min), and Newton (one step).",
-        "time": "Wall time to the tolerance per method (green: converged, grey: not within the iteration budget, red: "
-                "diverged), with the iteration counts; wall times are machine-dependent.",
-    }
-    return figs, captions
+    return fig
 
 
 STUDY = register(Study(
@@ -466,7 +493,7 @@ STUDY = register(Study(
              "method need, on a quadratic and on logistic regression?",
     notes="Source notes 001 (convergence for a convex problem: the optimal step 1/a, the 2/λ_max bound, scaling the "
           "axes, Newton's method with the inverse Hessian).",
-    **legacy(run),
+    measure=measure, verdict=verdict, figures=figures,
     checks={"kappa": AT_LEAST_ONE, "kappa_sweep": AT_LEAST_ONE, **dict.fromkeys(
         ("n_samples", "features", "feature_scale", "grad_tol", "max_iters", "sweep_max_iters", "step_multiples",
          "cg_tol"), POSITIVE)},
