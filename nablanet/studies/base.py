@@ -278,25 +278,3 @@ def pyplot() -> Any:
         raise ImportError("nablanet studies draw figures with matplotlib: pip install matplotlib") from exc
     return plt
 
-
-# TRANSITIONAL, removed once every study is written as measure, verdict, figures (issue 13):
-# wraps an old-style ``run(config) -> StudyResult`` into the three parts.
-@dataclass
-class _LegacyRecords(Records):
-    result: StudyResult | None = None
-
-
-def legacy(run: Callable[[dict[str, Any]], StudyResult]) -> dict[str, Any]:
-    def measure(cfg: dict[str, Any]) -> Records:
-        r = run(cfg)
-        return _LegacyRecords(r.records, r.fallback, r)
-
-    def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
-        r = records.result  # type: ignore[attr-defined]
-        return Verdict(r.verdict, r.headline)
-
-    def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
-        r = records.result  # type: ignore[attr-defined]
-        return {k: Figure(f, r.captions.get(k, "")) for k, f in r.figures.items()}
-
-    return {"measure": measure, "verdict": verdict, "figures": figures}
