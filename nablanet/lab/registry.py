@@ -79,12 +79,14 @@ class Registry:
 
         return deco
 
+    def registered_for(self, cls: type) -> type | None:
+        """``cls`` or its nearest base class that has a rule here (the MRO's first), or None."""
+        return next((base for base in cls.__mro__ if base in self._rules), None)
+
     def rule_for(self, cls: type) -> Callable[..., Any] | None:
         """The rule for ``cls`` or its nearest registered base class, or None."""
-        for base in cls.__mro__:
-            if base in self._rules:
-                return self._rules[base]
-        return None
+        owner = self.registered_for(cls)
+        return None if owner is None else self._rules[owner]
 
     def find(self, obj: Any) -> Callable[..., Any] | None:
         """The rule for ``type(obj)`` (see ``rule_for``), or None."""
