@@ -74,8 +74,7 @@ from nablanet.lab.gradcheck import relative_error as _rel_err
 from nablanet.lab.registry import Registry, jvp_rules, per_sample_grad_norms_rules, vjp_rop_rules
 from nablanet.lab.rules import missing_rules
 from nablanet.lab.rules.base import norms
-from nablanet.layers.base import Layer
-from nablanet.layers.sequential import Sequential
+from nablanet.layers import Layer, Sequential
 from nablanet.losses.quadratic import MSELoss
 
 __all__ = ["Check", "LayerCheckError", "LayerCheckReport", "check_layer"]
@@ -285,8 +284,8 @@ class _Checker:
                            check_input=bool(self.float_in) and len(self.float_in) == len(self.inputs),
                            train=self.train, seed=self.seed)
         for name, rel in report.rel_errors.items():
-            what = "dx" + name.removeprefix("input") if name.startswith("input") else f"d{name} (∂L/∂{name})"
-            self.add("finite differences", name, name not in report.failed, rel, FD_RTOL,
+            what = "dx" + name.removeprefix("input") if name.startswith("input") else f"d{name}"
+            self.add("finite differences", what, name not in report.failed, rel, FD_RTOL,
                      f"backprop's {what} disagrees with central differences of the forward (max abs error "
                      f"{report.abs_errors[name]:.1e}).{_sign_hint(rel)} Fix its formula in vjp, or move the example "
                      "input away from a kink (ReLU at 0, max-pool ties), where differences do not apply.")

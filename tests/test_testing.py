@@ -62,10 +62,10 @@ def test_a_wrong_sign_in_the_vjp_fails_with_a_clear_message() -> None:
     msg = str(info.value)
     assert isinstance(info.value, AssertionError)
     first = msg.splitlines()[1]
-    assert first.startswith("  FAIL  finite differences · input  error 2.0e+00 (allowed 1e-06): backprop's dx")
+    assert first.startswith("  FAIL  finite differences · dx  error 2.0e+00 (allowed 1e-06): backprop's dx")
     assert "about −1 times the right one: check the sign" in first and "Fix its formula in vjp" in first
-    assert _failed(info.value.report)[0] == "finite differences · input"
-    assert "finite differences · weight" not in _failed(info.value.report)  # the weight gradient is right
+    assert _failed(info.value.report)[0] == "finite differences · dx"
+    assert "finite differences · dweight" not in _failed(info.value.report)  # the weight gradient is right
 
 
 class NoBatchSum(Scale):  # type: ignore[misc, valid-type]

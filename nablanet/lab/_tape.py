@@ -16,8 +16,8 @@ import numpy as np
 
 from nablanet._random import RNGLike, get_rng
 from nablanet._validation import as_float_input, check_finite
+from nablanet.layers import Sequential
 from nablanet.layers.base import Layer, Tape, TapeEntry
-from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import _AVERAGING, Loss, LossCache
 
 

@@ -81,7 +81,10 @@ class Registry:
 
     def registered_for(self, cls: type) -> type | None:
         """``cls`` or its nearest base class that has a rule here (the MRO's first), or None."""
-        return next((base for base in cls.__mro__ if base in self._rules), None)
+        for base in cls.__mro__:
+            if base in self._rules:
+                return base
+        return None
 
     def rule_for(self, cls: type) -> Callable[..., Any] | None:
         """The rule for ``cls`` or its nearest registered base class, or None."""

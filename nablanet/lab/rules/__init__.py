@@ -33,9 +33,9 @@ from nablanet.lab.registry import (
     vjp_rop_rules,
 )
 from nablanet.lab.rules import activations, base, conv, dropout, linear, losses, normalization, pooling, shape, softmax
+from nablanet.layers import Sequential
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
-from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import Loss
 
 __all__ = [
