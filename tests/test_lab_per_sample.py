@@ -16,15 +16,17 @@ from nablanet.lab import per_sample as ps
 from nablanet.lab._tape import per_sample_factor, run_tape
 from nablanet.lab.grad_norms import grad_norms, grad_norms_from_tape
 from nablanet.lab.per_sample import (
-    conv_uses_gram,
     layer_norms,
-    linear_uses_gram,
     per_sample_grad_norms,
     per_sample_grad_norms_from_tape,
     per_sample_grads,
     per_sample_grads_from_tape,
 )
 from nablanet.lab.registry import Registry
+from nablanet.lab.rules import conv as conv_rules
+from nablanet.lab.rules import linear as linear_rules
+from nablanet.lab.rules.conv import conv_uses_gram
+from nablanet.lab.rules.linear import linear_uses_gram
 from nablanet.parameter import Parameter
 
 TOL = 1e-10
@@ -250,8 +252,8 @@ def test_closed_forms_equal_materialized_norms(case: str, block_bytes: int, monk
         assert all(len(e.cache.starts) - 1 == shape[0] for e in run.tape if isinstance(e.layer, nn.Conv2d | nn.Conv1d))
     ref = _materialized_norms(model, loss, x, t)
     for branch in (True, False):  # force each branch of the convolution and Linear rules on every geometry
-        monkeypatch.setattr(ps, "conv_uses_gram", lambda *_, b=branch: b)
-        monkeypatch.setattr(ps, "linear_uses_gram", lambda *_, b=branch: b)
+        monkeypatch.setattr(conv_rules, "conv_uses_gram", lambda *_, b=branch: b)
+        monkeypatch.setattr(linear_rules, "linear_uses_gram", lambda *_, b=branch: b)
         ours = per_sample_grad_norms(model, loss, x, t)
         for name, v in ours.items():
             assert rel_err(v, ref[name]) <= 1e-12, (name, branch)

@@ -14,6 +14,11 @@ On demand, from a model, a loss and a batch::
 and during training, ``nn.lab.Recorder(every, quantities)`` as a ``fit`` callback reading each
 step's tape. Per-sample gradients are gradients of each sample's own loss ℓₙ: under
 ``reduction="mean"`` the batch gradient is their mean.
+
+What the instruments need per layer beyond forward and VJP (R-op rules for curvature, closed-form
+per-sample norms, activation statistics) sits in ``nablanet/lab/rules/``, a tree mirroring
+``nablanet/layers/`` file by file, looked up through the registries of ``nablanet.lab.registry``;
+``nn.testing.check_layer`` checks a layer against all of it.
 """
 
 from nablanet.lab import plots

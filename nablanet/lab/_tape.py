@@ -3,7 +3,8 @@
 Instruments never call a layer's code for first-order quantities beyond what backward already
 computed; they read ``TapeEntry(name, layer, cache, dy, grads)`` records. ``run_tape`` produces
 them on demand (``per_sample_grad_norms(model, loss, x, y)``), and ``fit`` hands them to
-callbacks during training.
+callbacks during training. ``forward_trace`` is the forward half alone, keeping what each leaf
+layer saw (its input too, which the tape does not hold).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nablanet._random import RNGLike
+from nablanet._random import RNGLike, get_rng
 from nablanet._validation import as_float_input, check_finite
+from nablanet.layers import Sequential
 from nablanet.layers.base import Layer, Tape, TapeEntry
 from nablanet.losses.base import _AVERAGING, Loss, LossCache
 
@@ -65,3 +67,37 @@ def batch_size_of(tape: Tape) -> int:
     if not tape:
         raise ValueError("the tape is empty: the model has no layers")
     return int(tape[0].dy.shape[0])
+
+
+class Trace(NamedTuple):
+    """One leaf layer's forward: its tape name, the layer, its input x, output y and cache."""
+
+    name: str
+    layer: Layer
+    x: Any
+    y: np.ndarray
+    cache: Any
+
+
+def forward_trace(model: Layer, x: Any, *, train: bool = False, rng: RNGLike = None) -> list[Trace]:
+    """One forward pass, leaf by leaf, keeping each leaf's input, output and cache.
+
+    The same computation as ``model.forward(x, train=train, rng=rng)`` (one generator drawn for the
+    whole pass in training mode, as Sequential does), with the intermediate outputs kept. Nested
+    Sequentials are walked (names as on the tape: ``"0"``, ``"2.1"``); any other layer, a container
+    with its own data flow included, is one leaf.
+    """
+    gen = get_rng(rng) if train else rng
+    traces: list[Trace] = []
+
+    def walk(layer: Layer, h: Any, name: str) -> Any:
+        if isinstance(layer, Sequential):
+            for child_name, child in layer.named_children():
+                h = walk(child, h, f"{name}.{child_name}" if name else child_name)
+            return h
+        y, cache = layer.forward(h, train=train, rng=gen)
+        traces.append(Trace(name, layer, h, y, cache))
+        return y
+
+    walk(model, x, "")
+    return traces

@@ -26,9 +26,11 @@ included, names as on the tape: ``"0"``, ``"2.1"``) and reading each layer's out
     yₙᵤ = 0 means xₙᵤ ≤ 0. A unit dead on one batch may be alive on another: use a batch large
     enough to speak for the data.
 
-Other layer types get the generic quantities only. Register a rule for a new type with
-``@activation_rules.register(MyLayer)``; it is called as ``rule(layer, x, y, cache, eps)`` with the
-layer's input x and output y and returns ``{quantity: value}``.
+Other layer types get the generic quantities only. The rules sit beside their layers, in
+``nablanet/lab/rules/activations.py``; register one for a new type with
+``@activation_rules.register(MyLayer)`` (``from nablanet.lab.registry import activation_rules``); it is
+called as ``rule(layer, x, y, cache, eps)`` with the layer's input x and output y and returns
+``{quantity: value}``.
 
 ``gradient_histograms(tape)`` gives histograms of dy = ∂L/∂(output) per layer and of every
 parameter gradient on a tape, for a training recorder.
@@ -43,23 +45,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from nablanet._random import RNGLike, get_rng
+from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
-from nablanet.lab._tape import tape_parameters
-from nablanet.lab.registry import Registry
-from nablanet.layers.activations import ELU, Elementwise, ElementwiseCache, Hardtanh, ReLU, Sigmoid, Softplus, Tanh
+from nablanet.lab import rules as _rules  # noqa: F401  (registers the activation rules)
+from nablanet.lab._tape import forward_trace, tape_parameters
+from nablanet.lab.registry import activation_rules
 from nablanet.layers.base import Layer, Tape
-from nablanet.layers.sequential import Sequential
 
 Bins = int | Sequence[float] | np.ndarray
-
-activation_rules = Registry("activation")
-"""Per-type quantities beyond the generic mean/std/histogram: ``rule(layer, x, y, cache, eps) -> dict``."""
-
 
 # -- histograms -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -167,36 +164,6 @@ class ActivationStats:
         return rows
 
 
-class _Trace(NamedTuple):
-    name: str
-    layer: Layer
-    x: np.ndarray
-    y: np.ndarray
-    cache: Any
-
-
-def _forward_trace(model: Layer, x: np.ndarray, train: bool, rng: RNGLike) -> list[_Trace]:
-    """One forward pass, leaf by leaf, keeping each leaf's input, output and cache.
-
-    The same computation as ``model.forward(x, train=train, rng=rng)`` (one generator drawn for the
-    whole pass in training mode, as Sequential does), with the intermediate outputs kept.
-    """
-    gen = get_rng(rng) if train else rng
-    traces: list[_Trace] = []
-
-    def walk(layer: Layer, h: np.ndarray, name: str) -> np.ndarray:
-        if isinstance(layer, Sequential):
-            for child_name, child in layer.named_children():
-                h = walk(child, h, f"{name}.{child_name}" if name else child_name)
-            return h
-        y, cache = layer.forward(h, train=train, rng=gen)
-        traces.append(_Trace(name, layer, h, y, cache))
-        return y
-
-    walk(model, x, "")
-    return traces
-
-
 def activation_stats(
     model: Layer,
     x: Any,
@@ -226,7 +193,7 @@ def activation_stats(
             f"activation_stats needs a non-empty batch (N, ...); got x.shape={xa.shape}. Use x[None] for one sample."
         )
     out: dict[str, LayerActivationStats] = {}
-    for t in _forward_trace(model, xa, train, rng):
+    for t in forward_trace(model, xa, train=train, rng=rng):
         rule = activation_rules.find(t.layer)
         quantities = {} if rule is None else dict(rule(t.layer, t.x, t.y, t.cache, float(eps)))
         y = np.asarray(t.y)
@@ -240,34 +207,6 @@ def activation_stats(
             quantities=quantities,
         )
     return ActivationStats(out)
-
-
-def _input_output(x: np.ndarray, y: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) as the elementwise layer saw them (its cache holds x in the floating dtype it used)."""
-    if isinstance(cache, ElementwiseCache):
-        return cache.x, cache.y
-    return x, y
-
-
-@activation_rules.register(Sigmoid, Tanh, Hardtanh, Softplus, ELU)
-def _saturation(layer: Elementwise, x: np.ndarray, y: np.ndarray, cache: Any, eps: float) -> dict[str, float]:
-    """saturation_fraction = mean over all N·U entries of [|f′(x)| < eps], f′ = ``layer.df``."""
-    xe, ye = _input_output(x, y, cache)
-    return {"saturation_fraction": float(np.mean(np.abs(layer.df(xe, ye)) < eps))}
-
-
-@activation_rules.register(ReLU)
-def _dead_units(layer: ReLU, x: np.ndarray, y: np.ndarray, cache: Any, eps: float) -> dict[str, float]:
-    """zero_fraction, dead_fraction (units zero for every sample) and, for (N, C, *S), dead_channel_fraction."""
-    _, ye = _input_output(x, y, cache)
-    zero = ye == 0
-    out = {
-        "zero_fraction": float(np.mean(zero)),
-        "dead_fraction": float(np.mean(np.all(zero.reshape(zero.shape[0], -1), axis=0))),
-    }
-    if zero.ndim >= 3:
-        out["dead_channel_fraction"] = float(np.mean(np.all(zero, axis=(0, *range(2, zero.ndim)))))
-    return out
 
 
 # -- gradient histograms --------------------------------------------------------------------------

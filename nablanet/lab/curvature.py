@@ -36,8 +36,8 @@ Step sizes (the notes' convergence analysis). Near θ the loss is the quadratic 
 
 All randomness (Lanczos and power starting vectors, Hutchinson probes) comes from
 ``numpy.random.default_rng(seed)``. The model and the loss are evaluated once per call (forward and
-backward); every product reuses that point. Layers without a rule in ``nablanet.lab.rop`` (and batch
-norm with batch statistics) raise a clear error.
+backward); every product reuses that point. Layers without rules in ``nablanet/lab/rules/`` (and batch
+norm with batch statistics) raise a clear error naming the layer, the rule and where it belongs.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab import rop
+from nablanet.lab import rules as _rules  # noqa: F401  (registers every layer's and loss's rules)
 from nablanet.lab._tape import run_tape
+from nablanet.lab.registry import jvp_rules
 from nablanet.layers.base import Layer
 from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import Loss
@@ -233,7 +235,7 @@ class _Point:
         self.first = next((i for i, names in enumerate(self.owned) if names), len(self.tape))
         # the forward rules and the loss rule serve every product: look them up now, so an unknown layer or
         # loss fails before any work (the backward R-op rules, needed by H v but not by G v, fail at the first HVP)
-        self._jvp = [rop.jvp_rules[e.layer] for e in self.tape[self.first :]]
+        self._jvp = [jvp_rules[e.layer] for e in self.tape[self.first :]]
         self._loss_hvp = rop.loss_rule(loss)
 
     # -- flat helpers
@@ -435,13 +437,7 @@ def _lanczos(
     beta: list[float] = []
     anorm = 0.0
     for j in range(m_max):
-        w = op(q_rows[j])
-        a = float(q_rows[j] @ w)
-        w -= a * q_rows[j]
-        if alpha:
-            w -= beta[-1] * q_rows[j - 1]
-        for _ in range(2):  # full reorthogonalization against every block; twice is enough
-            w -= q_rows[: j + 1].T @ (q_rows[: j + 1] @ w)
+        a, w = _lanczos_step(op, q_rows, j, beta[-1] if alpha else None)
         b = float(np.linalg.norm(w))
         alpha.append(a)
         anorm = max(anorm, abs(a), b)
@@ -484,8 +480,30 @@ def _lanczos(
             )
         beta.append(b)
         q_rows[m] = w / b
-    vals = np.concatenate(done_vals)
-    vecs = np.concatenate(done_vecs, axis=1)
+    return _pick_pairs(done_vals, done_vecs, k, which)
+
+
+def _lanczos_step(
+    op: Callable[[np.ndarray], np.ndarray], q_rows: np.ndarray, j: int, beta_prev: float | None
+) -> tuple[float, np.ndarray]:
+    """One Lanczos step from row j: αⱼ = qⱼᵀ H qⱼ and w = H qⱼ − αⱼ qⱼ − βⱼ₋₁ qⱼ₋₁ (no βⱼ₋₁ term at a
+    block's first row), reorthogonalized against every row so far."""
+    w = op(q_rows[j])
+    a = float(q_rows[j] @ w)
+    w -= a * q_rows[j]
+    if beta_prev is not None:
+        w -= beta_prev * q_rows[j - 1]
+    for _ in range(2):  # full reorthogonalization against every block; twice is enough
+        w -= q_rows[: j + 1].T @ (q_rows[: j + 1] @ w)
+    return a, w
+
+
+def _pick_pairs(
+    vals_blocks: list[np.ndarray], vecs_blocks: list[np.ndarray], k: int, which: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k wanted eigenpairs among the exact ones of completed Lanczos blocks."""
+    vals = np.concatenate(vals_blocks)
+    vecs = np.concatenate(vecs_blocks, axis=1)
     sel = _pick(vals, k, which)
     if sel.size < k:  # pragma: no cover - k ≤ n is checked by the caller
         raise RuntimeError(f"Lanczos found only {sel.size} eigenvalues")

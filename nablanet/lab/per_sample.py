@@ -17,9 +17,10 @@ re-read each layer's cache and dy.
 
 * ``per_sample_grads_from_tape``: {name: (N, *param.shape)}, one ``layer.vjp(per_sample=True)``
   per parameterized layer.
-* ``per_sample_grad_norms_from_tape``: {name: (N,)} Euclidean norms ‖gₙ‖, by closed forms that
-  never materialize the per-sample gradients where one exists (Linear, Conv1d, Conv2d), and by
-  materializing them otherwise (any other parameterized layer, the generic ``Layer`` rule).
+* ``per_sample_grad_norms_from_tape``: {name: (N,)} Euclidean norms ‖gₙ‖, by each layer's rule in
+  ``per_sample_grad_norms_rules``: closed forms that never materialize the per-sample gradients where
+  one exists (Linear, Conv1d, Conv2d: ``rules/linear.py``, ``rules/conv.py``), and materializing them
+  otherwise (any other parameterized layer: the generic ``Layer`` rule in ``rules/base.py``).
 * ``per_sample_grads`` / ``per_sample_grad_norms``: the same on demand, running forward and backward
   with ``run_tape`` (``train=False`` by default: eval mode, so batch norm uses its running statistics
   and per-sample gradients are defined).
@@ -32,42 +33,22 @@ Index letters: n batch, i in, o out, p output position, r extra (time) position,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab._tape import batch_size_of, per_sample_factor, run_tape
-from nablanet.lab.registry import Registry
+from nablanet.lab.registry import per_sample_grad_norms_rules
+from nablanet.lab.rules.base import layer_per_sample_grads
 from nablanet.layers.base import Layer, Tape, TapeEntry
-from nablanet.layers.conv import ConvCache, _ConvNd
-from nablanet.layers.linear import Linear, LinearCache
 from nablanet.losses.base import Loss
 
 TOTAL = "total"
 """The key of the norm over all parameters in ``layer_norms`` (and ``grad_norms``)."""
 
-_CHUNK_ELEMENTS = 1 << 22  # materialized per-sample gradients are built this many entries at a time
-
-per_sample_grad_norms_rules = Registry("per_sample_grad_norms")
-"""Layer type → rule ``(entry, factor) -> {local name: (N,) norms}``; looked up along the MRO."""
-
 NormRule = Callable[[TapeEntry, float], dict[str, np.ndarray]]
-
-
-# -- materialized per-sample gradients ---------------------------------------------------------------
-def _layer_per_sample_grads(entry: TapeEntry, factor: float, who: str) -> dict[str, np.ndarray]:
-    """{local name: (N, *param)}: one per-sample VJP of the entry's layer, times ``factor``."""
-    try:
-        _, grads = entry.layer.vjp(entry.cache, entry.dy, per_sample=True, need_dx=False)
-    except ValueError as exc:
-        raise ValueError(
-            f"{who}: per-sample gradients of layer {entry.name!r} ({type(entry.layer).__name__}) are not "
-            f"available: {exc}"
-        ) from exc
-    return {local: g * factor if factor != 1.0 else g for local, g in grads.items()}
 
 
 def per_sample_grads_from_tape(tape: Tape, factor: float) -> dict[str, np.ndarray]:
@@ -82,131 +63,12 @@ def per_sample_grads_from_tape(tape: Tape, factor: float) -> dict[str, np.ndarra
     for entry in tape:
         if not entry.grads:
             continue
-        for local, g in _layer_per_sample_grads(entry, factor, "per_sample_grads").items():
+        for local, g in layer_per_sample_grads(entry, factor, "per_sample_grads").items():
             out[f"{entry.name}.{local}" if entry.name else local] = g
     return out
 
 
-# -- per-sample norms: the rules -------------------------------------------------------------------
-def _norms(g: np.ndarray) -> np.ndarray:
-    """‖gₙ‖ over every axis but the first: (N, …) → (N,)."""
-    flat = g.reshape(g.shape[0], -1)
-    return np.sqrt(np.einsum("nk,nk->n", flat, flat))
-
-
-def _sqrt_nonneg(sq: np.ndarray) -> np.ndarray:
-    """√ of a sum of squares computed by the Gram trick, whose rounding can dip just below 0."""
-    return np.sqrt(np.maximum(sq, 0.0))
-
-
-@per_sample_grad_norms_rules.register(Layer)
-def _materialized_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
-    """Generic rule for any parameterized layer without a closed form (LayerNorm, batch norm in eval
-    mode, new layers): materialize gₙ with ``vjp(per_sample=True)`` and take ‖gₙ‖.
-    Cost: the layer's per-sample VJP; memory N·|θ|."""
-    grads = _layer_per_sample_grads(entry, factor, "per_sample_grad_norms")
-    return {local: _norms(g) for local, g in grads.items()}
-
-
-def linear_uses_gram(r: int, i: int, o: int) -> bool:
-    """Whether the Gram trick is cheaper than materializing dWₙ for a Linear with R extra positions.
-
-    Per sample: Gram R²(i + o) multiply-adds (two R×R Gram matrices), materializing R·i·o (dWₙ = dyₙᵀxₙ).
-    """
-    return r * r * (i + o) < r * i * o
-
-
-@per_sample_grad_norms_rules.register(Linear)
-def _linear_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
-    """Per-sample norms of an affine layer, y = x Wᵀ + b, without materializing dWₙ where cheaper.
-
-    Input (N, i):  dWₙ = dyₙᵀ xₙ is an outer product (o × i), so  ‖dWₙ‖ = ‖dyₙ‖·‖xₙ‖  and  ‖dbₙ‖ = ‖dyₙ‖.
-        Cost N(i + o), no per-sample matrix at all.
-    Input (N, R, i) (extra axes flattened into R):  dWₙ = Σᵣ dyₙᵣᵀ xₙᵣ, and
-        ‖dWₙ‖² = Σᵣ Σᵣ′ (dyₙᵣ·dyₙᵣ′)(xₙᵣ·xₙᵣ′)   (the Gram trick: ⟨dyᵣᵀxᵣ, dyᵣ′ᵀxᵣ′⟩ = (dyᵣ·dyᵣ′)(xᵣ·xᵣ′)),
-        cost N·R²(i + o), used when ``linear_uses_gram``; otherwise dWₙ is materialized in chunks of
-        samples (cost N·R·i·o). ‖dbₙ‖ = ‖Σᵣ dyₙᵣ‖.
-    Every norm is multiplied by ``factor`` (N under "mean", 1 under "sum").
-    """
-    cache: LinearCache = entry.cache
-    x, dy = cache.x, entry.dy
-    n = x.shape[0]
-    i, o = x.shape[-1], dy.shape[-1]
-    x3 = x.reshape(n, -1, i)
-    dy3 = dy.reshape(n, -1, o)
-    r = x3.shape[1]
-    out: dict[str, np.ndarray] = {}
-    dy_norms = _norms(dy3) if r == 1 else None  # ‖dyₙ‖: both ‖dWₙ‖'s factor and ‖dbₙ‖ when R = 1
-    if "weight" in entry.grads:
-        if dy_norms is not None:
-            w = dy_norms * _norms(x3)
-        elif linear_uses_gram(r, i, o):
-            gy = dy3 @ np.swapaxes(dy3, 1, 2)  # (N, R, R): dyₙᵣ·dyₙᵣ′
-            gx = x3 @ np.swapaxes(x3, 1, 2)
-            w = _sqrt_nonneg(np.einsum("nrs,nrs->n", gy, gx))
-        else:
-            w = np.empty(n, dtype=np.result_type(x, dy))
-            step = max(1, _CHUNK_ELEMENTS // (i * o))
-            for n0 in range(0, n, step):
-                dwn = np.swapaxes(dy3[n0 : n0 + step], 1, 2) @ x3[n0 : n0 + step]  # (n, o, i)
-                w[n0 : n0 + step] = _norms(dwn)
-        out["weight"] = w * factor
-    if "bias" in entry.grads:
-        out["bias"] = (dy_norms if dy_norms is not None else _norms(dy3.sum(axis=1))) * factor
-    return out
-
-
-def conv_uses_gram(p: int, og: int, kg: int) -> bool:
-    """Whether the Gram trick is cheaper than materializing dWₙ for one group of a convolution.
-
-    Per sample and group, with P output positions, O_g output channels and K_g = ∏k·C_g im2col
-    columns: Gram P²(O_g + K_g) multiply-adds, materializing P·O_g·K_g.
-    """
-    return p * p * (og + kg) < p * og * kg
-
-
-@per_sample_grad_norms_rules.register(_ConvNd)
-def _conv_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
-    """Per-sample norms of Conv1d/Conv2d from the im2col blocks in the cache, without dWₙ where cheaper.
-
-    Per sample n and group g the weight gradient is a matrix product over the P = ∏S′ output
-    positions: dWₙ,g = dYₙ,gᵀ Xₙ,g, with dYₙ,g (P, O_g) the output gradient and Xₙ,g (P, K_g) the
-    sample's im2col rows (``layer.col_blocks`` forms them block by block, rows sample-major). Then
-
-        ‖dWₙ‖² = Σ_g ‖dYₙ,gᵀ Xₙ,g‖² = Σ_g Σ_p Σ_p′ (dYₙ,g[p]·dYₙ,g[p′]) (Xₙ,g[p]·Xₙ,g[p′])   (Gram trick)
-
-    costs P²(O_g + K_g) per sample and group (two P×P Gram matrices) against P·O_g·K_g for
-    materializing dWₙ,g; ``conv_uses_gram`` picks the cheaper. Either way the work runs block by
-    block, so the extra memory is at most about one im2col block. Bias: ‖dbₙ‖ = ‖Σ_p dYₙ[p]‖.
-    Every norm is multiplied by ``factor`` (N under "mean", 1 under "sum").
-    """
-    layer = cast(_ConvNd, entry.layer)  # registered for _ConvNd and its subclasses only
-    cache: ConvCache = entry.cache
-    dy = entry.dy  # (N, O, *S′)
-    n, g = cache.x_shape[0], layer.groups
-    og = layer.out_channels // g
-    p = math.prod(cache.out_spatial)
-    out: dict[str, np.ndarray] = {}
-    if "weight" in entry.grads:
-        dyg = np.moveaxis(dy, 1, -1).reshape(n, p, g, og)  # (N, P, G, O_g), rows as in im2col
-        sq = np.empty(n, dtype=np.result_type(dy, cache.xp))
-        for n0, n1, cols in layer.col_blocks(cache):
-            kg = cols.shape[-1]
-            xb = cols.reshape(g, n1 - n0, p, kg)  # (G, n, P, K_g)
-            dyb = dyg[n0:n1].transpose(2, 0, 1, 3)  # (G, n, P, O_g)
-            if conv_uses_gram(p, og, kg):
-                gy = dyb @ np.swapaxes(dyb, -1, -2)  # (G, n, P, P)
-                gx = xb @ np.swapaxes(xb, -1, -2)
-                sq[n0:n1] = np.einsum("gnpq,gnpq->n", gy, gx)
-            else:
-                dw = np.swapaxes(dyb, -1, -2) @ xb  # (G, n, O_g, K_g)
-                sq[n0:n1] = np.einsum("gnok,gnok->n", dw, dw)
-        out["weight"] = _sqrt_nonneg(sq) * factor
-    if "bias" in entry.grads:
-        out["bias"] = _norms(dy.reshape(n, layer.out_channels, -1).sum(axis=-1)) * factor
-    return out
-
-
+# -- per-sample norms ------------------------------------------------------------------------------
 def per_sample_grad_norms_from_tape(tape: Tape, factor: float) -> dict[str, np.ndarray]:
     """‖gₙ‖ for every parameter on the tape: {name: (N,)}, with gₙ = ∂ℓₙ/∂θ (see the module docstring).
 

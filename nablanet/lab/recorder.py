@@ -42,8 +42,8 @@ import numpy as np
 
 from nablanet._io import atomic_write_text
 from nablanet.lab._tape import batch_size_of, per_sample_factor, tape_parameters
-from nablanet.lab.activations import activation_rules
 from nablanet.lab.per_sample import TOTAL, layer_norms, per_sample_grad_norms_from_tape
+from nablanet.lab.registry import activation_rules
 from nablanet.lab.variance import noise_scale_from_tape
 from nablanet.layers.activations import ElementwiseCache
 from nablanet.layers.base import Tape

@@ -38,7 +38,8 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab._tape import batch_size_of, per_sample_factor, run_tape, tape_parameters
-from nablanet.lab.per_sample import TOTAL, _layer_per_sample_grads, per_sample_grad_norms_from_tape
+from nablanet.lab.per_sample import TOTAL, per_sample_grad_norms_from_tape
+from nablanet.lab.rules.base import layer_per_sample_grads
 from nablanet.layers.base import Layer, Tape
 from nablanet.losses.base import Loss
 
@@ -137,7 +138,7 @@ def gradient_stats_from_tape(tape: Tape, factor: float) -> GradientStatsReport:
     for entry in tape:
         if not entry.grads:
             continue
-        for local, g in _layer_per_sample_grads(entry, factor, "gradient_stats").items():
+        for local, g in layer_per_sample_grads(entry, factor, "gradient_stats").items():
             params[f"{entry.name}.{local}" if entry.name else local] = GradientStats.from_per_sample(g)
     total = NoiseScale.of(n, sum(s.trace_cov for s in params.values()), sum(s.grad_sq_norm for s in params.values()))
     return GradientStatsReport(params, total)
