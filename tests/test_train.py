@@ -132,7 +132,7 @@ def test_diverging_loss_stops_and_keeps_last_good_weights() -> None:
 
 
 class _DuckSGD:
-    """An optimizer that is not a nablanet Optimizer: fit falls back to copying the weights."""
+    """An optimizer that is not a nablanet Optimizer: fit's guard works the same for it."""
 
     def __init__(self, params: list[nn.Parameter], lr: float) -> None:
         self.params, self.lr = params, lr
