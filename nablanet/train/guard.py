@@ -23,7 +23,7 @@ class DivergenceGuard:
 
     def __init__(self, params: Iterable[Parameter]) -> None:
         self.params = list(params)
-        self.saved = [p.data.copy() for p in self.params]  # before any step: the weights fit began with
+        self.saved = [p.data.copy() for p in self.params]  # before any step: the weights of the first forward pass
 
     def step(self, optimizer: Any) -> None:
         """Keep the weights, then ``optimizer.step()``; a step that raises is undone before the error goes on."""

@@ -4,6 +4,25 @@ callbacks around it; ``evaluate`` and ``predict``.
 What is not the loop lives beside it: the divergence guard (``guard``), the Ctrl-C bookkeeping
 (``position``, ``interrupts``), the stopping tolerances and the printed table (callbacks), and
 truncated BPTT (``nablanet.layers.recurrent.truncated_bptt``).
+
+Resuming (bit for bit, from an epoch boundary): ``epochs`` counts the epochs of a ``fit`` call,
+which runs epochs ``initial_epoch, ..., initial_epoch + epochs - 1`` (Keras' ``initial_epoch``;
+unlike Keras, ``epochs`` is a count, not the last epoch). Load the model's weights, the
+optimizer's ``state_dict`` and every callback's ``state_dict`` saved after epoch k - 1, then call
+``fit(..., initial_epoch=k, epochs=N - k, history=saved_history)``: the weights and records equal
+those of one uninterrupted N-epoch run (all but ``seconds``), since epoch e's randomness comes
+from (seed, e). ``history``, if given, is continued: the returned History starts with its records
+(the argument is not changed), and its last record must be epoch ``initial_epoch - 1``.
+
+Ctrl-C: a ``KeyboardInterrupt`` anywhere in the loop stops training. The model keeps the weights
+after the last completed optimizer step (a SIGINT during a step is held until the step is done,
+see ``nablanet.train.interrupts``; a KeyboardInterrupt raised inside the step has it undone), the
+callbacks' ``on_train_end`` runs with ``logs["interrupted"] = True``, and ``fit`` returns the
+History so far: ``history.interrupted`` is True, ``history.interrupted_at == {"epoch": e,
+"batch": b, "batches": n}`` (b of epoch e's n batches were completed; the records hold the
+completed epochs) and ``stop_reason`` says so. Inside ``nablanet.train.propagate_interrupts()`` it
+raises ``TrainingInterrupted`` (a ``KeyboardInterrupt`` with ``.history``) after that clean stop
+instead of returning.
 """
 
 from __future__ import annotations
@@ -127,37 +146,23 @@ def fit(
 
     ``batch_size``: 1 is online SGD, None the full batch, anything else mini-batches. Epoch e's
     shuffle and any randomness in the forward pass (dropout) come from Generators seeded by
-    (seed, e), so a run resumed from a checkpoint with ``initial_epoch`` repeats the uninterrupted
-    run exactly. ``validation_split`` holds out a seeded random fraction of ``train``.
+    (seed, e). ``validation=(x, y)``, or ``validation_split`` (a seeded random fraction of ``train``
+    held out), adds the ``val_*`` columns, ``metrics`` columns of your own.
 
-    Resuming (bit for bit, from an epoch boundary): ``epochs`` counts the epochs of this call, which
-    runs epochs ``initial_epoch, ..., initial_epoch + epochs - 1`` (Keras' ``initial_epoch``; unlike
-    Keras, ``epochs`` is a count, not the last epoch). Load the model's weights, the optimizer's
-    ``state_dict`` and every callback's ``state_dict`` saved after epoch k - 1, then call
-    ``fit(..., initial_epoch=k, epochs=N - k, history=saved_history)``: the weights and records
-    equal those of one uninterrupted N-epoch run (all but ``seconds``). ``history``, if given,
-    is continued: the returned History starts with its records (the argument is not changed),
-    and its last record must be epoch ``initial_epoch - 1``.
+    Resuming from epoch k, bit for bit: load the weights and the optimizer's and callbacks' states
+    saved after epoch k − 1, then ``fit(..., initial_epoch=k, epochs=N − k, history=saved_history)``
+    (``epochs`` counts this call's epochs); see the module docs.
 
-    Ctrl-C: a ``KeyboardInterrupt`` anywhere in the loop stops training. The model keeps the
-    weights after the last completed optimizer step (a SIGINT during a step is held until the step
-    is done, see ``nablanet.train.interrupts``), the callbacks' ``on_train_end`` runs with
-    ``logs["interrupted"] = True``, and ``fit`` returns the History so far: ``history.interrupted``
-    is True, ``history.interrupted_at == {"epoch": e, "batch": b, "batches": n}`` (b of epoch e's n
-    batches were completed; the records hold the completed epochs) and ``stop_reason`` says so.
-    Inside ``nablanet.train.propagate_interrupts()`` it raises ``TrainingInterrupted`` (a
-    ``KeyboardInterrupt`` with ``.history``) after that clean stop instead of returning.
+    Ctrl-C stops training cleanly: the model keeps the weights after the last completed step,
+    ``on_train_end`` runs with ``logs["interrupted"] = True``, and the History so far comes back
+    with ``interrupted_at`` and ``stop_reason`` set (inside ``propagate_interrupts()``,
+    ``TrainingInterrupted`` is raised instead); see the module docs.
 
-    Stopping rules (the notes'): stop after an epoch when ‖wₑ − wₑ₋₁‖ < ``tol_weights`` or when
-    |Lₑ − Lₑ₋₁| < ``tol_loss`` (mean training losses); ``fit`` adds the callbacks
-    ``WeightTolerance`` and ``LossTolerance`` for them, after yours. A non-finite training loss
-    stops training at once, with the message in ``history.stop_reason``, and the model keeps the
-    last weights that gave a finite loss (``nablanet.train.guard``). ``verbose=True`` prints a
-    table row per epoch (the ``EpochTable`` callback, added last).
-
-    ``bptt_truncate=k`` trains every recurrent layer (RNN, GRU, LSTM) with truncated backprop
-    through time: the gradient through the hidden state is cut every k steps (see
-    ``nablanet.layers.recurrent``); the layers' own setting is restored afterwards.
+    Stopping: a non-finite training loss stops training with the last weights that gave a finite
+    loss (``nablanet.train.guard``); the notes' rules stop after an epoch when ‖wₑ − wₑ₋₁‖ <
+    ``tol_weights`` or |Lₑ − Lₑ₋₁| < ``tol_loss`` (callbacks ``fit`` adds after yours, as it adds
+    the table that ``verbose=True`` prints). ``bptt_truncate=k`` cuts the state gradient of every
+    recurrent layer every k steps while ``fit`` runs (``nablanet.layers.recurrent.truncated_bptt``).
     """
     first = _check_epochs(epochs, initial_epoch)
     history = _continued(history, first)
@@ -166,7 +171,7 @@ def fit(
     ctx = TrainingContext(model, loss, optimizer, history, callbacks=list(callbacks))
     hooks = CallbackList([*callbacks, *_added_callbacks(tol_loss, tol_weights, verbose)], ctx)
     truncation: AbstractContextManager[None] = nullcontext()
-    if bptt_truncate is not None:
+    if bptt_truncate is not None:  # refused here, before training, when the model has no recurrent layer
         truncation = truncated_bptt(model, bptt_truncate, caller="fit")
     plan = _Plan(x, y, val, batch_size, shuffle, seed, metrics, range(first, first + epochs))
     was_training = model.training
@@ -212,9 +217,9 @@ def _run(model: Layer, loss: Loss, optimizer: Any, plan: _Plan, ctx: TrainingCon
 def _train(model: Layer, loss: Loss, optimizer: Any, plan: _Plan, ctx: TrainingContext, hooks: CallbackList,
            at: Position, shield: StepShield) -> None:
     """The notes' loop: for each epoch, for each mini-batch: forward, loss, backward, step."""
-    guard = DivergenceGuard(model.parameters())
     n_batches = math.ceil(len(plan.x) / (plan.batch_size or len(plan.x)))
     hooks.on_train_begin({})
+    guard = DivergenceGuard(model.parameters())
     for epoch in plan.epochs:
         t0 = time.perf_counter()
         order_rng, forward_rng = np.random.default_rng([plan.seed, epoch]), np.random.default_rng([plan.seed, epoch, 1])
