@@ -15,7 +15,8 @@ from nablanet.train.history import History
 
 @dataclass
 class TrainingContext:
-    """What a callback can see and change during ``fit``."""
+    """What a callback can see and change during ``fit``. ``callbacks`` are those passed to ``fit``
+    (the ones whose states a checkpoint saves), not those ``fit`` adds for its own arguments."""
 
     model: Layer
     loss: Loss
