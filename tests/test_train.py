@@ -132,7 +132,7 @@ def test_diverging_loss_stops_and_keeps_last_good_weights() -> None:
 
 
 class _DuckSGD:
-    """An optimizer that is not a nablanet Optimizer: fit falls back to copying the weights."""
+    """An optimizer that is not a nablanet Optimizer: fit's guard works the same for it."""
 
     def __init__(self, params: list[nn.Parameter], lr: float) -> None:
         self.params, self.lr = params, lr
@@ -217,6 +217,67 @@ def test_fit_gives_back_the_arrays_when_a_callback_raises() -> None:
         nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), epochs=1,
                batch_size=4, callbacks=[cbs.LambdaCallback(on_batch_end=boom)])
     assert all(p.data is a for p, a in zip(model.parameters(), arrays, strict=True))
+
+
+def test_a_first_loss_that_is_not_finite_leaves_the_weights_as_they_were() -> None:
+    x, y = _blobs(40)
+    model = _model()
+    model[2].weight.data[...] = 3e38  # type: ignore[attr-defined]  # finite, but the outputs overflow
+    start = {k: v.copy() for k, v in model.state_dict().items()}
+    h = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), train=(x, y), epochs=2)
+    assert len(h) == 0 and "at epoch 0, batch 0" in (h.stop_reason or "")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, start[k])
+
+
+def test_verbose_prints_a_row_per_epoch_and_why_training_stopped(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = _blobs(40)
+    model = _model()
+    h = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=1e-9), train=(x, y), epochs=10,
+               tol_loss=1e-3, shuffle=False, batch_size=None, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["epoch", "loss", "accuracy", "val_loss", "val_error", "lr", "seconds"]
+    assert [row.split()[0] for row in lines[1:3]] == ["0", "1"]
+    assert lines[1].split()[3:5] == ["-", "-"]  # no validation data
+    assert lines[3] == f"stopped: {h.stop_reason}" and len(lines) == 4
+
+
+def test_the_callbacks_fit_adds_run_after_the_users_and_are_not_theirs() -> None:
+    x, y = _blobs(40)
+    model = _model()
+    seen: list[Any] = []
+
+    class Stop(cbs.Callback):
+        def on_train_begin(self, logs: dict[str, Any]) -> None:
+            seen.append(list(self.context.callbacks))
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            self.context.stop("mine")
+
+    mine = Stop()
+    h = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=1e-9), train=(x, y), epochs=10,
+               tol_weights=1e3, tol_loss=1e3, callbacks=[mine])
+    assert h.stop_reason == "mine" and len(h) == 1  # the user's reason comes first
+    assert seen == [[mine]]  # the checkpointed callbacks are the user's only
+
+
+def test_truncated_bptt_sets_every_recurrent_layer_and_restores_each() -> None:
+    from nablanet.layers.recurrent import recurrent_layers, truncated_bptt
+
+    gru, lstm = nn.GRU(2, 3, bptt_truncate=4), nn.LSTM(3, 3)
+    model = nn.Sequential(nn.Sequential(gru), nn.Sequential(nn.Sequential(lstm)), nn.LastStep())
+    assert recurrent_layers(model) == [gru, lstm] and recurrent_layers(lstm) == [lstm]
+    with truncated_bptt(model, 2):
+        assert (gru.bptt_truncate, lstm.bptt_truncate) == (2, 2)
+    assert (gru.bptt_truncate, lstm.bptt_truncate) == (4, None)
+    with pytest.raises(RuntimeError, match="inside"), truncated_bptt(model, 1):
+        raise RuntimeError("inside")
+    assert (gru.bptt_truncate, lstm.bptt_truncate) == (4, None)
+    with pytest.raises(ValueError, match="positive int"), truncated_bptt(model, 0):
+        pass
+    assert (gru.bptt_truncate, lstm.bptt_truncate) == (4, None)
+    with pytest.raises(ValueError, match=r"^truncated_bptt\(bptt_truncate=3\): the model has no recurrent layer"):
+        truncated_bptt(nn.Sequential(nn.Linear(2, 2)), 3)
 
 
 def test_stopping_rules_on_weight_step_and_loss_change() -> None:

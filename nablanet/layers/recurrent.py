@@ -863,3 +863,43 @@ class LastStep(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"dim": self.dim}
+
+
+# -- truncated BPTT for a whole model (what fit(bptt_truncate=k) uses) ---------------------------
+def recurrent_layers(model: Layer) -> list[RNNBase]:
+    """Every recurrent layer (RNN, GRU, LSTM) in ``model``, the model itself included, depth first."""
+    found: list[RNNBase] = [model] if isinstance(model, RNNBase) else []
+    for child in model.children():
+        found += recurrent_layers(child)
+    return found
+
+
+def truncated_bptt(model: Layer, k: int, *, caller: str = "truncated_bptt") -> _TruncatedBPTT:
+    """``with truncated_bptt(model, k):`` every recurrent layer of ``model`` has ``bptt_truncate = k``
+    inside the block (see the module docs); each gets its own setting back afterwards. A model
+    without a recurrent layer is refused; ``caller`` names the function in that message.
+    """
+    layers = recurrent_layers(model)
+    if not layers:
+        raise ValueError(f"{caller}(bptt_truncate={k!r}): the model has no recurrent layer (RNN, GRU, LSTM)")
+    return _TruncatedBPTT(layers, k)
+
+
+class _TruncatedBPTT:
+    """The context manager ``truncated_bptt`` returns: sets k on entry, restores each layer's own on exit."""
+
+    def __init__(self, layers: list[RNNBase], k: int) -> None:
+        self.layers, self.k = layers, k
+        self.saved = [m.bptt_truncate for m in layers]
+
+    def __enter__(self) -> None:
+        try:
+            for m in self.layers:
+                m.bptt_truncate = self.k  # validated by the layer
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        for m, k in zip(self.layers, self.saved, strict=True):
+            m.bptt_truncate = k

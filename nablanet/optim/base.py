@@ -1,10 +1,9 @@
 """The optimizer interface: parameter groups, scheduled hyperparameters, state by parameter index.
 
 An optimizer sees ``Parameter`` objects (``.data`` and ``.grad``), never layers. Each subclass
-writes one per-array rule, ``_update(p, g, state, h)``, where ``state`` is that parameter's
-``{name: ndarray}`` and ``h`` holds the hyperparameters' values at this step as plain floats. A
-rule that ends in ``self._apply(p, delta)`` (w ← w − delta) and sets ``_writes_through_apply``
-lets ``step(keep_previous=True)`` keep the old weights without copying them.
+writes one per-array rule, ``_update(p, g, state, h)``, that updates ``p.data`` in place; ``state`` is
+that parameter's ``{name: ndarray}`` and ``h`` holds the hyperparameters' values at this step as
+plain floats. An optimizer knows nothing of ``fit``: a parameter keeps its array for its whole life.
 
 Hyperparameters
     Every numeric hyperparameter (lr, momentum, an entry of betas, weight_decay, ...) is a number or
@@ -72,10 +71,6 @@ class Optimizer:
     # The numeric hyperparameters of a subclass and their valid values. Names not listed here
     # (nesterov, amsgrad, centered) are fixed options, validated in ``_check``.
     ranges: ClassVar[dict[str, Range]] = {}
-    # True when ``_update`` writes the parameter only through ``_apply``, with a delta that is a
-    # temporary of its own (all built-in rules). A subclass that updates ``p.data`` in place
-    # leaves it False and still works everywhere (``step(keep_previous=True)`` then copies).
-    _writes_through_apply: ClassVar[bool] = False
 
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -84,11 +79,6 @@ class Optimizer:
         self.step_count = 0
         self._lr_scale = 1.0
         self._cache: dict[int, tuple[Any, dict[str, Any]]] = {}  # validated hyperparameters per group
-        # step(keep_previous=True): each parameter's array before the run, by index; the arrays
-        # before the last step; whether _apply writes a new array
-        self._first: dict[int, np.ndarray] = {}
-        self._previous: list[tuple[Parameter, np.ndarray]] | None = None
-        self._keeping = False
         for group in _as_groups(params, type(self).__name__):
             self._add_group(group)
         if not any(group["params"] for group in self.param_groups):
@@ -165,82 +155,20 @@ class Optimizer:
                 elif p.grad is not None:
                     p.grad.fill(0)
 
-    def step(self, *, keep_previous: bool = False) -> None:
-        """Update every parameter that has a gradient; then t ← t + 1.
-
-        By default each ``p.data`` is updated in place. With ``keep_previous=True`` the new values
-        go into a new array, which becomes ``p.data``, and the array that held the old values is
-        kept for ``restore_previous()``: the guard that lets ``fit`` keep the last good weights
-        without copying them at every step (the new array is the rule's own temporary, the
-        update's last operand, so this costs no extra pass over memory). ``forget_previous()``
-        ends such a run and puts each parameter's first array back.
-        """
-        previous: list[tuple[Parameter, np.ndarray]] = []
-        # a rule that updates p.data in place (no _apply) gets a copy to update instead
-        copy_first = keep_previous and not type(self)._writes_through_apply
-        self._keeping = keep_previous and not copy_first
-        try:
-            index = 0
-            for group in self.param_groups:
-                h = self._values(group, self.step_count)
-                for p in group["params"]:
-                    if p.grad is not None:
-                        if keep_previous:
-                            old = p.data
-                            self._first.setdefault(index, old)
-                            previous.append((p, old))
-                            if copy_first:
-                                p.data = old.copy()
-                        self._update(p, p.grad, self.state.setdefault(index, {}), h)
-                    index += 1
-        finally:
-            self._keeping = False
-        self._previous = previous if keep_previous else None
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place; then t ← t + 1."""
+        index = 0
+        for group in self.param_groups:
+            h = self._values(group, self.step_count)
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, self.state.setdefault(index, {}), h)
+                index += 1
         self.step_count += 1
 
-    def _apply(self, p: Parameter, delta: np.ndarray, scale: float | None = None) -> None:
-        """w ← scale·w − delta (scale omitted: w ← w − delta). ``delta`` is a temporary of the
-        rule's own: inside ``step(keep_previous=True)`` the result is written over it, and it
-        becomes ``p.data``; otherwise ``p.data`` is updated in place."""
-        w = p.data
-        if not self._keeping:
-            if scale is not None:
-                w *= scale
-            w -= delta
-            return
-        if delta.dtype == w.dtype and delta.shape == w.shape and delta.flags.writeable and delta is not p.grad:
-            out = delta
-        else:
-            out = np.empty_like(w)
-        if scale is None:
-            np.subtract(w, delta, out=out)
-        else:
-            np.subtract(np.multiply(w, scale), delta, out=out)
-        p.data = out
-
-    def restore_previous(self) -> None:
-        """Put back the values every parameter had before the last ``step(keep_previous=True)``.
-
-        Only the parameters go back: the optimizer's state (momentum, moments) and ``step_count``
-        keep that step, as after any other step.
-        """
-        for p, old in self._previous or ():
-            p.data = old
-        self._previous = []
-
-    def forget_previous(self) -> None:
-        """End a run of ``step(keep_previous=True)``: each parameter gets back the array it had
-        before the run, holding the current values."""
-        flat = [p for group in self.param_groups for p in group["params"]]
-        for index, first in self._first.items():
-            p = flat[index]
-            if p.data is not first and p.data.shape == first.shape and p.data.dtype == first.dtype:
-                np.copyto(first, p.data)
-                p.data = first
-        self._first = {}
-        self._previous = None
-
     def _update(self, p: Parameter, g: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
+        """The per-array rule: update ``p.data`` in place from the gradient ``g``, this parameter's
+        ``state`` and the hyperparameters ``h`` (floats, this step's values)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _update")
 
     # -- hyperparameter values and their validation -------------------------------------------

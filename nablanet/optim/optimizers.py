@@ -1,8 +1,7 @@
 """SGD (with momentum and Nesterov), Adam, AdamW, RMSprop and Adagrad: one per-array rule each.
 
 Every rule is PyTorch's single-tensor algorithm (``foreach=False``), written out for NumPy and
-updating ``p.data`` in its own dtype through ``Optimizer._apply`` (in place, or into the spare
-buffer under ``step(keep_previous=True)``). Notation: g = ∂L/∂w (``p.grad``), α the learning
+updating ``p.data`` in place, in its own dtype. Notation: g = ∂L/∂w (``p.grad``), α the learning
 rate after ``lr_scale``, λ the weight decay, t the optimizer's step counter (which schedules
 see), k the number of updates this parameter has received including this one (Adam's bias
 correction and Adagrad's decay count k, as PyTorch does; k = t + 1 unless some steps found
@@ -69,7 +68,6 @@ class SGD(Optimizer):
     0 ≤ dampening ≤ 1, weight_decay ≥ 0. nesterov=True needs momentum > 0 and dampening = 0.
     """
 
-    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "momentum": _UNIT_OPEN,
@@ -106,26 +104,17 @@ class SGD(Optimizer):
 
     def _update(self, p: Parameter, g: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         mu = h["momentum"]
-        d = g
         if h["weight_decay"] != 0:
-            d = p.data * h["weight_decay"]
-            d += g
+            g = g + h["weight_decay"] * p.data
         if mu != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = np.array(d, dtype=p.dtype, copy=True)
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
             else:
                 buf *= mu
-                buf += d if h["dampening"] == 0 else (1 - h["dampening"]) * d
-            if h["nesterov"]:
-                d = d + mu * buf
-            else:
-                d = buf
-        if d is g or d is state.get("momentum_buffer"):
-            self._apply(p, h["lr"] * d)
-        else:  # d is a temporary of our own: scale it in place
-            d *= h["lr"]
-            self._apply(p, d)
+                buf += g if h["dampening"] == 0 else (1 - h["dampening"]) * g
+            g = g + mu * buf if h["nesterov"] else buf
+        p.data -= h["lr"] * g
 
 
 class Adam(Optimizer):
@@ -143,7 +132,6 @@ class Adam(Optimizer):
     weight_decay ≥ 0.
     """
 
-    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "betas": _UNIT_OPEN,
@@ -181,25 +169,18 @@ class Adam(Optimizer):
     def _update(self, p: Parameter, g: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         lr, (b1, b2), wd = h["lr"], h["betas"], h["weight_decay"]
         k = _next_count(state)
-        decay = None  # AdamW: w ← (1 − αλ)·w − step, the decay applied first as PyTorch does
-        if wd != 0:
-            if self.decoupled_weight_decay:
-                decay = 1 - lr * wd
-            else:
-                g = g + wd * p.data
-        m = _zeros(state, "exp_avg", p)
-        v = _zeros(state, "exp_avg_sq", p)
+        if wd != 0 and self.decoupled_weight_decay:
+            p.data *= 1 - lr * wd  # AdamW: decay the weights, not the gradient
+        elif wd != 0:
+            g = g + wd * p.data
+        m, v = _zeros(state, "exp_avg", p), _zeros(state, "exp_avg_sq", p)
         m += (1 - b1) * (g - m)  # = β₁ m + (1 − β₁) g, in one pass over m
         v *= b2
         v += (1 - b2) * (g * g)
         if h["amsgrad"]:
             v = np.maximum(_zeros(state, "max_exp_avg_sq", p), v, out=state["max_exp_avg_sq"])
-        denom = np.sqrt(v)
-        denom /= math.sqrt(1 - b2**k)
-        denom += h["eps"]
-        step = np.divide(m, denom, out=denom)
-        step *= lr / (1 - b1**k)
-        self._apply(p, step, decay)
+        denom = np.sqrt(v) / math.sqrt(1 - b2**k) + h["eps"]
+        p.data -= lr / (1 - b1**k) * (m / denom)
 
 
 class AdamW(Adam):
@@ -234,7 +215,6 @@ class RMSprop(Optimizer):
     weight_decay ≥ 0, 0 ≤ momentum < 1.
     """
 
-    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "alpha": _UNIT,
@@ -277,19 +257,16 @@ class RMSprop(Optimizer):
         if h["centered"]:
             gbar = _zeros(state, "grad_avg", p)
             gbar += (1 - a) * (g - gbar)
-            s = np.sqrt(v - gbar * gbar)
+            s = np.sqrt(v - gbar * gbar) + h["eps"]
         else:
-            s = np.sqrt(v)
-        s += h["eps"]
-        step = np.divide(g, s, out=s)
+            s = np.sqrt(v) + h["eps"]
         if h["momentum"] > 0:
             buf = _zeros(state, "momentum_buffer", p)
             buf *= h["momentum"]
-            buf += step
-            step = np.multiply(buf, h["lr"], out=step)
+            buf += g / s
+            p.data -= h["lr"] * buf
         else:
-            step *= h["lr"]
-        self._apply(p, step)
+            p.data -= h["lr"] * (g / s)
 
 
 class Adagrad(Optimizer):
@@ -305,7 +282,6 @@ class Adagrad(Optimizer):
     used once, when S is created).
     """
 
-    _writes_through_apply = True
     ranges: ClassVar[dict[str, Range]] = {
         "lr": _NONNEG,
         "lr_decay": _NONNEG,
@@ -346,8 +322,4 @@ class Adagrad(Optimizer):
         lr_k = h["lr"] / (1 + (k - 1) * h["lr_decay"])
         s = _zeros(state, "sum", p, fill=h["initial_accumulator_value"])
         s += g * g
-        step = np.sqrt(s)
-        step += h["eps"]
-        np.divide(g, step, out=step)
-        step *= lr_k
-        self._apply(p, step)
+        p.data -= lr_k * (g / (np.sqrt(s) + h["eps"]))

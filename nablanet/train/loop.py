@@ -1,23 +1,59 @@
-"""``fit``: mini-batch gradient descent with validation, callbacks and stopping rules; ``evaluate``."""
+"""``fit``: the notes' training loop (epochs, mini-batches: forward, loss, backward, step) with
+callbacks around it; ``evaluate`` and ``predict``.
+
+What is not the loop lives beside it: the divergence guard (``guard``), the Ctrl-C bookkeeping
+(``position``, ``interrupts``), the stopping tolerances and the printed table (callbacks), and
+truncated BPTT (``nablanet.layers.recurrent.truncated_bptt``).
+
+Resuming (bit for bit, from an epoch boundary): ``epochs`` counts the epochs of a ``fit`` call,
+which runs epochs ``initial_epoch, ..., initial_epoch + epochs - 1`` (Keras' ``initial_epoch``;
+unlike Keras, ``epochs`` is a count, not the last epoch). Load the model's weights, the
+optimizer's ``state_dict`` and every callback's ``state_dict`` saved after epoch k - 1, then call
+``fit(..., initial_epoch=k, epochs=N - k, history=saved_history)``: the weights and records equal
+those of one uninterrupted N-epoch run (all but ``seconds``), since epoch e's randomness comes
+from (seed, e). ``history``, if given, is continued: the returned History starts with its records
+(the argument is not changed), and its last record must be epoch ``initial_epoch - 1``.
+
+Ctrl-C: a ``KeyboardInterrupt`` anywhere in the loop stops training. The model keeps the weights
+after the last completed optimizer step (a SIGINT during a step is held until the step is done,
+see ``nablanet.train.interrupts``; a KeyboardInterrupt raised inside the step has it undone), the
+callbacks' ``on_train_end`` runs with ``logs["interrupted"] = True``, and ``fit`` returns the
+History so far: ``history.interrupted`` is True, ``history.interrupted_at == {"epoch": e,
+"batch": b, "batches": n}`` (b of epoch e's n batches were completed; the records hold the
+completed epochs) and ``stop_reason`` says so. Inside ``nablanet.train.propagate_interrupts()`` it
+raises ``TrainingInterrupted`` (a ``KeyboardInterrupt`` with ``.history``) after that clean stop
+instead of returning.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from nablanet._validation import a_type, as_float_input, as_numeric_array, check_finite
 from nablanet.data.batching import batches
 from nablanet.layers.base import Layer
+from nablanet.layers.recurrent import truncated_bptt
 from nablanet.losses.base import Loss
 from nablanet.optim.base import Optimizer
 from nablanet.parameter import Parameter
-from nablanet.train.callbacks import Callback, TrainingContext
+from nablanet.train.callbacks import (
+    Callback,
+    CallbackList,
+    EpochTable,
+    LossTolerance,
+    TrainingContext,
+    WeightTolerance,
+)
+from nablanet.train.guard import DivergenceGuard, divergence_message
 from nablanet.train.history import History
 from nablanet.train.interrupts import StepShield, TrainingInterrupted, interrupts_propagate
+from nablanet.train.position import Position
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -85,10 +121,6 @@ def _split(
     return (x[tr], y[tr]), (x[va], y[va])
 
 
-def _flat_weights(model: Layer) -> np.ndarray:
-    return np.concatenate([p.data.ravel().astype(np.float64) for p in model.parameters()])
-
-
 def fit(
     model: Layer,
     loss: Loss,
@@ -114,46 +146,192 @@ def fit(
 
     ``batch_size``: 1 is online SGD, None the full batch, anything else mini-batches. Epoch e's
     shuffle and any randomness in the forward pass (dropout) come from Generators seeded by
-    (seed, e), so a run resumed from a checkpoint with ``initial_epoch`` repeats the uninterrupted
-    run exactly. ``validation_split`` holds out a seeded random fraction of ``train``.
+    (seed, e). ``validation=(x, y)``, or ``validation_split`` (a seeded random fraction of ``train``
+    held out), adds the ``val_*`` columns, ``metrics`` columns of your own.
 
-    Resuming (bit for bit, from an epoch boundary): ``epochs`` counts the epochs of this call, which
-    runs epochs ``initial_epoch, ..., initial_epoch + epochs - 1`` (Keras' ``initial_epoch``; unlike
-    Keras, ``epochs`` is a count, not the last epoch). Load the model's weights, the optimizer's
-    ``state_dict`` and every callback's ``state_dict`` saved after epoch k - 1, then call
-    ``fit(..., initial_epoch=k, epochs=N - k, history=saved_history)``: the weights and records
-    equal those of one uninterrupted N-epoch run (all but ``seconds``). ``history``, if given,
-    is continued: the returned History starts with its records (the argument is not changed),
-    and its last record must be epoch ``initial_epoch - 1``.
+    Resuming from epoch k, bit for bit: load the weights and the optimizer's and callbacks' states
+    saved after epoch k − 1, then ``fit(..., initial_epoch=k, epochs=N − k, history=saved_history)``
+    (``epochs`` counts this call's epochs); see the module docs.
 
-    Ctrl-C: a ``KeyboardInterrupt`` anywhere in the loop stops training. The model keeps the
-    weights after the last completed optimizer step (a SIGINT during a step is held until the step
-    is done, see ``nablanet.train.interrupts``), the callbacks' ``on_train_end`` runs with
-    ``logs["interrupted"] = True``, and ``fit`` returns the History so far: ``history.interrupted``
-    is True, ``history.interrupted_at == {"epoch": e, "batch": b, "batches": n}`` (b of epoch e's n
-    batches were completed; the records hold the completed epochs) and ``stop_reason`` says so.
-    Inside ``nablanet.train.propagate_interrupts()`` it raises ``TrainingInterrupted`` (a
-    ``KeyboardInterrupt`` with ``.history``) after that clean stop instead of returning.
+    Ctrl-C stops training cleanly: the model keeps the weights after the last completed step,
+    ``on_train_end`` runs with ``logs["interrupted"] = True``, and the History so far comes back
+    with ``interrupted_at`` and ``stop_reason`` set (inside ``propagate_interrupts()``,
+    ``TrainingInterrupted`` is raised instead); see the module docs.
 
-    Stopping rules (the notes'): stop after an epoch when ‖wₑ − wₑ₋₁‖ < ``tol_weights`` or when
-    |Lₑ − Lₑ₋₁| < ``tol_loss`` (mean training losses). A non-finite training loss stops training
-    at once, with the message in ``history.stop_reason``, and the model keeps the last weights
-    that gave a finite loss. To keep them without a copy per step, a nablanet optimizer writes each
-    step's new weights into a new array (``Optimizer.step(keep_previous=True)``): inside ``fit``
-    (in callbacks) a parameter's ``.data`` may be a different array from one step to the next, so
-    hold the ``Parameter``, not its array. When ``fit`` returns, every parameter has its own array
-    back, holding the trained values.
-
-    ``bptt_truncate=k`` trains every recurrent layer (RNN, GRU, LSTM) with truncated backprop
-    through time: the gradient through the hidden state is cut every k steps (see
-    ``nablanet.layers.recurrent``); the layers' own setting is restored afterwards.
+    Stopping: a non-finite training loss stops training with the last weights that gave a finite
+    loss (``nablanet.train.guard``); the notes' rules stop after an epoch when ‖wₑ − wₑ₋₁‖ <
+    ``tol_weights`` or |Lₑ − Lₑ₋₁| < ``tol_loss`` (callbacks ``fit`` adds after yours, as it adds
+    the table that ``verbose=True`` prints). ``bptt_truncate=k`` cuts the state gradient of every
+    recurrent layer every k steps while ``fit`` runs (``nablanet.layers.recurrent.truncated_bptt``).
     """
+    first = _check_epochs(epochs, initial_epoch)
+    history = _continued(history, first)
+    x, y, val = _training_data(loss, train, validation, validation_split, seed)
+    _check_optimizer(optimizer, list(model.parameters()))
+    ctx = TrainingContext(model, loss, optimizer, history, callbacks=list(callbacks))
+    hooks = CallbackList([*callbacks, *_added_callbacks(tol_loss, tol_weights, verbose)], ctx)
+    truncation: AbstractContextManager[None] = nullcontext()
+    if bptt_truncate is not None:  # refused here, before training, when the model has no recurrent layer
+        truncation = truncated_bptt(model, bptt_truncate, caller="fit")
+    plan = _Plan(x, y, val, batch_size, shuffle, seed, metrics, range(first, first + epochs))
+    was_training = model.training
+    try:
+        with truncation:
+            model.train()
+            _run(model, loss, optimizer, plan, ctx, hooks)
+    finally:
+        model.train(was_training)
+    if history.interrupted and interrupts_propagate():
+        raise TrainingInterrupted(history) from None
+    return history
+
+
+class _Plan(NamedTuple):
+    """What ``fit`` trains on, and how: the data, the batches, the seed, the epochs to run."""
+
+    x: np.ndarray
+    y: np.ndarray
+    val: tuple[np.ndarray, np.ndarray] | None
+    batch_size: int | None
+    shuffle: bool
+    seed: int
+    metrics: dict[str, Metric] | None
+    epochs: range
+
+
+def _run(model: Layer, loss: Loss, optimizer: Any, plan: _Plan, ctx: TrainingContext, hooks: CallbackList) -> None:
+    """``_train``, with a KeyboardInterrupt turned into a clean stop (recorded in ``ctx.history``)."""
+    at = Position(plan.epochs.start)
+    interrupted = False
+    try:
+        with StepShield() as shield:
+            _train(model, loss, optimizer, plan, ctx, hooks, at, shield)
+    except KeyboardInterrupt:
+        interrupted = True
+        ctx.history.interrupted_at = at.interrupted_at()
+        ctx.stop_training, ctx.stop_reason = True, at.interrupt_message()
+    hooks.on_train_end({"interrupted": interrupted, "stop_reason": ctx.stop_reason})
+    ctx.history.stop_reason = ctx.stop_reason
+
+
+def _train(model: Layer, loss: Loss, optimizer: Any, plan: _Plan, ctx: TrainingContext, hooks: CallbackList,
+           at: Position, shield: StepShield) -> None:
+    """The notes' loop: for each epoch, for each mini-batch: forward, loss, backward, step."""
+    n_batches = math.ceil(len(plan.x) / (plan.batch_size or len(plan.x)))
+    hooks.on_train_begin({})
+    guard = DivergenceGuard(model.parameters())
+    for epoch in plan.epochs:
+        t0 = time.perf_counter()
+        order_rng, forward_rng = np.random.default_rng([plan.seed, epoch]), np.random.default_rng([plan.seed, epoch, 1])
+        at.begin_epoch(epoch, n_batches)
+        hooks.on_epoch_begin(epoch, {"batches": n_batches})
+        means = _Means()
+        for b, (xb, yb) in enumerate(batches(plan.x, plan.y, plan.batch_size, shuffle=plan.shuffle, rng=order_rng)):
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
+                out, caches = model.forward(xb, train=True, rng=forward_rng)
+            value, lcache = _loss(loss, out, yb)
+            if not math.isfinite(value):  # diverged: back to the weights whose loss was finite
+                guard.restore()
+                ctx.stop(divergence_message(value, epoch, b, loss, yb))
+                break
+            lr = float(optimizer.current("lr"))
+            optimizer.zero_grad()
+            tape = model.backward(caches, loss.vjp(lcache))
+            _step(optimizer, guard, shield, at)
+            means.add(value, out, yb)
+            logs = {"loss": value, "lr": lr, "epoch": epoch, "batch": b, "size": len(xb)}
+            hooks.on_batch_end(epoch * n_batches + b, logs, tape)
+            if ctx.stop_training:
+                break
+        if means.seen == 0:
+            break
+        record = {"epoch": epoch, **means.record(), **_validation_scores(model, loss, plan)}
+        record.update(lr=float(optimizer.current("lr")), seconds=time.perf_counter() - t0)
+        hooks.on_epoch_end(epoch, record)
+        ctx.history.append(record)
+        hooks.on_epoch_complete(epoch, record)
+        if ctx.stop_training:
+            break
+
+
+def _loss(loss: Loss, out: np.ndarray, yb: np.ndarray) -> tuple[float, Any]:
+    """The batch loss and its cache; NaN (and no cache) when the loss refuses a non-finite output."""
+    try:
+        value, cache = loss.forward(out, yb)
+    except ValueError:  # any other complaint about the output stands
+        if np.isfinite(out).all():
+            raise
+        return math.nan, None
+    return float(value), cache
+
+
+def _step(optimizer: Any, guard: DivergenceGuard, shield: StepShield, at: Position) -> None:
+    """``optimizer.step()``, whole or not at all: a SIGINT during it waits until it is done (the
+    shield), and a KeyboardInterrupt raised inside it has it undone (the guard)."""
+    shield.in_step = at.in_step = True
+    try:
+        guard.step(optimizer)
+    finally:
+        shield.in_step = False
+    at.step_done()
+    shield.deliver()
+
+
+class _Means:
+    """The epoch's running means over its samples: the training loss and, where the targets allow, accuracy."""
+
+    def __init__(self) -> None:
+        self.loss_sum, self.hits, self.seen = 0.0, 0.0, 0
+        self.has_accuracy = False
+
+    def add(self, value: float, out: np.ndarray, yb: np.ndarray) -> None:
+        acc = _accuracy(out, yb)
+        self.loss_sum += value * len(yb)
+        self.hits += 0.0 if acc is None else acc * len(yb)
+        self.seen += len(yb)
+        self.has_accuracy = acc is not None
+
+    def record(self) -> dict[str, float | None]:
+        return {"loss": self.loss_sum / self.seen, "accuracy": self.hits / self.seen if self.has_accuracy else None}
+
+
+def _validation_scores(model: Layer, loss: Loss, plan: _Plan) -> dict[str, float | None]:
+    """``val_loss``, ``val_accuracy``, ``val_error`` and the metrics on the validation data, in eval mode."""
+    if plan.val is None:
+        return {}
+    model.eval()
+    try:
+        scores = evaluate(model, loss, plan.val[0], plan.val[1], metrics=plan.metrics)
+    finally:
+        model.train()
+    return {f"val_{k}": v for k, v in scores.items()}
+
+
+def _added_callbacks(tol_loss: float | None, tol_weights: float | None, verbose: bool) -> list[Callback]:
+    """The callbacks ``fit``'s own arguments ask for, run after the user's (and not saved with them)."""
+    added: list[Callback] = []
+    if tol_loss is not None:
+        added.append(LossTolerance(tol_loss))
+    if tol_weights is not None:
+        added.append(WeightTolerance(tol_weights))
+    if verbose:
+        added.append(EpochTable())
+    return added
+
+
+def _check_epochs(epochs: Any, initial_epoch: Any) -> int:
+    """``initial_epoch`` as an int, once both counts are checked."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs={epochs!r}: expected an int >= 0")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int | np.integer) or initial_epoch < 0:
         raise ValueError(f"initial_epoch={initial_epoch!r}: expected an int >= 0 (the index of the first epoch to run)")
-    initial_epoch = int(initial_epoch)
-    history = _continued(history, initial_epoch)
+    return int(initial_epoch)
+
+
+def _training_data(
+    loss: Loss, train: Any, validation: Any, validation_split: float | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(x, y) to train on and the validation pair (given, or split off ``train``), checked."""
     x, y = _check_pair(train, "train")
     if validation is not None and validation_split is not None:
         raise ValueError("pass either validation=(x, y) or validation_split, not both")
@@ -163,176 +341,7 @@ def fit(
         _check_labels(loss, val[1], "validation")
     if validation_split is not None:
         (x, y), val = _split(x, y, validation_split, seed)
-    params = list(model.parameters())
-    _check_optimizer(optimizer, params)
-    ctx = TrainingContext(model, loss, optimizer, history, callbacks=list(callbacks))
-    for cb in callbacks:
-        cb.set_context(ctx)
-    was_training = model.training
-    recurrent = [m for m in _leaves(model) if hasattr(m, "bptt_truncate")]
-    if bptt_truncate is not None and not recurrent:
-        raise ValueError(f"fit(bptt_truncate={bptt_truncate!r}): the model has no recurrent layer (RNN, GRU, LSTM)")
-    saved_truncation = [m.bptt_truncate for m in recurrent]
-    try:
-        if bptt_truncate is not None:
-            for m in recurrent:
-                m.bptt_truncate = bptt_truncate  # validated by the layer
-        model.train()
-        _run(model, loss, optimizer, x, y, val, ctx, callbacks, epochs=epochs, batch_size=batch_size,
-             shuffle=shuffle, seed=seed, metrics=metrics, tol_weights=tol_weights, tol_loss=tol_loss,
-             initial_epoch=initial_epoch, verbose=verbose)
-    finally:
-        model.train(was_training)
-        for m, k in zip(recurrent, saved_truncation, strict=True):
-            m.bptt_truncate = k
-    if history.interrupted and interrupts_propagate():
-        raise TrainingInterrupted(history) from None
-    return history
-
-
-class _Position:
-    """Where training stands: epoch, batches of it completed, batches in it, steps in this call."""
-
-    def __init__(self) -> None:
-        self.epoch: int | None = None
-        self.batch = 0
-        self.batches = 0
-        self.steps = 0
-        self.step_undone = False
-
-
-def _run(
-    model: Layer, loss: Loss, optimizer: Any, x: np.ndarray, y: np.ndarray,
-    val: tuple[np.ndarray, np.ndarray] | None, ctx: TrainingContext, callbacks: Sequence[Callback], *,
-    epochs: int, batch_size: int | None, shuffle: bool, seed: int, metrics: dict[str, Metric] | None,
-    tol_weights: float | None, tol_loss: float | None, initial_epoch: int, verbose: bool,
-) -> None:
-    """The epochs of ``fit``; a KeyboardInterrupt ends them cleanly (recorded in ``ctx.history``)."""
-    history = ctx.history
-    guard = _LastGood(list(model.parameters()), optimizer)
-    prev_w = _flat_weights(model) if tol_weights is not None else None
-    # a continued history gives the loss the uninterrupted run would compare with
-    prev_loss: float | None = history.records[-1].get("loss") if history.records else None
-    at = _Position()
-    n_batches = math.ceil(len(x) / (batch_size or len(x)))
-    interrupted = False
-    try:
-        with StepShield() as shield:
-            for cb in callbacks:
-                cb.on_train_begin({})
-            for epoch in range(initial_epoch, initial_epoch + epochs):
-                at.epoch, at.batch, at.batches = epoch, 0, n_batches
-                t0 = time.perf_counter()
-                order_rng, forward_rng = np.random.default_rng([seed, epoch]), np.random.default_rng([seed, epoch, 1])
-                for cb in callbacks:
-                    cb.on_epoch_begin(epoch, {"batches": n_batches})
-                loss_sum, hits, seen = 0.0, 0.0, 0
-                for b, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, rng=order_rng)):
-                    # -- the step: forward, loss, backward (VJPs into .grad), update ---------------------
-                    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
-                        out, caches = model.forward(xb, train=True, rng=forward_rng)
-                    try:
-                        value, lcache = loss.forward(out, yb)
-                    except ValueError:  # the loss refuses a non-finite output; any other complaint stands
-                        if np.isfinite(out).all():
-                            raise
-                        value, lcache = math.nan, None
-                    if lcache is None or not math.isfinite(value):
-                        guard.restore()
-                        ctx.stop(_divergence_message(value, epoch, b, loss, yb))
-                        break
-                    lr = float(optimizer.current("lr"))
-                    optimizer.zero_grad()
-                    tape = model.backward(caches, loss.vjp(lcache))
-                    shield.in_step = True  # a SIGINT now waits until the weights and the state are updated
-                    try:
-                        at.step_undone = True
-                        guard.step()  # optimizer.step(), keeping these weights: their loss was finite
-                        at.step_undone = False
-                    finally:
-                        shield.in_step = False
-                    at.batch, at.steps = b + 1, at.steps + 1
-                    shield.deliver()
-                    # -- bookkeeping -----------------------------------------------------------------
-                    loss_sum += float(value) * len(xb)
-                    acc = _accuracy(out, yb)
-                    hits += 0.0 if acc is None else acc * len(xb)
-                    seen += len(xb)
-                    logs = {"loss": float(value), "lr": lr, "epoch": epoch, "batch": b, "size": len(xb)}
-                    for cb in callbacks:
-                        cb.on_batch_end(epoch * n_batches + b, logs, tape)
-                    if ctx.stop_training:
-                        break
-                if seen == 0:
-                    break
-                record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / seen}
-                record["accuracy"] = hits / seen if _accuracy(out, yb) is not None else None
-                if val is not None:
-                    model.eval()
-                    try:
-                        scores = evaluate(model, loss, val[0], val[1], metrics=metrics)
-                    finally:
-                        model.train()
-                    record.update({f"val_{k}": v for k, v in scores.items()})
-                record["lr"] = float(optimizer.current("lr"))
-                record["seconds"] = time.perf_counter() - t0
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch, record)
-                history.append(record)
-                if verbose:
-                    _print_row(record, header=len(history) == 1)
-                if tol_loss is not None and prev_loss is not None and abs(record["loss"] - prev_loss) < tol_loss:
-                    ctx.stop(f"|L_e - L_e-1| = {abs(record['loss'] - prev_loss):.3g} < tol_loss={tol_loss}")
-                prev_loss = record["loss"]
-                if tol_weights is not None and prev_w is not None:
-                    w = _flat_weights(model)
-                    if float(np.linalg.norm(w - prev_w)) < tol_weights:
-                        ctx.stop(f"||w_e - w_e-1|| = {np.linalg.norm(w - prev_w):.3g} < tol_weights={tol_weights}")
-                    prev_w = w
-                for cb in callbacks:
-                    cb.on_epoch_complete(epoch, record)
-                if ctx.stop_training:
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        guard.close()  # each parameter gets back the array it had before fit
-    if interrupted:
-        history.interrupted_at = {"epoch": at.epoch if at.epoch is not None else initial_epoch,
-                                  "batch": at.batch, "batches": at.batches}
-        ctx.stop_training, ctx.stop_reason = True, _interrupt_message(at, len(history.records) > 0)
-    for cb in callbacks:
-        cb.on_train_end({"interrupted": interrupted, "stop_reason": ctx.stop_reason})
-    history.stop_reason = ctx.stop_reason
-    if verbose and ctx.stop_reason:
-        print(f"stopped: {ctx.stop_reason}")
-
-
-def _interrupt_message(at: _Position, any_epoch: bool) -> str:
-    if at.epoch is None:
-        return "interrupted (KeyboardInterrupt) before the first epoch began; the weights are unchanged"
-    if at.batch >= at.batches:
-        where = (f"in epoch {at.epoch} after its last batch ({at.batch} of {at.batches}), before the epoch's "
-                 "record was complete")
-    else:
-        where = f"in epoch {at.epoch} after {at.batch} of {at.batches} batches"
-    if at.steps == 0:
-        weights = "the weights are unchanged"
-    else:
-        weights = "the weights are those after the last completed step"
-    if at.step_undone:
-        weights += " (the interrupted step was undone; the optimizer's state may hold part of it)"
-    return f"interrupted (KeyboardInterrupt) {where}; {weights}"
-
-
-def _divergence_message(value: Any, epoch: int, b: int, loss: Loss, yb: np.ndarray) -> str:
-    ignore = getattr(loss, "ignore_index", None)
-    if ignore is not None and yb.ndim >= 1 and yb.dtype.kind in "iu" and bool((yb == ignore).all()):
-        return (f"loss became {value} at epoch {epoch}, batch {b}: every label of the batch is the loss's "
-                f"ignore_index={ignore}, so there is nothing to average over. Restored the last weights that gave a "
-                "finite loss. Fix: check the labels (a batch must hold at least one label that is not ignore_index).")
-    return (f"loss became {value} at epoch {epoch}, batch {b}; restored the last weights "
-            "that gave a finite loss. Lower the learning rate or check the data.")
+    return x, y, val
 
 
 def _continued(history: Any, initial_epoch: int) -> History:
@@ -382,70 +391,3 @@ def _check_optimizer(optimizer: Any, params: list[Parameter]) -> None:
             "again after the optimizer), so training would not change this model. Fix: build the optimizer on "
             "this model, e.g. nn.optim.SGD(model.parameters(), lr=0.1)."
         )
-
-
-class _LastGood:
-    """The weights of the last step whose loss was finite, restored when the loss diverges.
-
-    A nablanet ``Optimizer`` keeps them for free: ``step(keep_previous=True)`` writes the new
-    weights into a spare buffer and leaves the old array as it was. Any other optimizer gets a
-    copy of the weights before each step.
-    """
-
-    def __init__(self, params: list[Parameter], optimizer: Any) -> None:
-        self.params, self.optimizer = params, optimizer
-        self.buffered = isinstance(optimizer, Optimizer)
-        self.copies = None if self.buffered else [p.data.copy() for p in params]
-
-    def step(self) -> None:
-        """``optimizer.step()``; one that raises (a KeyboardInterrupt inside it) leaves the weights as before it."""
-        if self.copies is None:
-            before = [p.data for p in self.params]  # keep_previous leaves these arrays as they are
-            try:
-                self.optimizer.step(keep_previous=True)
-            except BaseException:
-                for p, old in zip(self.params, before, strict=True):
-                    p.data = old
-                raise
-            return
-        for p, good in zip(self.params, self.copies, strict=True):
-            np.copyto(good, p.data)
-        try:
-            self.optimizer.step()
-        except BaseException:
-            self.restore()
-            raise
-
-    def restore(self) -> None:
-        if self.copies is None:
-            self.optimizer.restore_previous()
-            return
-        for p, good in zip(self.params, self.copies, strict=True):
-            np.copyto(p.data, good)
-
-    def close(self) -> None:
-        """Every parameter gets back the array it had before ``fit`` (holding the new values)."""
-        if self.copies is None:
-            self.optimizer.forget_previous()
-
-
-def _leaves(layer: Layer) -> list[Layer]:
-    """Every layer without children, depth first."""
-    if not layer._modules:
-        return [layer]
-    return [leaf for child in layer._modules.values() for leaf in _leaves(child)]
-
-
-_COLUMNS = [("epoch", "{:>5d}"), ("loss", "{:>10.4f}"), ("accuracy", "{:>9.4f}"), ("val_loss", "{:>10.4f}"),
-            ("val_error", "{:>10.4f}"), ("lr", "{:>9.3g}"), ("seconds", "{:>8.2f}")]
-
-
-def _print_row(record: dict[str, Any], header: bool) -> None:
-    if header:
-        print("  ".join(f"{name:>{len(fmt.format(0) if 'd' in fmt else fmt.format(0.0))}}" for name, fmt in _COLUMNS))
-    cells = []
-    for name, fmt in _COLUMNS:
-        v = record.get(name)
-        width = len(fmt.format(0) if "d" in fmt else fmt.format(0.0))
-        cells.append(fmt.format(v) if v is not None else f"{'-':>{width}}")
-    print("  ".join(cells), flush=True)
