@@ -24,7 +24,6 @@ adds), ``plateau`` (ReduceLROnPlateau), ``files`` (CSVLogger, ModelCheckpoint), 
 (ProgressBar, and the table ``fit(verbose=True)`` prints).
 """
 
-from nablanet._io import atomic_write_text as atomic_write_text  # re-exported: older imports name it here
 from nablanet.train.callbacks.base import Callback, CallbackList, LambdaCallback, TrainingContext
 from nablanet.train.callbacks.display import EpochTable, ProgressBar
 from nablanet.train.callbacks.files import CSVLogger, ModelCheckpoint
