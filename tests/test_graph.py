@@ -12,7 +12,7 @@ import pytest
 from helpers import check_layer_fd, numeric_grad, rel_err
 
 import nablanet as nn
-from nablanet.layers import base, kernels, sequential
+from nablanet.layers import base, graph, kernels, sequential
 from nablanet.layers.attention import MultiheadAttention
 from nablanet.layers.bilinear import Bilinear
 from nablanet.layers.graph import Container, Multiply, Pair, Parallel, Residual
@@ -278,8 +278,31 @@ def test_whole_graph_model_finite_differences() -> None:
 def test_the_container_protocol_has_one_home() -> None:
     # graph.py, sequential.py and nablanet re-export base.py's classes; none holds a copy
     assert Container is base.Container and nn.Container is base.Container
+    assert graph.backward_child is base.backward_child
     assert sequential.TapeEntry is base.TapeEntry and nn.layers.TapeEntry is base.TapeEntry
     assert issubclass(MultiheadAttention, base.Container) and issubclass(nn.Sequential, base.Container)
+
+
+def test_a_users_container_runs_its_child_with_backward_child() -> None:
+    class Tripled(Container):  # y = 3 f(x), dx = J_fᵀ (3 dy)
+        def __init__(self, f: nn.Layer) -> None:
+            super().__init__()
+            self.f = f
+
+        def forward(self, x: Any, *, train: bool = False, rng: Any = None) -> tuple[Any, Any]:
+            y, cache = self.f.forward(x, train=train, rng=rng)
+            return 3.0 * y, cache
+
+        def _backward(
+            self, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: list, need_dx: bool = True
+        ) -> Any:
+            return base.backward_child(self.f, "f", cache, 3.0 * dy, per_sample, prefix, tape, need_dx)
+
+    model = nn.Sequential(Tripled(_lin(4, 3, 0)), nn.Tanh())
+    assert check_layer_fd(model, _x((3, 4))) <= 1e-6
+    y, caches = model.forward(_x((3, 4)))
+    assert [e.name for e in model.backward(caches, np.ones_like(y))] == ["0.f", "1"]
+    assert list(model.state_dict()) == ["0.f.weight", "0.f.bias"]
 
 
 class _Scale(nn.Layer):

@@ -23,11 +23,14 @@ import numpy as np
 
 from nablanet._random import RNGLike, get_rng
 from nablanet.layers import kernels
-from nablanet.layers.base import NO_DX, Combinator, Container, Layer, Tape
+from nablanet.layers.base import NO_DX, Combinator, Container, Layer, Tape, backward_child
 from nablanet.layers.sequential import Sequential
 
-# Container lives in base.py; it was long imported from here, so it stays importable here too.
-__all__ = ["COMBINES", "Container", "Multiply", "Pair", "Parallel", "ParallelCache", "Residual", "ResidualCache"]
+# Container and backward_child live in base.py; they were long imported from here, so they stay importable here
+__all__ = [
+    "COMBINES", "Container", "Multiply", "Pair", "Parallel", "ParallelCache", "Residual", "ResidualCache",
+    "backward_child",
+]
 
 
 # -- residual ----------------------------------------------------------------------------------------
