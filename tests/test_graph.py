@@ -12,6 +12,7 @@ import pytest
 from helpers import check_layer_fd, numeric_grad, rel_err
 
 import nablanet as nn
+from nablanet.layers import base, graph, kernels, sequential
 from nablanet.layers.attention import MultiheadAttention
 from nablanet.layers.bilinear import Bilinear
 from nablanet.layers.graph import Container, Multiply, Pair, Parallel, Residual
@@ -272,6 +273,83 @@ def test_backward_accumulates_what_value_and_grad_returns() -> None:
 def test_whole_graph_model_finite_differences() -> None:
     # Sequential(Pair, Bilinear) inside, tuple gradients included
     assert check_layer_fd(_graph_model(), _x((3, 4))) <= 1e-6
+
+
+def test_the_container_protocol_has_one_home() -> None:
+    # graph.py, sequential.py and nablanet re-export base.py's classes; none holds a copy
+    assert Container is base.Container and nn.Container is base.Container
+    assert graph.backward_child is base.backward_child
+    assert sequential.TapeEntry is base.TapeEntry and nn.layers.TapeEntry is base.TapeEntry
+    assert issubclass(MultiheadAttention, base.Container) and issubclass(nn.Sequential, base.Container)
+
+
+def test_a_users_container_runs_its_child_with_backward_child() -> None:
+    class Tripled(Container):  # y = 3 f(x), dx = J_fᵀ (3 dy)
+        def __init__(self, f: nn.Layer) -> None:
+            super().__init__()
+            self.f = f
+
+        def forward(self, x: Any, *, train: bool = False, rng: Any = None) -> tuple[Any, Any]:
+            y, cache = self.f.forward(x, train=train, rng=rng)
+            return 3.0 * y, cache
+
+        def _backward(
+            self, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: list, need_dx: bool = True
+        ) -> Any:
+            return base.backward_child(self.f, "f", cache, 3.0 * dy, per_sample, prefix, tape, need_dx)
+
+    model = nn.Sequential(Tripled(_lin(4, 3, 0)), nn.Tanh())
+    assert check_layer_fd(model, _x((3, 4))) <= 1e-6
+    y, caches = model.forward(_x((3, 4)))
+    assert [e.name for e in model.backward(caches, np.ones_like(y))] == ["0.f", "1"]
+    assert list(model.state_dict()) == ["0.f.weight", "0.f.bias"]
+
+
+class _Scale(nn.Layer):
+    """y = 2x, a leaf layer of this test only, whose kernels count their calls."""
+
+    def forward(self, x: Any, *, train: bool = False, rng: Any = None) -> tuple[Any, None]:
+        return 2.0 * x, None
+
+    def vjp(self, cache: Any, dy: Any, *, per_sample: bool = False, need_dx: bool = True) -> tuple[Any, dict]:
+        return 2.0 * dy, {}
+
+
+def test_every_container_runs_its_leaves_through_the_kernels_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"forward": 0, "vjp": 0}
+
+    def fast_forward(layer: _Scale, x: Any, *, train: bool, rng: Any) -> tuple[Any, None]:
+        calls["forward"] += 1
+        return layer.forward(x, train=train, rng=rng)
+
+    def fast_vjp(layer: _Scale, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool) -> tuple[Any, dict]:
+        calls["vjp"] += 1
+        return layer.vjp(cache, dy, per_sample=per_sample, need_dx=need_dx)
+
+    monkeypatch.setitem(kernels._FORWARD, _Scale, fast_forward)
+    monkeypatch.setitem(kernels._VJP, _Scale, fast_vjp)
+    model = nn.Sequential(_Scale(), Residual(_Scale(), nn.Tanh()), Multiply(_Scale(), nn.Sequential(_Scale())),
+                          nn.Sequential(Pair(_Scale(), _Scale()), Bilinear(3, 3, 2, dtype=F64, rng=0)))
+    y, caches = model.forward(_x((4, 3)))
+    assert calls == {"forward": 6, "vjp": 0}
+    tape = model.backward(caches, np.ones_like(y))
+    assert calls == {"forward": 6, "vjp": 6}
+    assert [e.name for e in tape] == ["0", "1.0", "1.1", "2.0", "2.1.0", "3.0.0", "3.0.1", "3.1"]
+    _Scale().backward(None, np.ones(3))  # a layer on its own goes through the dispatch too
+    assert calls["vjp"] == 7
+
+
+def test_a_container_repr_puts_its_options_above_its_children() -> None:
+    class Gate(Container):  # a user's container with options, printed as PyTorch prints one
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(2, 2)
+
+        def extra_repr(self) -> str:
+            return "gain=2"
+
+    assert repr(Gate()) == "Gate(\n  gain=2\n  (proj): Linear(in_features=2, out_features=2, bias=True)\n)"
+    assert repr(Multiply(nn.ReLU(), nn.Tanh())) == "Multiply(\n  (0): ReLU()\n  (1): Tanh()\n)"
 
 
 def test_state_dict_keys_are_the_tape_names() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -236,6 +238,32 @@ def test_backward_accumulates_into_grad_and_returns_tape() -> None:
     np.testing.assert_allclose(model[0].weight.grad, 2 * first)
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_layer_on_its_own_has_a_tape_of_one_unnamed_entry() -> None:
+    layer = nn.Linear(3, 2).double()
+    x = _input((4, 3))
+    y, cache = layer.forward(x)
+    tape = layer.backward(cache, np.ones_like(y))
+    assert [(e.name, e.layer) for e in tape] == [("", layer)]
+    np.testing.assert_allclose(layer.weight.grad, np.ones((2, 4)) @ x)
+
+
+def test_kernels_load_before_any_layer_module() -> None:
+    # a variant in layers/kernels/ imports the layer module it speeds up; that import works only if
+    # nablanet.layers loads kernels before the layer modules (base.py imports kernels)
+    code = """
+import sys
+started = []  # modules in the order their import starts (a finder is asked first, then declines)
+class Recorder:
+    def find_spec(self, name, path, target=None):
+        started.append(name)
+sys.meta_path.insert(0, Recorder())
+import nablanet
+print(started.index("nablanet.layers.kernels") < started.index("nablanet.layers.base"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
 
 
 def test_nested_tape_names_are_state_dict_prefixes() -> None:

@@ -84,6 +84,24 @@ def test_train_eval_modes_propagate() -> None:
     assert model[0][0].training
 
 
+def test_modes_dtypes_and_buffers_reach_every_depth() -> None:
+    model = nn.Sequential(nn.Residual(nn.BatchNorm1d(3), nn.Linear(3, 3)), nn.ReLU())
+    assert [k for k, _ in model.named_buffers()] == ["0.0.running_mean", "0.0.running_var", "0.0.num_batches_tracked"]
+    assert list(model.state_dict())[:4] == ["0.0.weight", "0.0.bias", "0.0.running_mean", "0.0.running_var"]
+    model.eval()
+    assert not model[0][0].training and not model[0][1].training
+    model.double()
+    assert model[0][0].running_mean.dtype == np.float64 and model[0][1].weight.dtype == np.float64
+    assert model[0][0].num_batches_tracked.dtype.kind == "i"  # integer buffers keep their dtype
+
+
+def test_backward_with_the_wrong_caches_says_so() -> None:
+    model = _mlp()
+    _, caches = model.forward(np.zeros((2, 64), np.float32))
+    with pytest.raises(ValueError, match="Sequential of 3 layers got 2 caches"):
+        model.backward(caches[:2], np.zeros((2, 10), np.float32))
+
+
 def test_repr_is_pytorch_like() -> None:
     assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2, bias=True)"
     assert "(1): Tanh()" in repr(_mlp())

@@ -10,8 +10,7 @@ import numpy as np
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike, get_rng
 from nablanet._validation import as_float_input, as_numeric_array, check_finite
-from nablanet.layers.base import NO_DX, Tape, TapeEntry, n_vector_axes
-from nablanet.layers.graph import Container
+from nablanet.layers.base import NO_DX, Container, Tape, TapeEntry, n_vector_axes
 from nablanet.layers.linear import Linear, LinearCache
 from nablanet.layers.softmax import softmax
 from nablanet.parameter import Parameter

@@ -12,6 +12,12 @@ Every layer implements two functions (see DESIGN.md):
   With ``need_dx=False`` (the first layer of a model during training, whose input gradient nobody
   reads) a layer may skip dx and return ``NO_DX``, an empty array, in its place.
 
+Inside a model, backward runs ``_backward(cache, dy, per_sample, prefix, tape, need_dx) -> dx``: a
+leaf layer runs its VJP and appends its ``TapeEntry`` to the tape; a ``Container`` (a layer made of
+child layers: ``Sequential``, ``Residual``, ``Parallel``, ``MultiheadAttention``, …) overrides it to
+run its children's, so the tape lists every leaf layer of the model, flat, in forward order, named
+by its state_dict prefix. That is the container protocol; the instruments read only the tape.
+
 The PyTorch-shaped conveniences (``layer(x)``, ``parameters()``, ``state_dict()``, ``train()``,
 ``eval()``, ``to(dtype)``) live here too; they never take part in the math.
 """
@@ -20,13 +26,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike
 from nablanet._validation import a_type, as_float_input, check_finite
+from nablanet.layers import kernels
 from nablanet.parameter import Parameter
 
 NO_DX = np.empty(0)
@@ -96,14 +103,30 @@ class Layer:
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError(f"{type(self).__name__} does not implement vjp")
 
-    def backward(self, cache: Any, dy: np.ndarray, *, accumulate: bool = True) -> Tape:
-        """Run the VJP, add the gradients into ``param.grad`` (unless ``accumulate=False``),
-        and return the tape (one entry for a single layer; ``Sequential`` lists its layers)."""
-        _, grads = self.vjp(cache, dy, need_dx=False)
-        tape: Tape = [TapeEntry("", self, cache, dy, grads)]
+    def backward(self, cache: Any, dy: Any, *, accumulate: bool = True) -> Tape:
+        """Run the VJPs, add the gradients into ``param.grad`` (unless ``accumulate=False``), and
+        return the tape: one entry for a leaf layer, one per leaf layer of a container, in forward
+        order, nested containers flattened with dotted names (``"1.0"``)."""
+        tape: Tape = []
+        self._backward(cache, dy, False, "", tape, need_dx=False)
         if accumulate:
             accumulate_grads(tape)
         return tape
+
+    def _backward(
+        self, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: Tape, need_dx: bool = True
+    ) -> Any:
+        """Backward inside a model: given ``dy`` = ∂L/∂y, append this layer's entries to ``tape``
+        and return dx = ∂L/∂x (``NO_DX`` allowed when ``need_dx=False``).
+
+        ``prefix`` is the layer's state_dict prefix with its trailing dot (``"2."``; ``""`` at the
+        top). A leaf layer runs its VJP (through ``kernels``, the one dispatch point for measured
+        fast variants) and appends one entry, named by the prefix without its dot. A ``Container``
+        overrides this to run its children's, giving each child ``prefix + child name + "."``.
+        """
+        dx, grads = kernels.vjp(self, cache, dy, per_sample=per_sample, need_dx=need_dx)
+        tape.append(TapeEntry(prefix[:-1], self, cache, dy, grads))
+        return dx
 
     # -- conveniences ---------------------------------------------------------------------------
     def __call__(self, x: Any) -> np.ndarray:
@@ -135,43 +158,45 @@ class Layer:
     def children(self) -> Iterator[Layer]:
         yield from self._modules.values()
 
+    def _walk(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """``(prefix, layer)`` for this layer and every layer inside it, depth first (state_dict
+        order); a layer's prefix ends in a dot (``"1.0."``), the top's is ``prefix``."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child._walk(f"{prefix}{name}.")
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """``(name, parameter)`` in ``state_dict`` order, names as PyTorch gives them."""
-        for name, p in self._parameters.items():
-            yield prefix + name, p
-        for cname, child in self._modules.items():
-            yield from child.named_parameters(prefix + cname + ".")
+        for pre, layer in self._walk(prefix):
+            for name, p in layer._parameters.items():
+                yield pre + name, p
 
     def parameters(self) -> Iterator[Parameter]:
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, b in self._buffers.items():
-            yield prefix + name, b
-        for cname, child in self._modules.items():
-            yield from child.named_buffers(prefix + cname + ".")
+        for pre, layer in self._walk(prefix):
+            for name, b in layer._buffers.items():
+                yield pre + name, b
 
-    def _named_slots(self, prefix: str = "") -> Iterator[tuple[str, Layer, str]]:
+    def _named_slots(self) -> Iterator[tuple[str, Layer, str]]:
         """``(full_name, owner, local_name)`` for every parameter and buffer, in state_dict order."""
-        for name in self._parameters:
-            yield prefix + name, self, name
-        for name in self._buffers:
-            yield prefix + name, self, name
-        for cname, child in self._modules.items():
-            yield from child._named_slots(prefix + cname + ".")
+        for pre, layer in self._walk():
+            for name in (*layer._parameters, *layer._buffers):
+                yield pre + name, layer, name
 
     def _slot_array(self, local: str) -> np.ndarray:
         """The array behind a local parameter or buffer name."""
         return self._parameters[local].data if local in self._parameters else self._buffers[local]
 
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Every parameter's and buffer's array (not a copy), by state_dict key."""
+        return {full: owner._slot_array(local) for full, owner, local in self._named_slots()}
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed as PyTorch keys them (``"0.weight"``)."""
-        out: dict[str, np.ndarray] = {}
-        for full, owner, local in self._named_slots():
-            value = owner._slot_array(local)
-            out[full] = np.array(value, copy=True)
-        return out
+        return {key: np.array(value, copy=True) for key, value in self._arrays().items()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays into the parameters and buffers; each keeps its own dtype.
@@ -180,46 +205,25 @@ class Layer:
         With ``strict=True`` (default) missing or unexpected keys raise a KeyError listing them all;
         a shape mismatch always raises a ValueError naming the key and both shapes.
         """
+        targets = self._arrays()
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"load_state_dict for {type(self).__name__} received {a_type(state_dict)} "
                 f"({state_dict!r:.60}); expected a mapping name -> array such as model.state_dict() gives, "
-                f"with the keys {_some([k for k, _, _ in self._named_slots()])}. "
-                "Fix: pass a dict, e.g. other.state_dict()."
+                f"with the keys {_some(list(targets))}. Fix: pass a dict, e.g. other.state_dict()."
             )
-        slots = {full: (owner, local) for full, owner, local in self._named_slots()}
-        missing = [k for k in slots if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in slots]
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
             raise KeyError(
                 f"load_state_dict for {type(self).__name__}: missing keys {missing}, unexpected keys "
-                f"{unexpected}. Expected exactly {list(slots)}; pass strict=False to load a subset."
+                f"{unexpected}. Expected exactly {list(targets)}; pass strict=False to load a subset."
             )
-        arrays: dict[str, np.ndarray] = {}
-        for key, (owner, local) in slots.items():
-            if key not in state_dict:
-                continue
-            try:
-                value = np.asarray(state_dict[key])
-            except (TypeError, ValueError) as exc:
-                raise TypeError(
-                    f"load_state_dict: {key!r} holds a {type(state_dict[key]).__name__} that is not an array "
-                    f"({exc}); expected a NumPy array (or array-like) of shape {owner._slot_array(local).shape}"
-                ) from exc
-            target = owner._slot_array(local)
-            if value.shape != target.shape:
-                raise ValueError(
-                    f"load_state_dict: {key!r} has shape {value.shape} in the state dict but "
-                    f"{target.shape} in the model; check the architecture (e.g. in/out features)."
-                )
-            if value.dtype.kind not in "biuf":
-                raise TypeError(f"load_state_dict: {key!r} has non-numeric dtype {value.dtype}")
-            arrays[key] = value
+        arrays = {key: _checked_array(key, state_dict[key], target.shape)
+                  for key, target in targets.items() if key in state_dict}
         _warn_non_finite(arrays)
         for key, value in arrays.items():  # copy only after every key passed the checks
-            owner, local = slots[key]
-            target = owner._slot_array(local)
-            target[...] = value
+            targets[key][...] = value
         return IncompatibleKeys(missing, unexpected)
 
     def zero_grad(self) -> None:
@@ -229,9 +233,8 @@ class Layer:
 
     def train(self, mode: bool = True) -> Layer:
         """Put this layer and its children in training mode (``False``: evaluation mode)."""
-        object.__setattr__(self, "training", bool(mode))
-        for child in self._modules.values():
-            child.train(mode)
+        for _, layer in self._walk():
+            object.__setattr__(layer, "training", bool(mode))
         return self
 
     def eval(self) -> Layer:
@@ -240,14 +243,13 @@ class Layer:
     def to(self, dtype: Any) -> Layer:
         """Convert every parameter and floating buffer to ``dtype`` in place (float32/float64)."""
         dt = resolve_dtype(dtype)
-        for p in self._parameters.values():
-            p.data = p.data.astype(dt)
-            p.grad = None if p.grad is None else p.grad.astype(dt)
-        for name, b in list(self._buffers.items()):
-            if b.dtype.kind == "f":
-                self.register_buffer(name, b.astype(dt))
-        for child in self._modules.values():
-            child.to(dt)
+        for _, layer in self._walk():
+            for p in layer._parameters.values():
+                p.data = p.data.astype(dt)
+                p.grad = None if p.grad is None else p.grad.astype(dt)
+            for name, b in list(layer._buffers.items()):
+                if b.dtype.kind == "f":
+                    layer.register_buffer(name, b.astype(dt))
         return self
 
     def double(self) -> Layer:
@@ -271,9 +273,12 @@ class Layer:
         return {}
 
     def __repr__(self) -> str:
+        """PyTorch's: ``Name(extra)`` for a leaf; for a container the extra line, then each child."""
         if not self._modules:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"{type(self).__name__}("]
+        if self.extra_repr():
+            lines.append(f"  {self.extra_repr()}")
         for name, child in self._modules.items():
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
@@ -281,8 +286,113 @@ class Layer:
         return "\n".join(lines)
 
 
+# -- the container protocol -----------------------------------------------------------------------
+class Container(Layer):
+    """A layer made of child layers whose backward puts every leaf layer on the tape.
+
+    Subclasses implement ``forward`` (returning the children's caches inside their cache) and
+    ``_backward``, which runs each child's ``child._backward(c, g, per_sample, prefix + name + ".",
+    tape, need_dx)`` and appends its entries in forward order; ``vjp`` and ``backward`` follow. A
+    container is never a tape entry itself, except where it owns parameters of its own
+    (``MultiheadAttention``: its input projections form one entry, its ``out_proj`` another).
+    """
+
+    builds_own_children: ClassVar[bool] = False
+    """True when the constructor creates the children (``MultiheadAttention.out_proj``): a model
+    file then stores only ``get_config()``. False when the children are constructor arguments
+    (``Residual(*layers)``, ``Parallel(*branches)``): the file stores them too."""
+
+    def _backward(
+        self, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: Tape, need_dx: bool = True
+    ) -> Any:
+        """Run the children's VJPs on ``dy`` = ∂L/∂y; append their entries to ``tape``; return dx = ∂L/∂x.
+
+        ``prefix`` is this container's state_dict prefix with its trailing dot (``"2."``; ``""`` at
+        the top). Entries go in forward order. With ``need_dx=False`` dx may be ``NO_DX``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _backward")
+
+    def vjp(
+        self, cache: Any, dy: Any, *, per_sample: bool = False, need_dx: bool = True
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """dx and every parameter gradient, keyed by state_dict name (``"1.0.weight"``)."""
+        tape: Tape = []
+        dx = self._backward(cache, dy, per_sample, "", tape, need_dx)
+        grads = {f"{e.name}.{k}" if e.name else k: g for e in tape for k, g in e.grads.items()}
+        return dx, grads
+
+    @classmethod
+    def from_children(cls, children: list[Layer], config: dict[str, Any]) -> Container:
+        """Rebuild from saved children and ``get_config()`` (used by ``nablanet.load``)."""
+        return cls(*children, **config)
+
+
+def backward_child(
+    layer: Layer, name: str, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: Tape, need_dx: bool
+) -> Any:
+    """``layer._backward`` for the child ``name`` of a container with prefix ``prefix``: the child's
+    prefix is ``prefix + name + "."``. For containers written outside nablanet; its own call
+    ``child._backward`` directly, saving a call per leaf layer."""
+    return layer._backward(cache, dy, per_sample, f"{prefix}{name}.", tape, need_dx)
+
+
+class Combinator(Container):
+    """A container whose children are its constructor arguments, named ``"0"``, ``"1"``, … in the
+    order given, as in ``torch.nn.Sequential``: ``Sequential`` and the graph combinators."""
+
+    min_children: ClassVar[int] = 0
+    """The fewest children the constructor accepts."""
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        who, minimum = type(self).__name__, self.min_children
+        if len(layers) < minimum:
+            raise ValueError(
+                f"{who} got {len(layers)} layer(s); expected at least {minimum}, e.g. "
+                f"{who}({', '.join(['nn.Linear(8, 8)'] * minimum)})."
+            )
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"{who} argument {i} is a {type(layer).__name__}; expected a layer such as nn.Linear(4, 3). "
+                    "Pass layers, not classes or arrays (nn.ReLU(), not nn.ReLU)."
+                )
+            self._modules[str(i)] = layer
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx: int) -> Layer:
+        layers = list(self._modules.values())
+        if isinstance(idx, bool) or not isinstance(idx, int | np.integer) or not -len(layers) <= idx < len(layers):
+            raise IndexError(f"{type(self).__name__} has {len(layers)} children; got index {idx!r}")
+        return layers[idx]
+
+
 def _some(keys: list[str], n: int = 4) -> str:
     return ", ".join(map(repr, keys[:n])) + (", ..." if len(keys) > n else "")
+
+
+def _checked_array(key: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``state_dict[key]`` as an array, checked against the model's ``shape`` and for a numeric dtype."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"load_state_dict: {key!r} holds a {type(value).__name__} that is not an array "
+            f"({exc}); expected a NumPy array (or array-like) of shape {shape}"
+        ) from exc
+    if arr.shape != shape:
+        raise ValueError(
+            f"load_state_dict: {key!r} has shape {arr.shape} in the state dict but "
+            f"{shape} in the model; check the architecture (e.g. in/out features)."
+        )
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"load_state_dict: {key!r} has non-numeric dtype {arr.dtype}")
+    return arr
 
 
 def _warn_non_finite(arrays: Mapping[str, np.ndarray]) -> None:

@@ -1,12 +1,8 @@
 """Model graphs beyond a chain: residual add, parallel branches (sum, product, concat, pair), keeping the tape.
 
-The container protocol. A ``Container`` is a layer made of child layers whose backward pass is
-written as ``_backward(cache, dy, per_sample, prefix, tape, need_dx) -> dx``: it runs its children's
-VJPs itself and appends one ``TapeEntry`` per *leaf* layer to ``tape``, in forward order, named
-``prefix + child name`` (a child container gets ``prefix + name + "."`` and recurses). So
-``Sequential.backward`` returns a flat tape with an entry for every leaf layer wherever it sits in
-the graph, and the gradient lab reads it unchanged. ``vjp`` and ``backward`` of every container come
-from that one method (``vjp`` names parameter gradients by their state_dict keys).
+Each is a ``Container`` (the container protocol, in base.py): its ``_backward`` runs each child's
+``_backward`` on the child's share of dy, so ``Sequential.backward`` returns a flat tape with an
+entry for every leaf layer wherever it sits in the graph, and the gradient lab reads it unchanged.
 
 Names. Every combinator here names its children ``"0"``, ``"1"``, … in the order given, as
 ``torch.nn.Sequential``/``ModuleList`` do. In ``Sequential(Linear(4, 8), Residual(Linear(8, 8),
@@ -21,121 +17,20 @@ backward splits again. Index letters: n batch, k branch, v vector axis.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from nablanet._random import RNGLike, get_rng
 from nablanet.layers import kernels
-from nablanet.layers.base import NO_DX, Layer, Tape, TapeEntry, accumulate_grads
+from nablanet.layers.base import NO_DX, Combinator, Container, Layer, Tape, backward_child
+from nablanet.layers.sequential import Sequential
 
-
-class Container(Layer):
-    """A layer made of child layers whose backward puts every leaf layer on the tape.
-
-    Subclasses implement ``forward`` (returning the children's caches inside their cache) and
-    ``_backward``; ``vjp`` and ``backward`` follow from it. A container is never a tape entry
-    itself, except where it owns parameters of its own (``MultiheadAttention``: its input
-    projections form one entry, its ``out_proj`` another).
-    """
-
-    builds_own_children: ClassVar[bool] = False
-    """True when the constructor creates the children (``MultiheadAttention.out_proj``): a model
-    file then stores only ``get_config()``. False when the children are constructor arguments
-    (``Residual(*layers)``, ``Parallel(*branches)``): the file stores them too."""
-
-    def _backward(
-        self, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: Tape, need_dx: bool = True
-    ) -> Any:
-        """Run the children's VJPs on ``dy`` = ∂L/∂y; append their entries to ``tape``; return dx = ∂L/∂x.
-
-        ``prefix`` is this container's state_dict prefix with its trailing dot (``"2."``; ``""`` at
-        the top). Entries go in forward order. With ``need_dx=False`` dx may be ``NO_DX``.
-        """
-        raise NotImplementedError(f"{type(self).__name__} does not implement _backward")
-
-    def vjp(
-        self, cache: Any, dy: Any, *, per_sample: bool = False, need_dx: bool = True
-    ) -> tuple[Any, dict[str, np.ndarray]]:
-        """dx and every parameter gradient, keyed by state_dict name (``"1.0.weight"``)."""
-        tape: Tape = []
-        dx = self._backward(cache, dy, per_sample, "", tape, need_dx)
-        grads = {f"{e.name}.{k}" if e.name else k: g for e in tape for k, g in e.grads.items()}
-        return dx, grads
-
-    def backward(self, cache: Any, dy: Any, *, accumulate: bool = True) -> Tape:
-        """Run the VJPs in reverse, add each gradient into ``param.grad``, return the tape.
-
-        The tape lists the leaf layers in forward order, nested containers flattened with dotted
-        names. With ``accumulate=False`` the ``.grad`` fields are left alone.
-        """
-        tape: Tape = []
-        self._backward(cache, dy, False, "", tape, need_dx=False)
-        if accumulate:
-            accumulate_grads(tape)
-        return tape
-
-    @classmethod
-    def from_children(cls, children: list[Layer], config: dict[str, Any]) -> Container:
-        """Rebuild from saved children and ``get_config()`` (used by ``nablanet.load``)."""
-        return cls(*children, **config)
-
-
-def backward_child(
-    layer: Layer, name: str, cache: Any, dy: Any, per_sample: bool, prefix: str, tape: Tape, need_dx: bool
-) -> Any:
-    """One child's backward: a container recurses with prefix ``prefix + name + "."``; a leaf runs
-    its VJP and appends its ``TapeEntry`` named ``prefix + name``. Returns the child's dx."""
-    if isinstance(layer, Container):
-        return layer._backward(cache, dy, per_sample, f"{prefix}{name}.", tape, need_dx)
-    dx, grads = kernels.vjp(layer, cache, dy, per_sample=per_sample, need_dx=need_dx)
-    tape.append(TapeEntry(prefix + name, layer, cache, dy, grads))
-    return dx
-
-
-def _check_layers(layers: tuple[Any, ...], who: str, minimum: int) -> None:
-    if len(layers) < minimum:
-        raise ValueError(
-            f"{who} got {len(layers)} layer(s); expected at least {minimum}, e.g. "
-            f"{who}({', '.join(['nn.Linear(8, 8)'] * minimum)})."
-        )
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"{who} argument {i} is a {type(layer).__name__}; expected a layer such as nn.Linear(4, 3). "
-                "Pass layers, not classes or arrays (nn.ReLU(), not nn.ReLU)."
-            )
-
-
-class _Combinator(Container):
-    """Children given as arguments and named "0", "1", …; indexing, len and a repr with options."""
-
-    def _set_children(self, layers: tuple[Layer, ...]) -> None:
-        for i, layer in enumerate(layers):
-            self._modules[str(i)] = layer
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Layer]:
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx: int) -> Layer:
-        layers = list(self._modules.values())
-        if isinstance(idx, bool) or not isinstance(idx, int | np.integer) or not -len(layers) <= idx < len(layers):
-            raise IndexError(f"{type(self).__name__} has {len(layers)} children; got index {idx!r}")
-        return layers[idx]
-
-    def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}("]
-        if self.extra_repr():
-            lines.append(f"  {self.extra_repr()}")
-        for name, child in self._modules.items():
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        lines.append(")")
-        return "\n".join(lines)
+# Container and backward_child live in base.py; they were long imported from here, so they stay importable here
+__all__ = [
+    "COMBINES", "Container", "Multiply", "Pair", "Parallel", "ParallelCache", "Residual", "ResidualCache",
+    "backward_child",
+]
 
 
 # -- residual ----------------------------------------------------------------------------------------
@@ -143,7 +38,7 @@ class ResidualCache(NamedTuple):
     caches: list[Any]  # the chain's caches, one per child
 
 
-class Residual(_Combinator):
+class Residual(Combinator):
     """Skip connection around a chain:  y = x + f(x),  f = fₖ ∘ … ∘ f₁ (the children, in order).
 
     Shapes:  x, f(x), y (N, *) — f must keep the shape.
@@ -154,18 +49,17 @@ class Residual(_Combinator):
     ``x + super().forward(x)``, so its state_dict loads as is; tape names are ``"<prefix>.0"`` etc.
     """
 
+    min_children = 1
+    _f: Sequential
+
     def __init__(self, *layers: Layer) -> None:
-        super().__init__()
-        _check_layers(layers, "Residual", 1)
-        self._set_children(layers)
+        super().__init__(*layers)
+        # f runs as a Sequential of the same children (its forward and chain-rule backward); kept off
+        # _modules, so the children stay this layer's own ("0", not "f.0") in the state_dict and tape
+        object.__setattr__(self, "_f", Sequential(*layers))
 
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, ResidualCache]:
-        gen = get_rng(rng) if train else rng
-        caches: list[Any] = []
-        h = x
-        for layer in self._modules.values():
-            h, cache = layer.forward(h, train=train, rng=gen)
-            caches.append(cache)
+        h, caches = self._f.forward(x, train=train, rng=rng)
         if not isinstance(h, np.ndarray) or h.shape != x.shape:
             got = h.shape if isinstance(h, np.ndarray) else type(h).__name__
             raise ValueError(
@@ -177,16 +71,7 @@ class Residual(_Combinator):
     def _backward(
         self, cache: ResidualCache, dy: np.ndarray, per_sample: bool, prefix: str, tape: Tape, need_dx: bool = True
     ) -> np.ndarray:
-        chunks: list[Tape] = []
-        g = dy
-        items = list(self._modules.items())
-        for i, ((name, layer), c) in enumerate(zip(reversed(items), reversed(cache.caches), strict=True)):
-            sub: Tape = []
-            want = need_dx or i < len(items) - 1
-            g = backward_child(layer, name, c, g, per_sample, prefix, sub, want)
-            chunks.append(sub)
-        for sub in reversed(chunks):
-            tape.extend(sub)
+        g = self._f._backward(cache.caches, dy, per_sample, prefix, tape, need_dx)
         return dy + g if need_dx else NO_DX
 
 
@@ -202,7 +87,7 @@ class ParallelCache(NamedTuple):
     ndim: int  # the rank of each branch output
 
 
-class Parallel(_Combinator):
+class Parallel(Combinator):
     """Branches applied to the same input, their outputs combined:  yₖ = fₖ(x), k = 1 … K.
 
     combine="sum":     y = Σₖ yₖ              dyₖ = dy
@@ -218,9 +103,10 @@ class Parallel(_Combinator):
     ``per_sample=True`` they keep the batch axis as the branches give it.
     """
 
+    min_children = 1
+
     def __init__(self, *branches: Layer, combine: str = "sum", dim: int = -1) -> None:
-        super().__init__()
-        _check_layers(branches, type(self).__name__, 1)
+        super().__init__(*branches)
         if combine not in COMBINES:
             raise ValueError(
                 f"{type(self).__name__}(combine={combine!r}): expected one of {COMBINES} — 'sum' adds the "
@@ -231,14 +117,13 @@ class Parallel(_Combinator):
             raise TypeError(f"{type(self).__name__}(dim={dim!r}): dim must be an int axis, e.g. dim=-1")
         self.combine = combine
         self.dim = int(dim)
-        self._set_children(branches)
 
     def forward(self, x: Any, *, train: bool = False, rng: RNGLike = None) -> tuple[Any, ParallelCache]:
         gen = get_rng(rng) if train else rng
         outs: list[Any] = []
         caches: list[Any] = []
         for branch in self._modules.values():
-            y, c = branch.forward(x, train=train, rng=gen)
+            y, c = kernels.forward(branch, x, train=train, rng=gen)
             outs.append(y)
             caches.append(c)
         if self.combine == "tuple":
@@ -246,15 +131,9 @@ class Parallel(_Combinator):
         self._check_outputs(outs)
         ndim = outs[0].ndim
         if self.combine == "sum":
-            total = outs[0] + outs[1] if len(outs) > 1 else outs[0].copy()
-            for y in outs[2:]:
-                total += y
-            return total, ParallelCache(caches, None, None, 0, ndim)
+            return _fold(np.add, outs), ParallelCache(caches, None, None, 0, ndim)
         if self.combine == "mul":
-            prod = outs[0] * outs[1] if len(outs) > 1 else outs[0].copy()
-            for y in outs[2:]:
-                prod *= y
-            return prod, ParallelCache(caches, outs, None, 0, ndim)
+            return _fold(np.multiply, outs), ParallelCache(caches, outs, None, 0, ndim)
         axis = self._axis(ndim)
         return np.concatenate(outs, axis=axis), ParallelCache(caches, None, [y.shape[axis] for y in outs], axis, ndim)
 
@@ -335,7 +214,7 @@ class Parallel(_Combinator):
         dys = self._branch_dys(cache, dy)
         dx: Any = None
         for (name, branch), c, g in zip(self._modules.items(), cache.caches, dys, strict=True):
-            dxk = backward_child(branch, name, c, g, per_sample, prefix, tape, need_dx)
+            dxk = branch._backward(c, g, per_sample, f"{prefix}{name}.", tape, need_dx)
             if need_dx:
                 dx = dxk if dx is None else _add(dx, dxk)
         return dx if need_dx else NO_DX
@@ -345,6 +224,14 @@ class Parallel(_Combinator):
 
     def get_config(self) -> dict[str, Any]:
         return {"combine": self.combine, "dim": self.dim}
+
+
+def _fold(op: np.ufunc, outs: list[np.ndarray]) -> np.ndarray:
+    """y₁ op y₂ op … op y_K into one new array (never one of the branch outputs)."""
+    total = op(outs[0], outs[1]) if len(outs) > 1 else outs[0].copy()
+    for y in outs[2:]:
+        op(total, y, out=total)
+    return total
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -363,8 +250,9 @@ class Multiply(Parallel):
     Same as ``Parallel(*branches, combine="mul")``; children "0", "1", ….
     """
 
+    min_children = 2
+
     def __init__(self, *branches: Layer) -> None:
-        _check_layers(branches, "Multiply", 2)
         super().__init__(*branches, combine="mul")
 
     def extra_repr(self) -> str:
