@@ -18,12 +18,13 @@ import nablanet as nn
 from nablanet import layers, losses
 from nablanet.lab.rules import missing_rules
 from nablanet.layers.activations import Elementwise
+from nablanet.layers.base import Combinator
 from nablanet.layers.recurrent import RNNBase
 
 ABSTRACT = {nn.Layer, nn.Loss, nn.Container}
 """Public base classes that are never used as they are (their subclasses are walked)."""
 
-UNEXPORTED_BASES = {Elementwise, RNNBase}
+UNEXPORTED_BASES = {Combinator, Elementwise, RNNBase}
 """Public-named base classes inside nablanet.layers that need not be exported."""
 
 # Today's gaps (issue 13): the curvature lab has no JVP / R-op rules for the recurrent layers, attention,
