@@ -71,28 +71,15 @@ class Linear(Layer):
         self, cache: LinearCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = cache.x
-        w = self.weight.data
-        if not per_sample and dy.ndim == 2 and x.ndim == 2:  # the common case, without reshapes
-            grads = {"weight": dy.T @ x}
-            if self.bias is not None:  # Σₙ dyₙ as a product with ones: BLAS beats an axis-0 sum
-                grads["bias"] = np.ones(dy.shape[0], dtype=dy.dtype) @ dy
-            return (dy @ w if need_dx else NO_DX), grads
         nv = n_vector_axes(dy, x.ndim, "Linear")
-        dx = dy @ w if need_dx else NO_DX
-        vshape = dy.shape[:nv]
-        if per_sample:
-            n = x.shape[0]
-            x3 = x.reshape(n, -1, self.in_features)  # (N, R, i), R = extra axes
-            dy3 = dy.reshape(*vshape, n, -1, self.out_features)
-            grads = {"weight": np.einsum("...nro,nri->...noi", dy3, x3, optimize=True)}
-            if self.bias is not None:
-                grads["bias"] = dy3.sum(axis=-2)
-            return dx, grads
-        x2 = x.reshape(-1, self.in_features)  # (M, i): batch and extra axes together
-        dy2 = dy.reshape(*vshape, -1, self.out_features)  # (*V, M, o)
-        grads = {"weight": np.swapaxes(dy2, -1, -2) @ x2}
+        dx = dy @ self.weight.data if need_dx else NO_DX
+        # Rows m of the sum Σₘ dyₘᵀ xₘ: batch and extra axes together, or per sample (n, r) with r the extra axes.
+        rows = (x.shape[0], -1) if per_sample else (-1,)
+        xm = x.reshape(*rows, self.in_features)  # (m, i) or (n, r, i)
+        dym = dy.reshape(*dy.shape[:nv], *rows, self.out_features)  # (*V, m, o) or (*V, n, r, o)
+        grads = {"weight": np.swapaxes(dym, -1, -2) @ xm}  # (*V, o, i) or (*V, n, o, i)
         if self.bias is not None:
-            grads["bias"] = dy2.sum(axis=-2)
+            grads["bias"] = dym.sum(axis=-2)
         return dx, grads
 
     def extra_repr(self) -> str:
