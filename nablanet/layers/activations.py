@@ -235,14 +235,14 @@ class GELU(Elementwise):
 
 
 def gelu_tanh_arg(x: np.ndarray) -> np.ndarray:
-    """u = √(2/π)(x + c x³) of GELU's tanh form, with x clipped to ±10: tanh u is ±1 there, and x³ cannot overflow."""
+    """GELU's u = √(2/π)(x + c x³), x clipped to ±10: tanh u is ±1 there, and x³ cannot overflow."""
     xc = np.clip(x, -10, 10)
     return SQRT_2_OVER_PI * (xc + GELU_TANH_COEF * xc * xc * xc)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
     """Φ(x) = ½ erfc(−x/√2) in float64 (accurate in both tails: no cancellation in 1 + erf)."""
-    from scipy.special import erfc  # here, not at the top: importing scipy.special costs ~0.2 s
+    from scipy.special import erfc  # here, not at the top: it would add ~0.5 s to every `import nablanet`
 
     return 0.5 * erfc(-np.asarray(x, dtype=np.float64) / math.sqrt(2))
 

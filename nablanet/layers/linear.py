@@ -20,11 +20,11 @@ class LinearCache(NamedTuple):
 class Linear(Layer):
     """Affine map  y = x Wᵀ + b  (the notes' z = W y⁽ᵏ⁻¹⁾ + b, one row per sample).
 
-    Shapes:  x (N, *, i)   W (o, i)   b (o,)   y (N, *, o)   (* : extra axes, e.g. time)
-    VJP:     dx = dy W      dW = Σₙ dyₙᵀ xₙ      db = Σₙ dyₙ
+    Shapes:  x (N, *, i)   W (o, i)   b (o,)   y (N, *, o)   (* : extra axes r, e.g. time)
+    VJP:     dx = dy W      dW = Σₙᵣ dyₙᵣᵀ xₙᵣ      db = Σₙᵣ dyₙᵣ
              (per element: ∂Div/∂wₒᵢ = Σₙ dyₙₒ xₙᵢ, ∂Div/∂xₙᵢ = Σₒ wₒᵢ dyₙₒ)
-    Per-sample:  dWₙ = dyₙᵀ xₙ, and for x (N, i):  ‖dWₙ‖² = ‖dyₙ‖² ‖xₙ‖²
-    Vector axes: dy (*V, N, *, o) gives dx (*V, N, *, i), dW (*V, o, i), db (*V, o).
+    Per-sample:  dWₙ = Σᵣ dyₙᵣᵀ xₙᵣ,  dbₙ = Σᵣ dyₙᵣ;  for x (N, i):  ‖dWₙ‖² = ‖dyₙ‖² ‖xₙ‖²
+    Vector axes: dy (*V, N, *, o) gives dx (*V, N, *, i), dW (*V, o, i), db (*V, o)  (per-sample: *V, N, …).
     Init (PyTorch's): W, b ~ U(−1/√i, 1/√i).
     The input is converted to the weight's dtype. With need_dx=False, dx (o·i FLOPs per row) is skipped.
     """
@@ -73,13 +73,17 @@ class Linear(Layer):
         x = cache.x
         nv = n_vector_axes(dy, x.ndim, "Linear")
         dx = dy @ self.weight.data if need_dx else NO_DX
-        # Rows m of the sum Σₘ dyₘᵀ xₘ: batch and extra axes together, or per sample (n, r) with r the extra axes.
-        rows = (x.shape[0], -1) if per_sample else (-1,)
-        xm = x.reshape(*rows, self.in_features)  # (m, i) or (n, r, i)
-        dym = dy.reshape(*dy.shape[:nv], *rows, self.out_features)  # (*V, m, o) or (*V, n, r, o)
-        grads = {"weight": np.swapaxes(dym, -1, -2) @ xm}  # (*V, o, i) or (*V, n, o, i)
+        n, vshape = x.shape[0], dy.shape[:nv]
+        if per_sample:  # dWₙ = Σᵣ dyₙᵣᵀ xₙᵣ, r the extra axes
+            xr: np.ndarray = x.reshape(n, -1, self.in_features)  # (n, r, i)
+            dyr = dy.reshape(*vshape, n, -1, self.out_features)  # (*V, n, r, o)
+            grads = {"weight": np.einsum("...nro,nri->...noi", dyr, xr, optimize=True)}
+        else:  # dW = Σₘ dyₘᵀ xₘ over the rows m = (n, r): one matrix product
+            xr = x.reshape(-1, self.in_features)  # (m, i)
+            dyr = dy.reshape(*vshape, -1, self.out_features)  # (*V, m, o)
+            grads = {"weight": dyr.swapaxes(-1, -2) @ xr}
         if self.bias is not None:
-            grads["bias"] = dym.sum(axis=-2)
+            grads["bias"] = dyr.sum(axis=-2)
         return dx, grads
 
     def extra_repr(self) -> str:
