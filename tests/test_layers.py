@@ -104,6 +104,18 @@ def test_relu_derivative_is_one_at_the_kink() -> None:
     np.testing.assert_array_equal(dx, [[0.0, 1.0, 1.0]])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_matches_the_scalar_maximum_on_special_values(dtype: type) -> None:
+    # NaN propagates, ±inf and signed zeros come out as NumPy's maximum gives them, in any memory layout
+    x = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, -1.5, 2.5], dtype=dtype)
+    for xs in (x[None], np.asfortranarray(np.stack([x, x])), np.stack([x, x]).T):
+        y = nn.ReLU().forward(xs)[0]
+        want = np.maximum(xs, 0)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(want))
+
+
 def test_leaky_relu_derivative_is_one_at_the_kink() -> None:
     layer = nn.LeakyReLU(0.1)
     x = np.array([[-2.0, 0.0, 3.0]])

@@ -20,11 +20,11 @@ class LinearCache(NamedTuple):
 class Linear(Layer):
     """Affine map  y = x Wᵀ + b  (the notes' z = W y⁽ᵏ⁻¹⁾ + b, one row per sample).
 
-    Shapes:  x (N, *, i)   W (o, i)   b (o,)   y (N, *, o)   (* : extra axes, e.g. time)
-    VJP:     dx = dy W      dW = Σₙ dyₙᵀ xₙ      db = Σₙ dyₙ
+    Shapes:  x (N, *, i)   W (o, i)   b (o,)   y (N, *, o)   (* : extra axes r, e.g. time)
+    VJP:     dx = dy W      dW = Σₙᵣ dyₙᵣᵀ xₙᵣ      db = Σₙᵣ dyₙᵣ
              (per element: ∂Div/∂wₒᵢ = Σₙ dyₙₒ xₙᵢ, ∂Div/∂xₙᵢ = Σₒ wₒᵢ dyₙₒ)
-    Per-sample:  dWₙ = dyₙᵀ xₙ, and for x (N, i):  ‖dWₙ‖² = ‖dyₙ‖² ‖xₙ‖²
-    Vector axes: dy (*V, N, *, o) gives dx (*V, N, *, i), dW (*V, o, i), db (*V, o).
+    Per-sample:  dWₙ = Σᵣ dyₙᵣᵀ xₙᵣ,  dbₙ = Σᵣ dyₙᵣ;  for x (N, i):  ‖dWₙ‖² = ‖dyₙ‖² ‖xₙ‖²
+    Vector axes: dy (*V, N, *, o) gives dx (*V, N, *, i), dW (*V, o, i), db (*V, o)  (per-sample: *V, N, …).
     Init (PyTorch's): W, b ~ U(−1/√i, 1/√i).
     The input is converted to the weight's dtype. With need_dx=False, dx (o·i FLOPs per row) is skipped.
     """
@@ -71,28 +71,19 @@ class Linear(Layer):
         self, cache: LinearCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         x = cache.x
-        w = self.weight.data
-        if not per_sample and dy.ndim == 2 and x.ndim == 2:  # the common case, without reshapes
-            grads = {"weight": dy.T @ x}
-            if self.bias is not None:  # Σₙ dyₙ as a product with ones: BLAS beats an axis-0 sum
-                grads["bias"] = np.ones(dy.shape[0], dtype=dy.dtype) @ dy
-            return (dy @ w if need_dx else NO_DX), grads
         nv = n_vector_axes(dy, x.ndim, "Linear")
-        dx = dy @ w if need_dx else NO_DX
-        vshape = dy.shape[:nv]
-        if per_sample:
-            n = x.shape[0]
-            x3 = x.reshape(n, -1, self.in_features)  # (N, R, i), R = extra axes
-            dy3 = dy.reshape(*vshape, n, -1, self.out_features)
-            grads = {"weight": np.einsum("...nro,nri->...noi", dy3, x3, optimize=True)}
-            if self.bias is not None:
-                grads["bias"] = dy3.sum(axis=-2)
-            return dx, grads
-        x2 = x.reshape(-1, self.in_features)  # (M, i): batch and extra axes together
-        dy2 = dy.reshape(*vshape, -1, self.out_features)  # (*V, M, o)
-        grads = {"weight": np.swapaxes(dy2, -1, -2) @ x2}
+        dx = dy @ self.weight.data if need_dx else NO_DX
+        n, vshape = x.shape[0], dy.shape[:nv]
+        if per_sample:  # dWₙ = Σᵣ dyₙᵣᵀ xₙᵣ, r the extra axes
+            xr: np.ndarray = x.reshape(n, -1, self.in_features)  # (n, r, i)
+            dyr = dy.reshape(*vshape, n, -1, self.out_features)  # (*V, n, r, o)
+            grads = {"weight": np.einsum("...nro,nri->...noi", dyr, xr, optimize=True)}
+        else:  # dW = Σₘ dyₘᵀ xₘ over the rows m = (n, r): one matrix product
+            xr = x.reshape(-1, self.in_features)  # (m, i)
+            dyr = dy.reshape(*vshape, -1, self.out_features)  # (*V, m, o)
+            grads = {"weight": dyr.swapaxes(-1, -2) @ xr}
         if self.bias is not None:
-            grads["bias"] = dy2.sum(axis=-2)
+            grads["bias"] = dyr.sum(axis=-2)
         return dx, grads
 
     def extra_repr(self) -> str:

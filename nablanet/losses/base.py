@@ -18,6 +18,7 @@ batch's total weight Z, so ℓₙ = (N/Z) Σ termsₙ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,6 +28,21 @@ from nablanet._validation import as_float_input, as_numeric_array, check_finite
 REDUCTIONS = ("mean", "sum", "none")
 # Reductions that divide the sum of the terms by the normalizer Z (KLDivLoss adds "batchmean").
 _AVERAGING = ("mean", "batchmean")
+
+
+# Measured fast variants of a loss's terms, by the loss's exact type (nablanet/losses/kernels.py registers
+# them; the same rule as nablanet.layers.kernels: a benchmark ratio in the docstring and an equality test).
+TermsFn = Callable[..., tuple[np.ndarray, Any]]
+_TERMS_KERNELS: dict[type, TermsFn] = {}
+
+
+def terms_kernel(cls: type) -> Callable[[TermsFn], TermsFn]:
+    """Register ``fn(loss, input, target) -> (terms, aux)`` as ``cls``'s ``_terms``; ``aux`` must be the
+    reference's (the VJP and the lab read it). ``fn`` calls ``loss._terms`` for a case it does not cover."""
+    def register(fn: TermsFn) -> TermsFn:
+        _TERMS_KERNELS[cls] = fn
+        return fn
+    return register
 
 
 class LossCache(NamedTuple):
@@ -85,7 +101,8 @@ class Loss:
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"{type(self).__name__} got input.shape={x.shape}; expected a batch (N, ...) with N ≥ 1")
         t = self._prepare_target(x, target)
-        return self._reduce(x, *self._terms(x, t))
+        fast = _TERMS_KERNELS.get(type(self))  # the one dispatch point (a subclass gets the reference)
+        return self._reduce(x, *(self._terms(x, t) if fast is None else fast(self, x, t)))
 
     def _reduce(self, x: np.ndarray, terms: np.ndarray, aux: Any) -> tuple[float | np.ndarray, LossCache]:
         """The reduction of the terms, and the cache."""

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from nablanet._validation import as_numeric_array, check_finite
+from nablanet.layers.activations import sigmoid
 from nablanet.losses.base import Loss
 
 # PyTorch clamps log x at −100 so that x = 0 or 1 gives a finite loss, and floors the denominator
@@ -93,12 +94,6 @@ class _LogitsCache(NamedTuple):
     pos_w: np.ndarray
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """σ(x) from e^(−|x|), which never overflows."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
 class BCEWithLogitsLoss(Loss):
     """Sigmoid + binary cross-entropy on logits, PyTorch's ``BCEWithLogitsLoss``.
 
@@ -123,7 +118,7 @@ class BCEWithLogitsLoss(Loss):
         pos_w = _broadcast_to_input(self.pos_weight, input, "pos_weight", "BCEWithLogitsLoss")
         softplus_neg = np.log1p(np.exp(-np.abs(input))) + np.maximum(-input, 0)
         terms = w * ((1 - target) * input + (1 + (pos_w - 1) * target) * softplus_neg)
-        return terms, _LogitsCache(_sigmoid(input), target, w, pos_w)
+        return terms, _LogitsCache(sigmoid(input), target, w, pos_w)
 
     def _terms_vjp(self, aux: _LogitsCache, dterms: np.ndarray) -> np.ndarray:
         y, p = aux.y, aux.pos_w

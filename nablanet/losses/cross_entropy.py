@@ -17,10 +17,7 @@ import numpy as np
 
 from nablanet._validation import as_numeric_array, check_finite
 from nablanet.layers.softmax import log_softmax
-from nablanet.losses.base import Loss, LossCache
-
-_SHORT_ROWS = 32  # at most this many classes: reduce over samples (see _plain_terms)
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from nablanet.losses.base import Loss
 
 
 class _CECache(NamedTuple):
@@ -115,20 +112,15 @@ def _class_axis(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, v.size) + (1,) * (ndim - 2))
 
 
-def _weighted_onehot(
-    idx: np.ndarray, w: np.ndarray, n_classes: int, ignore_index: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(w_y ⊙ onehot(y) with class axis 1, zero rows where ignored;  w_y (N, d1, ...), 0 where ignored)."""
-    keep = idx != ignore_index
-    safe = np.where(keep, idx, 0)
-    w_y = np.where(keep, w[safe], 0)
-    onehot = np.moveaxis(safe[..., None] == np.arange(n_classes), -1, 1)
-    return onehot * np.expand_dims(w_y, 1), w_y
+def _onehot(idx: np.ndarray, n_classes: int, ignore_index: int) -> np.ndarray:
+    """[c = yₙ] as a bool array (N, C, d1, ...) with the class axis 1; a zero row where yₙ = ignore_index."""
+    classes = _class_axis(np.arange(n_classes), idx.ndim + 1)
+    return (idx[:, None] == classes) & (classes != ignore_index)
 
 
 def _along_classes(dterms: np.ndarray) -> np.ndarray:
     """``dterms`` (a scalar or the terms' shape (N, d1, ...)) broadcastable over (N, C, d1, ...)."""
-    return np.expand_dims(dterms, 1) if dterms.ndim else dterms
+    return dterms[:, None] if dterms.ndim else dterms
 
 
 # -- the losses -------------------------------------------------------------------------------------
@@ -174,23 +166,6 @@ class CrossEntropyLoss(Loss):
             )
         self.label_smoothing = float(label_smoothing)
 
-    def forward(self, input: Any, target: Any) -> tuple[float | np.ndarray, LossCache]:
-        # The common case, checked in one go: (N, C) float logits, N integer labels all in [0, C),
-        # no class weights or smoothing, no label equal to an in-range ignore_index. Anything else
-        # takes the general path, which also says what is wrong with bad input.
-        if (
-            type(input) is np.ndarray and type(target) is np.ndarray and input.ndim == 2 and target.ndim == 1
-            and input.dtype in _FLOAT_DTYPES and target.dtype.kind in "iu" and 0 < len(target) == len(input)
-            and self.weight is None and self.label_smoothing == 0.0
-        ):
-            n_classes = input.shape[1]
-            idx = target.astype(np.int64, copy=False)
-            if (0 <= idx.min() and idx.max() < n_classes
-                    and not (0 <= self.ignore_index < n_classes and (idx == self.ignore_index).any())):
-                check_finite(input, "input")
-                return self._reduce(input, *self._plain_terms(input, idx))
-        return super().forward(input, target)
-
     def _prepare_target(self, input: np.ndarray, target: Any) -> np.ndarray:
         name = type(self).__name__
         _check_input(name, input, self.weight)
@@ -203,48 +178,17 @@ class CrossEntropyLoss(Loss):
 
     def _terms(self, input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, _CECache]:
         n_classes, eps = input.shape[1], self.label_smoothing
-        if (input.ndim == 2 and target.shape != input.shape and self.weight is None and eps == 0
-                and not (target == self.ignore_index).any()):
-            return self._plain_terms(input, target)
-        w = np.ones(n_classes) if self.weight is None else self.weight
-        w_col = _class_axis(w.astype(input.dtype), input.ndim)
-        if target.shape == input.shape:
-            r = w_col * ((1 - eps) * target + eps / n_classes)
-            z = float(target.size // n_classes)
-        else:
-            onehot, w_y = _weighted_onehot(target, w.astype(input.dtype), n_classes, self.ignore_index)
-            keep = np.expand_dims(target != self.ignore_index, 1)
-            r = (1 - eps) * onehot + (eps / n_classes) * w_col * keep
-            z = float(w_y.sum(dtype=np.float64))
-        r = r.astype(input.dtype, copy=False)
+        w = _class_axis(np.ones(n_classes) if self.weight is None else self.weight, input.ndim).astype(input.dtype)
+        if target.shape == input.shape:  # probabilities q
+            q, kept, z = target, 1.0, float(target.size // n_classes)
+        else:  # indices: q = onehot(y), kept = Σ_c q_c is 0 on ignored rows
+            q = _onehot(target, n_classes, self.ignore_index)
+            kept = q.sum(axis=1, keepdims=True)
+            z = float((w * q).sum(dtype=np.float64))  # Σₙ w_{yₙ} over the rows kept
+        r = (w * ((1 - eps) * q + (eps / n_classes) * kept)).astype(input.dtype, copy=False)
         log_p = log_softmax(input, axis=1)
         terms = -(r * log_p).sum(axis=1)
         return terms, _CECache(r, r.sum(axis=1, keepdims=True), np.exp(log_p), z)
-
-    def _plain_terms(self, input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, _CECache]:
-        """The common case (N, C) logits, class indices, no weights, smoothing or ignored rows:
-        r is one-hot, Σ_c r = 1 and Z = N, so ℓₙ = log Σ_c exp(s_nc) − s_{n,yₙ} with s = z − max_c z.
-
-        With few classes the work runs on a (C, N) copy, so each per-sample max and sum is a
-        SIMD pass along N instead of a reduction over a short row of C."""
-        n, n_classes = input.shape
-        rows = np.arange(n)
-        if n_classes > _SHORT_ROWS:
-            s = input - input.max(axis=1, keepdims=True)
-            e = np.exp(s)
-            total = e.sum(axis=1, keepdims=True)
-            terms = np.log(total[:, 0]) - s[rows, target]
-            p = np.divide(e, total, out=e)
-        else:
-            st = np.ascontiguousarray(input.T)  # (C, N)
-            st -= st.max(axis=0)
-            e = np.exp(st)
-            total = e.sum(axis=0)
-            terms = np.log(total) - st[target, rows]
-            p = np.divide(e, total, out=e).T
-        r = np.zeros_like(p)  # in p's layout, so the VJP's elementwise ops run in one memory order
-        r[rows, target] = 1
-        return terms, _CECache(r, np.ones((n, 1), input.dtype), p, float(n))
 
     def _terms_vjp(self, aux: _CECache, dterms: np.ndarray) -> np.ndarray:
         return (aux.p * aux.r_sum - aux.r) * _along_classes(dterms)
@@ -282,11 +226,10 @@ class NLLLoss(Loss):
 
     def _terms(self, input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, _NLLCache]:
         n_classes = input.shape[1]
-        w = np.ones(n_classes) if self.weight is None else self.weight
-        r, w_y = _weighted_onehot(target, w.astype(input.dtype), n_classes, self.ignore_index)
-        r = r.astype(input.dtype, copy=False)
+        w = _class_axis(np.ones(n_classes) if self.weight is None else self.weight, input.ndim).astype(input.dtype)
+        r = w * _onehot(target, n_classes, self.ignore_index)
         terms = -(r * input).sum(axis=1)
-        return terms, _NLLCache(r, float(w_y.sum(dtype=np.float64)))
+        return terms, _NLLCache(r, float(r.sum(dtype=np.float64)))
 
     def _terms_vjp(self, aux: _NLLCache, dterms: np.ndarray) -> np.ndarray:
         return -aux.r * _along_classes(dterms)
