@@ -126,3 +126,45 @@ def test_conv_variant_cache_serves_the_reference_and_the_lab() -> None:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+# -- recurrent layers ----------------------------------------------------------------------------------
+RECURRENT_CASES: list[dict[str, Any]] = [
+    {},
+    {"bidirectional": True},
+    {"num_layers": 2, "bidirectional": True, "dropout": 0.3},
+    {"num_layers": 2, "batch_first": True, "bias": False},
+    {"bptt_truncate": 3},
+    {"bidirectional": True, "bptt_truncate": 2, "batch_first": True},
+]
+
+
+@pytest.mark.parametrize("kw", RECURRENT_CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) or "plain"
+                                                    for c in RECURRENT_CASES])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_recurrent_variant_equals_reference(kind: str, kw: dict[str, Any]) -> None:
+    from nablanet.layers import recurrent
+
+    cls = getattr(recurrent, kind)
+    layer = cls(3, 4, **kw, dtype=np.float64, rng=0)
+    assert kernels._FORWARD[cls] is not None and kernels._VJP[cls] is not None
+    L, N = 7, 5
+    x = np.random.default_rng(1).standard_normal((N, L, 3) if layer.batch_first else (L, N, 3))
+    for train in (False, True):  # training draws the same dropout masks from the same seed
+        y, cache = layer.forward(x, train=train, rng=3)
+        with reference_forbidden(cls, "forward", "_scan"):
+            yk, ck = kernels.forward(layer, x, train=train, rng=3)
+        assert_same(yk, y, "y")
+        rng = np.random.default_rng(5)
+        for vshape in ((), (2,)):
+            dy = rng.standard_normal((*vshape, *y.shape))
+            for per_sample in (False, True):
+                for need_dx in (True, False):
+                    want = layer.vjp(cache, dy, per_sample=per_sample, need_dx=need_dx)
+                    with reference_forbidden(cls, "vjp", "_bptt"):
+                        got = kernels.vjp(layer, ck, dy, per_sample=per_sample, need_dx=need_dx)
+                    assert_same(got[1], want[1], f"grads V={vshape} per_sample={per_sample}")
+                    if need_dx:
+                        assert_same(got[0], want[0], f"dx V={vshape} per_sample={per_sample}")
+        # the variant's cache is the reference's (the lab and vjp_state read it)
+        assert_same(layer.vjp(ck, dy), layer.vjp(cache, dy), "reference VJP on the variant's cache")

@@ -62,3 +62,4 @@ def vjp(layer: Layer, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool) -
 
 # The variants (each module registers its own):
 from nablanet.layers.kernels import conv as _conv  # noqa: E402,F401  Conv1d, Conv2d
+from nablanet.layers.kernels import recurrent as _recurrent  # noqa: E402,F401  LSTM, GRU
