@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from helpers import rel_err
 from test_conv import CONV_CASES, IDS, _make, _x
+from test_pooling import POOL_CASES
+from test_pooling import _x as _pool_x
 
 import nablanet as nn
 from nablanet.layers import kernels
@@ -126,6 +128,38 @@ def test_conv_variant_cache_serves_the_reference_and_the_lab() -> None:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+# -- max pooling ---------------------------------------------------------------------------------------
+MAXPOOL_CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
+    *((n, kw, shape) for n, kw, shape in POOL_CASES if n.startswith("MaxPool")),
+    ("MaxPool2d", {"kernel_size": 2, "stride": 3, "dilation": 2}, (2, 3, 9, 10)),  # disjoint, not tiling
+    ("MaxPool2d", {"kernel_size": 2, "padding": 1}, (2, 3, 6, 6)),  # tiles the padded input
+    ("MaxPool1d", {"kernel_size": 3, "stride": 4}, (2, 2, 13)),  # gaps between windows
+]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name,kw,shape", MAXPOOL_CASES)
+def test_maxpool_variant_equals_reference(name: str, kw: dict[str, Any], shape: tuple[int, ...], ties: bool) -> None:
+    layer = getattr(nn, name)(**kw)
+    cls = type(layer)
+    x = np.random.default_rng(1).integers(0, 3, shape).astype(np.float64) if ties else _pool_x(shape)
+    y, cache = layer.forward(x)
+    with reference_forbidden(cls, "forward"):
+        yk, ck = kernels.forward(layer, x, train=True, rng=0)
+    assert_same(yk, y, "y")
+    np.testing.assert_array_equal(ck.argmax, cache.argmax)
+    disjoint = all(s >= d * (k - 1) + 1 for s, k, d in zip(layer.stride, layer.kernel_size, layer.dilation,
+                                                              strict=True))
+    rng = np.random.default_rng(5)
+    for vshape in ((), (3,)):
+        dy = rng.standard_normal((*vshape, *y.shape))
+        for per_sample in (False, True):
+            want = layer.vjp(cache, dy, per_sample=per_sample)
+            with reference_forbidden(cls, "vjp") if disjoint else _nothing():
+                got = kernels.vjp(layer, ck, dy, per_sample=per_sample, need_dx=True)
+            assert_same(got, want, f"V={vshape}")
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------
