@@ -281,13 +281,7 @@ class MultiheadAttention(Container):
         src = k.shape[1]
         h, d = self.num_heads, self.head_dim
         mask = self._mask(n, tgt, src, key_padding_mask, attn_mask, is_causal)
-        if self_attention and self.in_proj_weight is not None:  # one product for Q, K and V
-            qkv = q @ self.in_proj_weight.data.T
-            if self.in_proj_bias is not None:
-                qkv += self.in_proj_bias.data
-            Qm, Km, Vm = qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]
-        else:
-            Qm, Km, Vm = (self._project(a, role) for role, a in enumerate((q, k, v)))
+        Qm, Km, Vm = (self._project(a, role) for role, a in enumerate((q, k, v)))  # (N, L or S, E)
 
         def heads(a: np.ndarray) -> np.ndarray:  # (N, T, E) → (N, h, T, d)
             return np.ascontiguousarray(a.reshape(n, -1, h, d).transpose(0, 2, 1, 3))
@@ -384,16 +378,6 @@ class MultiheadAttention(Container):
 
         dQm, dKm, dVm = join(dQ), join(dK), join(dV)
         grads: dict[str, np.ndarray] = {}
-        if c.self_attention and self.in_proj_weight is not None:
-            dqkv = np.concatenate([dQm, dKm, dVm], axis=-1)  # (*V, N, L, 3E)
-            grads["in_proj_weight"] = _weight_grad(dqkv, c.q, per_sample)
-            if self.in_proj_bias is not None:
-                grads["in_proj_bias"] = _bias_grad(dqkv, per_sample)
-            if not need_dx:
-                return NO_DX, grads
-            if fuse:
-                return self._layout(dqkv @ self.in_proj_weight.data), grads
-            return tuple(self._layout(g @ self._w(r)) for r, g in enumerate((dQm, dKm, dVm))), grads
         dWs = [_weight_grad(g, a, per_sample) for g, a in ((dQm, c.q), (dKm, c.k), (dVm, c.v))]
         if self.in_proj_weight is not None:
             grads["in_proj_weight"] = np.concatenate(dWs, axis=-2)
