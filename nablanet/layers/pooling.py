@@ -155,18 +155,6 @@ class _AvgPoolNd(_PoolNd):
     Shapes: x (N, C, *S) → y (N, C, *S′).
     """
 
-    def __init__(self, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool, count_include_pad: bool) -> None:
-        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
-
-    def _divisor(self, spatial: tuple[int, ...], out: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | float:
-        if self.count_include_pad or not any(self.padding):
-            return float(math.prod(self.kernel_size))
-        ones = pad_channels_last(np.ones((1, *spatial, 1), dtype=dtype), self._pads)
-        counts = windows(ones, self.kernel_size, self.stride, self.dilation, out).sum(
-            axis=tuple(range(-self._nd, 0)))  # (1, *S′, 1)
-        return counts
-
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, AvgCache]:
         x, out = self._geometry(x)
         divisor = self._divisor(x.shape[2:], out, x.dtype)
@@ -191,6 +179,18 @@ class _AvgPoolNd(_PoolNd):
         dxp = np.zeros((*share.shape[: nv + 1], *padded, share.shape[-1]), dtype=share.dtype)
         scatter_taps(dpatch, dxp, self.kernel_size, self.stride, self.dilation, cache.out_spatial)
         return np.moveaxis(unpad(dxp, self._pads, spatial), -1, nv + 1), {}
+
+    def __init__(self, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool, count_include_pad: bool) -> None:
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _divisor(self, spatial: tuple[int, ...], out: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | float:
+        if self.count_include_pad or not any(self.padding):
+            return float(math.prod(self.kernel_size))
+        ones = pad_channels_last(np.ones((1, *spatial, 1), dtype=dtype), self._pads)
+        counts = windows(ones, self.kernel_size, self.stride, self.dilation, out).sum(
+            axis=tuple(range(-self._nd, 0)))  # (1, *S′, 1)
+        return counts
 
     def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
@@ -243,16 +243,6 @@ class _AdaptiveAvgPoolNd(Layer):
 
     _nd = 0
 
-    def __init__(self, output_size: Any) -> None:
-        super().__init__()
-        nd, who = self._nd, type(self).__name__
-        sizes = (output_size,) * nd if output_size is None or isinstance(output_size, int | np.integer) else output_size
-        ok = isinstance(sizes, tuple | list) and len(sizes) == nd and all(
-            s is None or (isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1) for s in sizes)
-        if not ok:
-            raise ValueError(f"{who}(output_size={output_size!r}): expected a positive int or a tuple of {nd} of them")
-        self.output_size = tuple(None if s is None else int(s) for s in sizes)
-
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, AdaptiveCache]:
         nd = self._nd
         if x.ndim != nd + 2:
@@ -277,6 +267,16 @@ class _AdaptiveAvgPoolNd(Layer):
         for d, a in enumerate(cache.mats):
             dx = np.moveaxis(np.moveaxis(dx, nv + 2 + d, -1) @ a, -1, nv + 2 + d)
         return dx, {}
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        nd, who = self._nd, type(self).__name__
+        sizes = (output_size,) * nd if output_size is None or isinstance(output_size, int | np.integer) else output_size
+        ok = isinstance(sizes, tuple | list) and len(sizes) == nd and all(
+            s is None or (isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1) for s in sizes)
+        if not ok:
+            raise ValueError(f"{who}(output_size={output_size!r}): expected a positive int or a tuple of {nd} of them")
+        self.output_size = tuple(None if s is None else int(s) for s in sizes)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
