@@ -1,10 +1,15 @@
 """Conv1d/Conv2d for training: the reference's im2col math (``nablanet/layers/conv.py``) with faster
 gathers, 2-D products into preallocated outputs, and dX as a transposed convolution.
 
-Covers one group, dy without vector axes, batch gradients; any other call runs the reference.
-Each piece was measured on its own, reference vs variant, interleaved in one process (LeNet's two
-convolutions, batch 64, float32; see the function docstrings), and the whole on
-``benchmarks/lenet_epoch.py``.
+Covers one group, dy without vector axes, batch gradients (the VJP also needs stride 1 and padding
+within the kernel's reach); any other call runs the reference.
+
+Measured on one training step of ``benchmarks/lenet_epoch.py``'s model (batch 64, float32), CPU time
+with one BLAS thread, reference and variant alternating in one process, median of the paired ratios:
+the whole variant, reference / variant = 1.18. Each piece on its own (the step without it / with it):
+the window-row gather 1.07, the tap-by-tap gather for short rows (the first layer, 1 channel) 1.03,
+dX as a transposed convolution 1.09; the preallocated output and the bias by a matrix-vector product
+about 1.01 each (kept: they cost no separate path).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """MaxPool1d/MaxPool2d for training: the reference's per-tap maximum (``nablanet/layers/pooling.py``)
 written into preallocated arrays, and a VJP that writes instead of adding where windows do not overlap.
+
+Measured on one training step of ``benchmarks/lenet_epoch.py``'s model (two MaxPool2d(2), batch 64,
+float32), CPU time with one BLAS thread, reference and variant alternating in one process, median of
+the paired ratios: reference / variant = 1.04.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ into preallocated buffers (``out=``), the σ gates share one pass, and the LSTM 
 into its weights so that one tanh covers all four gates. Only one direction's recurrence (``scan``,
 ``bptt``) is replaced: the stack of layers and directions, dropout, truncated BPTT, vector axes and
 per-sample gradients are the reference's own code (``RNNBase._forward_stack``, ``_vjp_stack``).
+
+Measured on one training step, CPU time with one BLAS thread, reference and variant alternating in
+one process, median of the paired ratios, reference / variant: ``benchmarks/lstm_epoch.py``'s LSTM(32,
+128), batch 64, 50 steps: 1.65 (the forward with σ as four passes per gate instead of the folded tanh:
+1.09 slower; the gate derivatives formed for all t at once instead of step by step: 1.17 slower);
+``benchmarks/reference_gru.py``'s GRU(1, 6), bidirectional, batch 100, 40 steps: 1.18.
 """
 
 from __future__ import annotations
