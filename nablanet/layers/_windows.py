@@ -17,7 +17,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def ix(*parts: Any) -> tuple[Any, ...]:
@@ -57,32 +57,18 @@ def windows(
     return w[(slice(None), *pos, slice(None), *taps)]
 
 
-def rows_contiguous(xp: np.ndarray) -> bool:
-    """Whether the last spatial axis and the channels of a channels-last ``xp`` (N, *S, C) are
-    adjacent in memory, so that consecutive positions' channel runs form one contiguous run."""
-    s, c, item = xp.strides, xp.shape[-1], xp.itemsize
-    return (s[-1] == item and s[-2] == c * item) or (c == 1 and s[-2] == item)
-
-
-def window_rows(
-    xp: np.ndarray, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], out: Sequence[int]
-) -> np.ndarray | None:
-    """The windows of a padded channels-last ``xp`` (N, *Sₚ, C) as a read-only strided view
-    (N, *S′, k₁, …, k_{d−1}, k_d·C): taps outer and channels inner, the order of the im2col
-    columns, with the last kernel axis and the channels merged into one run of k_d·C contiguous
-    values (one window row along the last axis). Copying it into an (N·∏S′, ∏k·C) buffer is the
-    whole im2col, with inner loops k_d times longer than a copy tap by tap or channel by channel.
-    None when the layout does not allow it: a dilated last axis, or a last spatial axis and a
-    channel axis that are not adjacent in memory.
-    """
-    nd, item = len(kernel), xp.itemsize
-    s = xp.strides
-    if dilation[-1] != 1 or not rows_contiguous(xp):
-        return None
-    c = xp.shape[-1]
-    shape = (xp.shape[0], *out, *kernel[:-1], kernel[-1] * c)
-    strides = (s[0], *(s[1 + a] * stride[a] for a in range(nd)), *(s[1 + a] * dilation[a] for a in range(nd - 1)), item)
-    return as_strided(xp, shape, strides, writeable=False)
+def im2col(
+    xp: np.ndarray, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], out: Sequence[int],
+    groups: int = 1,
+) -> np.ndarray:
+    """The im2col matrix (G, n·∏S′, ∏k·C_g) of a padded channels-last ``xp`` (n, *Sₚ, C): one row per
+    window, columns in (tap, channel) order, the channels of group g in X[g]. One copy of the window view."""
+    nd = len(kernel)
+    n, c = xp.shape[0], xp.shape[-1]
+    win = windows(xp, kernel, stride, dilation, out).reshape(n, *out, groups, c // groups, *kernel)
+    # (n, *S′, G, C_g, *k) → (G, n, *S′, *k, C_g)
+    order = (1 + nd, 0, *range(1, 1 + nd), *range(3 + nd, 3 + 2 * nd), 2 + nd)
+    return np.ascontiguousarray(win.transpose(order)).reshape(groups, n * math.prod(out), -1)
 
 
 def tap_slices(
@@ -101,21 +87,9 @@ def scatter_taps(
     """col2im: the adjoint of ``windows``. Adds ``dpatch`` (…, N, *S′, *k, C) into ``dxp`` (…, N, *Sₚ, C).
 
     Each input position receives the gradient of every window that read it: one strided add per
-    kernel tap. When the last axis is undilated, the taps along it touch consecutive positions, so
-    the adds go one output position at a time instead, each moving k·C contiguous values (longer
-    inner loops, fewer passes). Returns ``dxp``.
+    kernel tap. Returns ``dxp``.
     """
     nd = len(kernel)
-    c = dpatch.shape[-1]
-    if dilation[-1] == 1 and kernel[-1] * c >= 64 and out[-1] <= 4 * kernel[-1] * max(1, math.prod(kernel[:-1])):
-        # dpatch[…, p_1..p_{d-1}, p_d, t_1..t_{d-1}, :, :] → dxp[…, region(t_1..t_{d-1}), s·p_d : s·p_d + k_d, :]
-        for taps in product(*(range(k) for k in kernel[:-1])):
-            region = tap_slices(taps, stride[:-1], dilation[:-1], out[:-1])
-            for p in range(out[-1]):
-                src = dpatch[ix(Ellipsis, *(slice(None),) * (nd - 1), p, *taps, slice(None), slice(None))]
-                lo = p * stride[-1]
-                dxp[ix(Ellipsis, *region, slice(lo, lo + kernel[-1]), slice(None))] += src
-        return dxp
     for taps in product(*(range(k) for k in kernel)):
         region = tap_slices(taps, stride, dilation, out)
         dxp[ix(Ellipsis, *region, slice(None))] += dpatch[ix(Ellipsis, *(slice(None),) * nd, *taps, slice(None))]

@@ -100,6 +100,87 @@ class MultiheadAttention(Container):
 
     builds_own_children: ClassVar[bool] = True
 
+    def _forward(
+        self, query: Any, key: Any, value: Any, *, key_padding_mask: Any, attn_mask: Any, is_causal: bool,
+        train: bool, rng: RNGLike, self_attention: bool,
+    ) -> tuple[np.ndarray, np.ndarray, MultiheadAttentionCache]:
+        """Attention output (caller's layout), P̃ (N, h, L, S), cache."""
+        q = self._batch_first(query, "query", self.embed_dim, "L")
+        if self_attention:
+            k = v = q
+        else:
+            k = self._batch_first(key, "key", self.kdim, "S")
+            v = self._batch_first(value, "value", self.vdim, "S")
+            if k.shape[:2] != v.shape[:2] or k.shape[0] != q.shape[0]:
+                raise ValueError(
+                    f"MultiheadAttention: query, key and value must share the batch size, and key and value the "
+                    f"source length; got query {np.shape(query)}, key {np.shape(key)}, value {np.shape(value)} "
+                    f"(batch_first={self.batch_first})."
+                )
+        n, tgt, E = q.shape
+        src = k.shape[1]
+        h, d = self.num_heads, self.head_dim
+        mask = self._mask(n, tgt, src, key_padding_mask, attn_mask, is_causal)
+        Qm, Km, Vm = (self._project(a, role) for role, a in enumerate((q, k, v)))  # (N, L or S, E)
+
+        def heads(a: np.ndarray) -> np.ndarray:  # (N, T, E) → (N, h, T, d)
+            return np.ascontiguousarray(a.reshape(n, -1, h, d).transpose(0, 2, 1, 3))
+
+        Q, K, V = heads(Qm), heads(Km), heads(Vm)
+        A = (Q @ K.swapaxes(-1, -2)) * (1.0 / math.sqrt(d))
+        if mask is not None:
+            A += mask
+        P = softmax(A, axis=-1)
+        drop: np.ndarray | None = None
+        Pd = P
+        if train and self.dropout > 0.0:
+            keep = get_rng(rng).random(P.shape) >= self.dropout  # P(keep) = 1 − p
+            drop = np.where(keep, 1.0 / (1.0 - self.dropout), 0.0).astype(P.dtype)
+            Pd = P * drop
+        O = (Pd @ V).transpose(0, 2, 1, 3).reshape(n, tgt, E)
+        y, out_cache = self.out_proj.forward(O)
+        cache = AttentionCache(q, k, v, Q, K, V, P, drop, self_attention, self.batch_first)
+        return (y if self.batch_first else y.swapaxes(0, 1)), Pd, MultiheadAttentionCache(cache, out_cache)
+
+    def _attention_vjp(
+        self, c: AttentionCache, dO_cat: np.ndarray, per_sample: bool, need_dx: bool, fuse: bool
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """From dO (*V, N, L, E) batch first: (dx, in-projection grads).
+
+        dx is (dq, dk, dv) in the caller's layout, or their sum when ``fuse`` (self-attention);
+        ``NO_DX`` when ``need_dx`` is False.
+        """
+        nv = n_vector_axes(dO_cat, 3, "MultiheadAttention")
+        vshape = dO_cat.shape[:nv]
+        n, h, tgt, d = c.Q.shape
+        E = self.embed_dim
+        scale = 1.0 / math.sqrt(d)
+        dO = np.swapaxes(dO_cat.reshape(*vshape, n, tgt, h, d), -2, -3)  # (*V, N, h, L, d)
+        Pd = c.P if c.drop is None else c.P * c.drop
+        dPd = dO @ c.V.swapaxes(-1, -2)  # (*V, N, h, L, S)
+        dV = Pd.swapaxes(-1, -2) @ dO  # (*V, N, h, S, d)
+        dP = dPd if c.drop is None else dPd * c.drop
+        dA = c.P * (dP - (dP * c.P).sum(axis=-1, keepdims=True))
+        dQ = (dA @ c.K) * scale  # (*V, N, h, L, d)
+        dK = (dA.swapaxes(-1, -2) @ c.Q) * scale  # (*V, N, h, S, d)
+
+        def join(a: np.ndarray) -> np.ndarray:  # (*V, N, h, T, d) → (*V, N, T, E)
+            return np.swapaxes(a, -2, -3).reshape(*vshape, n, -1, E)
+
+        dQm, dKm, dVm = join(dQ), join(dK), join(dV)
+        grads: dict[str, np.ndarray] = {}
+        dWs = [_weight_grad(g, a, per_sample) for g, a in ((dQm, c.q), (dKm, c.k), (dVm, c.v))]
+        if self.in_proj_weight is not None:
+            grads["in_proj_weight"] = np.concatenate(dWs, axis=-2)
+        else:
+            grads.update(q_proj_weight=dWs[0], k_proj_weight=dWs[1], v_proj_weight=dWs[2])
+        if self.in_proj_bias is not None:
+            grads["in_proj_bias"] = np.concatenate([_bias_grad(g, per_sample) for g in (dQm, dKm, dVm)], axis=-1)
+        if not need_dx:
+            return NO_DX, grads
+        dq, dk, dv = (self._layout(g @ self._w(r)) for r, g in enumerate((dQm, dKm, dVm)))
+        return (dq + dk + dv if fuse else (dq, dk, dv)), grads
+
     def __init__(
         self,
         embed_dim: int,
@@ -259,54 +340,6 @@ class MultiheadAttention(Container):
             )
         return total
 
-    def _forward(
-        self, query: Any, key: Any, value: Any, *, key_padding_mask: Any, attn_mask: Any, is_causal: bool,
-        train: bool, rng: RNGLike, self_attention: bool,
-    ) -> tuple[np.ndarray, np.ndarray, MultiheadAttentionCache]:
-        """Attention output (caller's layout), P̃ (N, h, L, S), cache."""
-        q = self._batch_first(query, "query", self.embed_dim, "L")
-        if self_attention:
-            k = v = q
-        else:
-            k = self._batch_first(key, "key", self.kdim, "S")
-            v = self._batch_first(value, "value", self.vdim, "S")
-            if k.shape[:2] != v.shape[:2] or k.shape[0] != q.shape[0]:
-                raise ValueError(
-                    f"MultiheadAttention: query, key and value must share the batch size, and key and value the "
-                    f"source length; got query {np.shape(query)}, key {np.shape(key)}, value {np.shape(value)} "
-                    f"(batch_first={self.batch_first})."
-                )
-        n, tgt, E = q.shape
-        src = k.shape[1]
-        h, d = self.num_heads, self.head_dim
-        mask = self._mask(n, tgt, src, key_padding_mask, attn_mask, is_causal)
-        if self_attention and self.in_proj_weight is not None:  # one product for Q, K and V
-            qkv = q @ self.in_proj_weight.data.T
-            if self.in_proj_bias is not None:
-                qkv += self.in_proj_bias.data
-            Qm, Km, Vm = qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]
-        else:
-            Qm, Km, Vm = (self._project(a, role) for role, a in enumerate((q, k, v)))
-
-        def heads(a: np.ndarray) -> np.ndarray:  # (N, T, E) → (N, h, T, d)
-            return np.ascontiguousarray(a.reshape(n, -1, h, d).transpose(0, 2, 1, 3))
-
-        Q, K, V = heads(Qm), heads(Km), heads(Vm)
-        A = (Q @ K.swapaxes(-1, -2)) * (1.0 / math.sqrt(d))
-        if mask is not None:
-            A += mask
-        P = softmax(A, axis=-1)
-        drop: np.ndarray | None = None
-        Pd = P
-        if train and self.dropout > 0.0:
-            keep = get_rng(rng).random(P.shape) >= self.dropout  # P(keep) = 1 − p
-            drop = np.where(keep, 1.0 / (1.0 - self.dropout), 0.0).astype(P.dtype)
-            Pd = P * drop
-        O = (Pd @ V).transpose(0, 2, 1, 3).reshape(n, tgt, E)
-        y, out_cache = self.out_proj.forward(O)
-        cache = AttentionCache(q, k, v, Q, K, V, P, drop, self_attention, self.batch_first)
-        return (y if self.batch_first else y.swapaxes(0, 1)), Pd, MultiheadAttentionCache(cache, out_cache)
-
     def _project(self, a: np.ndarray, role: int) -> np.ndarray:
         out = a @ self._w(role).T
         b = self._b(role)
@@ -356,55 +389,6 @@ class MultiheadAttention(Container):
         return y, w
 
     # -- backward ----------------------------------------------------------------------------------
-    def _attention_vjp(
-        self, c: AttentionCache, dO_cat: np.ndarray, per_sample: bool, need_dx: bool, fuse: bool
-    ) -> tuple[Any, dict[str, np.ndarray]]:
-        """From dO (*V, N, L, E) batch first: (dx, in-projection grads).
-
-        dx is (dq, dk, dv) in the caller's layout, or their sum when ``fuse`` (self-attention);
-        ``NO_DX`` when ``need_dx`` is False.
-        """
-        nv = n_vector_axes(dO_cat, 3, "MultiheadAttention")
-        vshape = dO_cat.shape[:nv]
-        n, h, tgt, d = c.Q.shape
-        E = self.embed_dim
-        scale = 1.0 / math.sqrt(d)
-        dO = np.swapaxes(dO_cat.reshape(*vshape, n, tgt, h, d), -2, -3)  # (*V, N, h, L, d)
-        Pd = c.P if c.drop is None else c.P * c.drop
-        dPd = dO @ c.V.swapaxes(-1, -2)  # (*V, N, h, L, S)
-        dV = Pd.swapaxes(-1, -2) @ dO  # (*V, N, h, S, d)
-        dP = dPd if c.drop is None else dPd * c.drop
-        dA = c.P * (dP - (dP * c.P).sum(axis=-1, keepdims=True))
-        dQ = (dA @ c.K) * scale  # (*V, N, h, L, d)
-        dK = (dA.swapaxes(-1, -2) @ c.Q) * scale  # (*V, N, h, S, d)
-
-        def join(a: np.ndarray) -> np.ndarray:  # (*V, N, h, T, d) → (*V, N, T, E)
-            return np.swapaxes(a, -2, -3).reshape(*vshape, n, -1, E)
-
-        dQm, dKm, dVm = join(dQ), join(dK), join(dV)
-        grads: dict[str, np.ndarray] = {}
-        if c.self_attention and self.in_proj_weight is not None:
-            dqkv = np.concatenate([dQm, dKm, dVm], axis=-1)  # (*V, N, L, 3E)
-            grads["in_proj_weight"] = _weight_grad(dqkv, c.q, per_sample)
-            if self.in_proj_bias is not None:
-                grads["in_proj_bias"] = _bias_grad(dqkv, per_sample)
-            if not need_dx:
-                return NO_DX, grads
-            if fuse:
-                return self._layout(dqkv @ self.in_proj_weight.data), grads
-            return tuple(self._layout(g @ self._w(r)) for r, g in enumerate((dQm, dKm, dVm))), grads
-        dWs = [_weight_grad(g, a, per_sample) for g, a in ((dQm, c.q), (dKm, c.k), (dVm, c.v))]
-        if self.in_proj_weight is not None:
-            grads["in_proj_weight"] = np.concatenate(dWs, axis=-2)
-        else:
-            grads.update(q_proj_weight=dWs[0], k_proj_weight=dWs[1], v_proj_weight=dWs[2])
-        if self.in_proj_bias is not None:
-            grads["in_proj_bias"] = np.concatenate([_bias_grad(g, per_sample) for g in (dQm, dKm, dVm)], axis=-1)
-        if not need_dx:
-            return NO_DX, grads
-        dq, dk, dv = (self._layout(g @ self._w(r)) for r, g in enumerate((dQm, dKm, dVm)))
-        return (dq + dk + dv if fuse else (dq, dk, dv)), grads
-
     def _layout(self, a: np.ndarray) -> np.ndarray:
         """(*V, N, T, ·) batch first → the caller's layout."""
         return a if self.batch_first else np.swapaxes(a, -2, -3)

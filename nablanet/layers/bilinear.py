@@ -36,6 +36,31 @@ class Bilinear(Layer):
     Init (PyTorch's): W, b ~ U(−1/√i, 1/√i). Inputs are converted to the weight's dtype.
     """
 
+    def forward(self, x: Any, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, BilinearCache]:
+        x1, x2 = self._split(x)
+        y = np.einsum("...i,oij,...j->...o", x1, self.weight.data, x2, optimize=True)
+        if self.bias is not None:
+            y += self.bias.data
+        return y, BilinearCache(x1, x2)
+
+    def vjp(
+        self, cache: BilinearCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        x1, x2, w = cache.x1, cache.x2, self.weight.data
+        nv = n_vector_axes(dy, x1.ndim, "Bilinear")
+        dx: Any = NO_DX
+        if need_dx:  # each input's gradient is weighted by the other input
+            dx = (np.einsum("...o,oij,...j->...i", dy, w, x2, optimize=True),
+                  np.einsum("...o,oij,...i->...j", dy, w, x1, optimize=True))
+        n = x1.shape[0]
+        g = dy.reshape(*dy.shape[:nv], n, -1, self.out_features)  # (*V, N, R, o): R the extra axes *
+        a, b = x1.reshape(n, -1, self.in1_features), x2.reshape(n, -1, self.in2_features)
+        spec = "...nro,nri,nrj->...noij" if per_sample else "...nro,nri,nrj->...oij"  # dW = Σ dy ⊗ x₁ ⊗ x₂
+        grads = {"weight": np.einsum(spec, g, a, b, optimize=True)}
+        if self.bias is not None:
+            grads["bias"] = g.sum(axis=-2 if per_sample else (-3, -2))
+        return dx, grads
+
     def __init__(
         self,
         in1_features: int,
@@ -84,55 +109,6 @@ class Bilinear(Layer):
                 "agree: sample n of x1 pairs with sample n of x2."
             )
         return x1.astype(w.dtype, copy=False), x2.astype(w.dtype, copy=False)
-
-    def forward(self, x: Any, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, BilinearCache]:
-        x1, x2 = self._split(x)
-        # (x₁ Wₒ) then · x₂: one (M, i) @ (i, o·j) product, then a batched dot over j
-        t = (x1.reshape(-1, self.in1_features) @ self._w_ioj()).reshape(*x1.shape[:-1], self.out_features,
-                                                                        self.in2_features)
-        y = np.einsum("...oj,...j->...o", t, x2)
-        if self.bias is not None:
-            y += self.bias.data
-        return y, BilinearCache(x1, x2)
-
-    def _w_ioj(self) -> np.ndarray:
-        """W as an (i, o·j) matrix: column (o, j) holds Wₒ:ⱼ."""
-        return self.weight.data.transpose(1, 0, 2).reshape(self.in1_features, -1)
-
-    def vjp(
-        self, cache: BilinearCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
-    ) -> tuple[Any, dict[str, np.ndarray]]:
-        x1, x2 = cache.x1, cache.x2
-        nv = n_vector_axes(dy, x1.ndim, "Bilinear")
-        w = self.weight.data
-        vshape = dy.shape[:nv]
-        i, j, o = self.in1_features, self.in2_features, self.out_features
-        dx: Any = NO_DX
-        if need_dx:
-            # dx₁ = Σₒⱼ dyₒ Wₒᵢⱼ x₂ⱼ via u = dy ⊗ x₂ (·, o·j) @ W(o·j, i); dx₂ likewise with x₁
-            u = (dy[..., :, None] * x2[..., None, :]).reshape(*dy.shape[:-1], o * j)
-            dx1 = u @ w.reshape(o, i, j).transpose(0, 2, 1).reshape(o * j, i)
-            v = (dy[..., :, None] * x1[..., None, :]).reshape(*dy.shape[:-1], o * i)
-            dx2 = v @ w.reshape(o * i, j)
-            dx = (dx1, dx2)
-        n = x1.shape[0]
-        if per_sample:
-            a3 = x1.reshape(n, -1, i)
-            b3 = x2.reshape(n, -1, j)
-            g3 = dy.reshape(*vshape, n, -1, o)
-            grads = {"weight": np.einsum("...nro,nri,nrj->...noij", g3, a3, b3, optimize=True)}
-            if self.bias is not None:
-                grads["bias"] = g3.sum(axis=-2)
-            return dx, grads
-        a = x1.reshape(-1, i)  # (M, i): batch and extra axes together
-        b = x2.reshape(-1, j)
-        g = dy.reshape(*vshape, -1, o)  # (*V, M, o)
-        # dW(o, i·j) = dyᵀ (x₁ ⊗ x₂): one product over M
-        outer = (a[:, :, None] * b[:, None, :]).reshape(-1, i * j)
-        grads = {"weight": (np.swapaxes(g, -1, -2) @ outer).reshape(*vshape, o, i, j)}
-        if self.bias is not None:
-            grads["bias"] = g.sum(axis=-2)
-        return dx, grads
 
     def __call__(self, input1: Any, input2: Any) -> np.ndarray:  # type: ignore[override]
         """``layer(x1, x2)`` as in PyTorch: forward in the current mode, checking both inputs."""

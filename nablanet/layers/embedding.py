@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -120,23 +120,19 @@ class Embedding(Layer):
         self, cache: EmbeddingCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         nv = n_vector_axes(dy, cache.out_ndim, "Embedding")
-        vshape = dy.shape[:nv]
-        idx = cache.idx
-        E, D = self.num_embeddings, self.embedding_dim
-        dt = self.weight.data.dtype
-        V = int(np.prod(vshape))
-        n = idx.shape[0]
-        if per_sample:
-            # dWₙ[e] = Σⱼ dyₙⱼ [xₙⱼ = e]: offset sample n's indices by n·E and scatter into (N·E, D)
-            flat = (idx.reshape(n, -1) + (np.arange(n) * E)[:, None]).ravel()
-            g = _scatter_rows(flat, dy.reshape(V, -1, D).astype(dt, copy=False), n * E).reshape(V, n, E, D)
-            if self.padding_idx is not None:
-                g[:, :, self.padding_idx] = 0.0
-            return NO_DX, {"weight": g.reshape(*vshape, n, E, D)}
-        g = _scatter_rows(idx.ravel(), dy.reshape(V, -1, D).astype(dt, copy=False), E)
+        idx = cache.idx  # (N, *)
+        dy = dy.astype(self.weight.dtype, copy=False)
+        vsl = (slice(None),) * nv  # the vector axes, kept
+        if per_sample:  # dWₙ[e] = Σ_j dyₙⱼ [xₙⱼ = e]: (*V, N, E, D)
+            n = idx.shape[0]
+            dw = np.zeros((*dy.shape[:nv], n, *self.weight.shape), dy.dtype)
+            np.add.at(dw, cast(Any, (*vsl, np.arange(n).reshape(n, *(1,) * (idx.ndim - 1)), idx)), dy)
+        else:  # dW[e] = Σ_{n,j : xₙⱼ = e} dyₙⱼ: (*V, E, D)
+            dw = np.zeros((*dy.shape[:nv], *self.weight.shape), dy.dtype)
+            np.add.at(dw, cast(Any, (*vsl, idx)), dy)
         if self.padding_idx is not None:
-            g[:, self.padding_idx] = 0.0
-        return NO_DX, {"weight": g.reshape(*vshape, E, D)}
+            dw[..., self.padding_idx, :] = 0.0
+        return NO_DX, {"weight": dw}
 
     def __call__(self, x: Any) -> np.ndarray:
         """The looked-up vectors for integer indices ``x`` (N, *) → (N, *, embedding_dim)."""
@@ -150,20 +146,3 @@ class Embedding(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
                 "padding_idx": self.padding_idx, "dtype": str(self.weight.dtype)}
-
-
-def _scatter_rows(rows: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
-    """out[v, r] = Σ_{m : rows[m] = r} values[v, m]: the scatter-add of (V, M, D) rows into (V, n_rows, D).
-
-    Sorting groups equal rows, ``np.add.reduceat`` sums each group in one vectorized pass (faster than
-    ``np.add.at`` for many repeated indices), and the sums land in their rows.
-    """
-    V, M, D = values.shape
-    out = np.zeros((V, n_rows, D), values.dtype)
-    if M == 0:
-        return out
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-    out[:, sorted_rows[starts]] = np.add.reduceat(values[:, order], starts, axis=1)
-    return out

@@ -52,11 +52,124 @@ class BatchNormCache(NamedTuple):
     batch_stats: bool  # True: normalized with this batch's statistics (training mode)
 
 
+_BN_DOC = """
+
+    Forward (per channel c; μ_c, σ²_c over the batch axis n and the spatial axes, biased variance):
+        x̂ = (x − μ_c)/√(σ²_c + ε)      y = γ_c x̂ + β_c
+    Running statistics (training mode with track_running_stats=True), PyTorch's semantics:
+        running_mean ← (1 − f)·running_mean + f·μ_c
+        running_var  ← (1 − f)·running_var  + f·σ²_c·m/(m − 1)   (unbiased; m values per channel)
+        num_batches_tracked ← num_batches_tracked + 1, and f = momentum, or 1/num_batches_tracked
+        when momentum is None (a cumulative moving average).
+      forward(train=True) therefore changes these buffers in place: a documented side effect, as in
+      PyTorch, and the one exception to "forward is pure". The training-mode output does not read them.
+    Eval mode (forward(train=False)) normalizes with the running statistics instead; with
+    track_running_stats=False there are none, and the batch statistics are used in both modes.
+    VJP, batch statistics (sums and means over n and the spatial axes, per channel c):
+        dγ_c = Σ dy·x̂      dβ_c = Σ dy
+        dx = (γ_c/√(σ²_c + ε)) · (dy − mean(dy) − x̂·mean(dy·x̂))
+    VJP, running statistics:  dx = dy·γ_c/√(running_var_c + ε),  dγ_c and dβ_c as above.
+    Vector axes: dy (*V, N, C, …) gives dx (*V, N, C, …), dγ, dβ (*V, C); each vector slice has its
+    own sums and means.
+    Per-sample: not defined with batch statistics (every output depends on the whole batch, the
+    samples are coupled), so per_sample=True raises a ValueError there; use eval mode, or a per-sample
+    normalization such as LayerNorm. In eval mode dγ, dβ come per sample, (*V, N, C).
+    Parameters (affine=True): weight γ (C,) ones, bias β (C,) zeros (none with bias=False). Buffers
+    (track_running_stats=True): running_mean (C,) zeros, running_var (C,) ones,
+    num_batches_tracked int64 (). Names and state_dict keys are PyTorch's. The input is converted
+    to the parameters' (or buffers') dtype. With need_dx=False the input gradient is skipped.
+    """
+
+
 class _BatchNorm(Layer):
-    """Shared code of BatchNorm1d and BatchNorm2d; subclasses set ``_ndims`` and ``_expected``."""
+    __doc__ = "Batch normalization, per channel c (shared code of BatchNorm1d and BatchNorm2d)." + _BN_DOC
 
     _ndims: tuple[int, ...] = ()
     _expected: str = ""
+
+    def forward(
+        self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None
+    ) -> tuple[np.ndarray, BatchNormCache]:
+        """Normalize per channel; in training mode also update the running statistics in place."""
+        who = type(self).__name__
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{who}(num_features={self.num_features}) got x.shape={x.shape}; expected {self._expected} "
+                f"with C = {self.num_features}. "
+                + (
+                    f"Check the previous layer's channels or set num_features={x.shape[1]}."
+                    if x.ndim in self._ndims
+                    else "Use BatchNorm1d for (N, C) or (N, C, L) and BatchNorm2d for (N, C, H, W)."
+                )
+            )
+        x = _float_input(x, self._array_dtype())
+        axes = (0, *range(2, x.ndim))  # every axis but C
+        bshape = (self.num_features,) + (1,) * (x.ndim - 2)  # per-channel arrays broadcast against x
+        batch_stats = train or not self.track_running_stats
+        if batch_stats:
+            m = x.size // self.num_features
+            if m < 2:
+                raise ValueError(
+                    f"{who}: expected more than 1 value per channel when training, got input size {x.shape}. "
+                    "Batch statistics need at least 2 values per channel: use a batch of 2 or more samples, "
+                    "or eval mode (forward(train=False)) with running statistics."
+                )
+            mean = x.mean(axis=axes, keepdims=True)
+            xc = x - mean
+            var = np.mean(xc * xc, axis=axes, keepdims=True)  # biased, as used for normalizing
+            inv_std = 1.0 / np.sqrt(var + self.eps)
+            if train and self.track_running_stats:
+                self._update_running_stats(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
+        else:
+            inv_std = (1.0 / np.sqrt(self._buffers["running_var"] + self.eps)).reshape(bshape)
+            xc = x - self._buffers["running_mean"].reshape(bshape)
+        xhat = xc * inv_std
+        inv_std = inv_std.reshape(bshape)
+        y = xhat
+        if self.weight is not None:
+            y = xhat * self.weight.data.reshape(bshape)
+        if self.bias is not None:
+            y = y + self.bias.data.reshape(bshape)
+        return y, BatchNormCache(xhat, inv_std, batch_stats)
+
+    def vjp(
+        self, cache: BatchNormCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        who = type(self).__name__
+        xhat, inv_std, batch_stats = cache
+        nv = n_vector_axes(dy, xhat.ndim, who)
+        if per_sample and batch_stats:
+            raise ValueError(
+                f"{who}: per-sample gradients are not defined for batch norm with batch statistics (training "
+                "mode or track_running_stats=False): every output depends on the whole batch, so the samples "
+                "are coupled. Run the layer in eval mode (forward(train=False)) with running statistics, or use "
+                "a per-sample normalization such as LayerNorm (or GroupNorm)."
+            )
+        axes = (nv, *range(nv + 2, dy.ndim))  # n and the spatial axes of each vector slice
+        sums = axes[1:] if per_sample else axes  # per sample: the batch axis is kept
+        grads: dict[str, np.ndarray] = {}
+        if self.weight is not None:
+            grads["weight"] = (dy * xhat).sum(axis=sums)  # dγ_c = Σ dy·x̂
+        if self.bias is not None:
+            grads["bias"] = dy.sum(axis=sums)  # dβ_c = Σ dy
+        if not need_dx:
+            return NO_DX, grads
+        scale = inv_std if self.weight is None else inv_std * self.weight.data.reshape(inv_std.shape)  # γ/√(σ² + ε)
+        if not batch_stats:
+            return dy * scale, grads
+        mean_dy, mean_dyx = dy.mean(axis=axes, keepdims=True), (dy * xhat).mean(axis=axes, keepdims=True)
+        return scale * (dy - mean_dy - xhat * mean_dyx), grads
+
+    def _update_running_stats(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        """running ← (1 − f)·running + f·batch, f = momentum, or 1/num_batches_tracked when None."""
+        nbt = self._buffers["num_batches_tracked"]
+        nbt[...] += 1
+        f = 1.0 / float(nbt) if self.momentum is None else self.momentum
+        for name, stat in (("running_mean", mean), ("running_var", unbiased_var)):
+            buf = self._buffers[name]
+            buf *= 1.0 - f
+            buf += f * stat
+
 
     def __init__(
         self,
@@ -108,99 +221,6 @@ class _BatchNorm(Layer):
             return self._buffers["running_mean"].dtype
         return None
 
-    def forward(
-        self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None
-    ) -> tuple[np.ndarray, BatchNormCache]:
-        """Normalize per channel; in training mode also update the running statistics in place."""
-        who = type(self).__name__
-        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"{who}(num_features={self.num_features}) got x.shape={x.shape}; expected {self._expected} "
-                f"with C = {self.num_features}. "
-                + (
-                    f"Check the previous layer's channels or set num_features={x.shape[1]}."
-                    if x.ndim in self._ndims
-                    else "Use BatchNorm1d for (N, C) or (N, C, L) and BatchNorm2d for (N, C, H, W)."
-                )
-            )
-        x = _float_input(x, self._array_dtype())
-        axes = (0, *range(2, x.ndim))  # every axis but C
-        bshape = (self.num_features,) + (1,) * (x.ndim - 2)  # per-channel arrays broadcast against x
-        batch_stats = train or not self.track_running_stats
-        if batch_stats:
-            m = x.size // self.num_features
-            if m < 2:
-                raise ValueError(
-                    f"{who}: expected more than 1 value per channel when training, got input size {x.shape}. "
-                    "Batch statistics need at least 2 values per channel: use a batch of 2 or more samples, "
-                    "or eval mode (forward(train=False)) with running statistics."
-                )
-            mean = x.mean(axis=axes, keepdims=True)
-            xc = x - mean
-            var = np.mean(xc * xc, axis=axes, keepdims=True)  # biased, as used for normalizing
-            inv_std = 1.0 / np.sqrt(var + self.eps)
-            if train and self.track_running_stats:
-                self._update_running_stats(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
-        else:
-            inv_std = (1.0 / np.sqrt(self._buffers["running_var"] + self.eps)).reshape(bshape)
-            xc = x - self._buffers["running_mean"].reshape(bshape)
-        xhat = xc * inv_std
-        inv_std = inv_std.reshape(bshape)
-        y = xhat
-        if self.weight is not None:
-            y = xhat * self.weight.data.reshape(bshape)
-        if self.bias is not None:
-            y = y + self.bias.data.reshape(bshape)
-        return y, BatchNormCache(xhat, inv_std, batch_stats)
-
-    def _update_running_stats(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
-        """running ← (1 − f)·running + f·batch, f = momentum, or 1/num_batches_tracked when None."""
-        nbt = self._buffers["num_batches_tracked"]
-        nbt[...] += 1
-        f = 1.0 / float(nbt) if self.momentum is None else self.momentum
-        for name, stat in (("running_mean", mean), ("running_var", unbiased_var)):
-            buf = self._buffers[name]
-            buf *= 1.0 - f
-            buf += f * stat
-
-    def vjp(
-        self, cache: BatchNormCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        who = type(self).__name__
-        xhat, inv_std, batch_stats = cache
-        nv = n_vector_axes(dy, xhat.ndim, who)
-        if per_sample and batch_stats:
-            raise ValueError(
-                f"{who}: per-sample gradients are not defined for batch norm with batch statistics (training "
-                "mode or track_running_stats=False): every output depends on the whole batch, so the samples "
-                "are coupled. Run the layer in eval mode (forward(train=False)) with running statistics, or use "
-                "a per-sample normalization such as LayerNorm (or GroupNorm)."
-            )
-        grads: dict[str, np.ndarray] = {}
-        scale = inv_std if self.weight is None else inv_std * self.weight.data.reshape(inv_std.shape)
-        if per_sample:  # eval mode: the batch axis is kept, sums over the spatial axes only
-            spatial = tuple(range(nv + 2, dy.ndim))
-            if self.weight is not None:
-                grads["weight"] = (dy * xhat).sum(axis=spatial)
-            if self.bias is not None:
-                grads["bias"] = dy.sum(axis=spatial)
-            return (dy * scale if need_dx else NO_DX), grads
-        # sums over n and the spatial axes of each vector slice: dy (*V, N, C, *S) → (*V, 1, C, 1, …)
-        axes = (nv, *range(nv + 2, dy.ndim))
-        sum_dy = dy.sum(axis=axes, keepdims=True)
-        sum_dyx = (dy * xhat).sum(axis=axes, keepdims=True)
-        vc = (*dy.shape[:nv], self.num_features)
-        if self.weight is not None:
-            grads["weight"] = sum_dyx.reshape(vc)  # dγ_c = Σ dy·x̂
-        if self.bias is not None:
-            grads["bias"] = sum_dy.reshape(vc)  # dβ_c = Σ dy
-        if not need_dx:
-            return NO_DX, grads
-        if not batch_stats:
-            return dy * scale, grads
-        m = xhat.size // self.num_features
-        return scale * (dy - sum_dy / m - xhat * (sum_dyx / m)), grads
-
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -218,35 +238,6 @@ class _BatchNorm(Layer):
             "bias": self._bias_arg,
             "dtype": str(self._init_dtype if dt is None else dt),
         }
-
-
-_BN_DOC = """
-
-    Forward (per channel c; μ_c, σ²_c over the batch axis n and the spatial axes, biased variance):
-        x̂ = (x − μ_c)/√(σ²_c + ε)      y = γ_c x̂ + β_c
-    Running statistics (training mode with track_running_stats=True), PyTorch's semantics:
-        running_mean ← (1 − f)·running_mean + f·μ_c
-        running_var  ← (1 − f)·running_var  + f·σ²_c·m/(m − 1)   (unbiased; m values per channel)
-        num_batches_tracked ← num_batches_tracked + 1, and f = momentum, or 1/num_batches_tracked
-        when momentum is None (a cumulative moving average).
-      forward(train=True) therefore changes these buffers in place: a documented side effect, as in
-      PyTorch, and the one exception to "forward is pure". The training-mode output does not read them.
-    Eval mode (forward(train=False)) normalizes with the running statistics instead; with
-    track_running_stats=False there are none, and the batch statistics are used in both modes.
-    VJP, batch statistics (sums and means over n and the spatial axes, per channel c):
-        dγ_c = Σ dy·x̂      dβ_c = Σ dy
-        dx = (γ_c/√(σ²_c + ε)) · (dy − mean(dy) − x̂·mean(dy·x̂))
-    VJP, running statistics:  dx = dy·γ_c/√(running_var_c + ε),  dγ_c and dβ_c as above.
-    Vector axes: dy (*V, N, C, …) gives dx (*V, N, C, …), dγ, dβ (*V, C); each vector slice has its
-    own sums and means.
-    Per-sample: not defined with batch statistics (every output depends on the whole batch, the
-    samples are coupled), so per_sample=True raises a ValueError there; use eval mode, or a per-sample
-    normalization such as LayerNorm. In eval mode dγ, dβ come per sample, (*V, N, C).
-    Parameters (affine=True): weight γ (C,) ones, bias β (C,) zeros (none with bias=False). Buffers
-    (track_running_stats=True): running_mean (C,) zeros, running_var (C,) ones,
-    num_batches_tracked int64 (). Names and state_dict keys are PyTorch's. The input is converted
-    to the parameters' (or buffers') dtype. With need_dx=False the input gradient is skipped.
-    """
 
 
 class BatchNorm1d(_BatchNorm):
@@ -279,40 +270,6 @@ class LayerNorm(Layer):
     Parameters: weight γ (ones) when elementwise_affine, bias β (zeros) when also bias=True;
     PyTorch's names. The input is converted to the parameters' dtype; no running statistics.
     """
-
-    def __init__(
-        self,
-        normalized_shape: int | tuple[int, ...] | list[int],
-        eps: float = 1e-5,
-        elementwise_affine: bool = True,
-        bias: bool = True,
-        *,
-        dtype: Any = None,
-    ) -> None:
-        super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int | np.integer) else normalized_shape
-        try:
-            dims = tuple(shape)
-        except TypeError:
-            dims = ()
-        if not dims or any(isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 1 for s in dims):
-            raise ValueError(
-                f"LayerNorm(normalized_shape={normalized_shape!r}): expected a positive int or a non-empty tuple "
-                "of positive ints, the trailing axes to normalize over, e.g. LayerNorm(64) for x (N, 64) or "
-                "LayerNorm((8, 8)) for x (N, C, 8, 8)"
-            )
-        self.normalized_shape = tuple(int(s) for s in dims)
-        self.eps = _check_eps("LayerNorm", eps)
-        self.elementwise_affine = _check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
-        self._bias_arg = _check_flag("LayerNorm", "bias", bias)
-        dt = resolve_dtype(dtype)
-        self._init_dtype = dt
-        self.weight: Parameter | None = (
-            Parameter(np.ones(self.normalized_shape, dtype=dt)) if self.elementwise_affine else None
-        )
-        self.bias: Parameter | None = (
-            Parameter(np.zeros(self.normalized_shape, dtype=dt)) if self.elementwise_affine and self._bias_arg else None
-        )
 
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, LayerNormCache]:
         k = len(self.normalized_shape)
@@ -359,6 +316,40 @@ class LayerNorm(Layer):
         mean_g = g.mean(axis=axes, keepdims=True)
         mean_gx = (g * xhat).mean(axis=axes, keepdims=True)
         return inv_std * (g - mean_g - xhat * mean_gx), grads
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...] | list[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        *,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int | np.integer) else normalized_shape
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            dims = ()
+        if not dims or any(isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 1 for s in dims):
+            raise ValueError(
+                f"LayerNorm(normalized_shape={normalized_shape!r}): expected a positive int or a non-empty tuple "
+                "of positive ints, the trailing axes to normalize over, e.g. LayerNorm(64) for x (N, 64) or "
+                "LayerNorm((8, 8)) for x (N, C, 8, 8)"
+            )
+        self.normalized_shape = tuple(int(s) for s in dims)
+        self.eps = _check_eps("LayerNorm", eps)
+        self.elementwise_affine = _check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
+        self._bias_arg = _check_flag("LayerNorm", "bias", bias)
+        dt = resolve_dtype(dtype)
+        self._init_dtype = dt
+        self.weight: Parameter | None = (
+            Parameter(np.ones(self.normalized_shape, dtype=dt)) if self.elementwise_affine else None
+        )
+        self.bias: Parameter | None = (
+            Parameter(np.zeros(self.normalized_shape, dtype=dt)) if self.elementwise_affine and self._bias_arg else None
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -96,49 +96,33 @@ class _MaxPoolNd(_PoolNd):
     so an input that wins several overlapping windows sums their gradients. On ties the first
     maximum in row-major window order gets the whole gradient (PyTorch's CPU kernel does the same;
     any convex split is a valid subgradient).
-    Shapes: x (N, C, *S) → y (N, C, *S′), S′ as for convolution.
-    Method: one elementwise maximum per kernel tap over strided views (no window copy), tracking
-    the index of the first strictly larger tap; the cache holds that index (one byte per output).
+    Shapes: x (N, C, *S) → y (N, C, *S′), S′ as for convolution; dy (*V, N, C, *S′).
+    Method: one elementwise comparison per kernel tap t over strided views (no window copy); the
+    cache holds the argmax, the tap index t of each window's maximum (one byte per output).
     """
 
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, MaxCache]:
         x, out = self._geometry(x)
         xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads, value=-np.inf)  # (N, *Sₚ, C)
-        taps = self._taps(xp, out)
-        y = next(taps).copy()
-        k = math.prod(self.kernel_size)
-        argmax = np.zeros(y.shape, dtype=np.uint8 if k <= 256 else np.uint32)
-        better = np.empty(y.shape, dtype=bool)
+        taps = self._taps(xp, out)  # the view each tap t reads, (N, *S′, C)
+        y = next(taps)
+        argmax = np.zeros(y.shape, dtype=np.uint8 if math.prod(self.kernel_size) <= 256 else np.uint32)
         for t, view in enumerate(taps, 1):
-            np.greater(view, y, out=better)  # strictly larger: ties keep the earlier tap
-            # t exceeds every index stored so far, so a maximum writes t exactly where better is set
-            np.maximum(argmax, better.view(np.uint8) * argmax.dtype.type(t), out=argmax)
-            np.maximum(y, view, out=y)
+            # t grows tap by tap, so t replaces every index stored so far exactly where the tap is
+            # strictly larger than the maximum so far: ties keep the earlier tap
+            argmax = np.maximum(argmax, (view > y) * argmax.dtype.type(t))
+            y = np.maximum(y, view)
         return np.moveaxis(y, -1, 1), MaxCache(argmax, xp.shape, x.shape, out)
 
     def vjp(
         self, cache: MaxCache, dy: np.ndarray, *, per_sample: bool = False, need_dx: bool = True
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        nd = self._nd
-        nv = n_vector_axes(dy, nd + 2, type(self).__name__)
+        nv = n_vector_axes(dy, self._nd + 2, type(self).__name__)
         dyh = np.moveaxis(dy, nv + 1, -1)  # (*V, N, *S′, C)
-        out = cache.out_spatial
-        disjoint = all(s >= d * (k - 1) + 1 for s, k, d in zip(self.stride, self.kernel_size, self.dilation,
-                                                                 strict=True))
-        # windows that tile the padded input exactly write every entry once: no zero fill needed
-        tiled = disjoint and all(
-            s == k and d == 1 and o * s == full
-            for s, k, d, o, full in zip(self.stride, self.kernel_size, self.dilation, out, cache.padded[1:-1],
-                                        strict=True)
-        )
-        dxp = (np.empty if tiled else np.zeros)((*dyh.shape[:nv], *cache.padded), dtype=dy.dtype)
-        for t, dview in enumerate(self._taps(dxp, out)):
-            if disjoint:  # each input entry is in at most one window: write, don't add
-                np.multiply(dyh, cache.argmax == t, out=dview)
-            else:
-                dview += dyh * (cache.argmax == t)
-        spatial = cache.x_shape[2:]
-        return np.moveaxis(unpad(dxp, self._pads, spatial), -1, nv + 1), {}
+        dxp = np.zeros((*dyh.shape[:nv], *cache.padded), dtype=dy.dtype)  # dx padded, channels-last
+        for t, dview in enumerate(self._taps(dxp, cache.out_spatial)):
+            dview += dyh * (cache.argmax == t)  # each window's gradient goes to its maximum
+        return np.moveaxis(unpad(dxp, self._pads, cache.x_shape[2:]), -1, nv + 1), {}
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -171,18 +155,6 @@ class _AvgPoolNd(_PoolNd):
     Shapes: x (N, C, *S) → y (N, C, *S′).
     """
 
-    def __init__(self, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool, count_include_pad: bool) -> None:
-        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
-
-    def _divisor(self, spatial: tuple[int, ...], out: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | float:
-        if self.count_include_pad or not any(self.padding):
-            return float(math.prod(self.kernel_size))
-        ones = pad_channels_last(np.ones((1, *spatial, 1), dtype=dtype), self._pads)
-        counts = windows(ones, self.kernel_size, self.stride, self.dilation, out).sum(
-            axis=tuple(range(-self._nd, 0)))  # (1, *S′, 1)
-        return counts
-
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, AvgCache]:
         x, out = self._geometry(x)
         divisor = self._divisor(x.shape[2:], out, x.dtype)
@@ -207,6 +179,18 @@ class _AvgPoolNd(_PoolNd):
         dxp = np.zeros((*share.shape[: nv + 1], *padded, share.shape[-1]), dtype=share.dtype)
         scatter_taps(dpatch, dxp, self.kernel_size, self.stride, self.dilation, cache.out_spatial)
         return np.moveaxis(unpad(dxp, self._pads, spatial), -1, nv + 1), {}
+
+    def __init__(self, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool, count_include_pad: bool) -> None:
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _divisor(self, spatial: tuple[int, ...], out: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | float:
+        if self.count_include_pad or not any(self.padding):
+            return float(math.prod(self.kernel_size))
+        ones = pad_channels_last(np.ones((1, *spatial, 1), dtype=dtype), self._pads)
+        counts = windows(ones, self.kernel_size, self.stride, self.dilation, out).sum(
+            axis=tuple(range(-self._nd, 0)))  # (1, *S′, 1)
+        return counts
 
     def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
@@ -259,16 +243,6 @@ class _AdaptiveAvgPoolNd(Layer):
 
     _nd = 0
 
-    def __init__(self, output_size: Any) -> None:
-        super().__init__()
-        nd, who = self._nd, type(self).__name__
-        sizes = (output_size,) * nd if output_size is None or isinstance(output_size, int | np.integer) else output_size
-        ok = isinstance(sizes, tuple | list) and len(sizes) == nd and all(
-            s is None or (isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1) for s in sizes)
-        if not ok:
-            raise ValueError(f"{who}(output_size={output_size!r}): expected a positive int or a tuple of {nd} of them")
-        self.output_size = tuple(None if s is None else int(s) for s in sizes)
-
     def forward(self, x: np.ndarray, *, train: bool = False, rng: RNGLike = None) -> tuple[np.ndarray, AdaptiveCache]:
         nd = self._nd
         if x.ndim != nd + 2:
@@ -293,6 +267,16 @@ class _AdaptiveAvgPoolNd(Layer):
         for d, a in enumerate(cache.mats):
             dx = np.moveaxis(np.moveaxis(dx, nv + 2 + d, -1) @ a, -1, nv + 2 + d)
         return dx, {}
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        nd, who = self._nd, type(self).__name__
+        sizes = (output_size,) * nd if output_size is None or isinstance(output_size, int | np.integer) else output_size
+        ok = isinstance(sizes, tuple | list) and len(sizes) == nd and all(
+            s is None or (isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1) for s in sizes)
+        if not ok:
+            raise ValueError(f"{who}(output_size={output_size!r}): expected a positive int or a tuple of {nd} of them")
+        self.output_size = tuple(None if s is None else int(s) for s in sizes)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"

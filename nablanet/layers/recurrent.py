@@ -42,12 +42,17 @@ gradient between stacked layers is not truncated, and k ≥ L is full BPTT.
 
 Shapes: x (L, N, I) or (N, L, I) with batch_first; output (L, N, D·H) or (N, L, D·H); h₀, hₙ (and
 c₀, cₙ) (D·num_layers, N, H); dy (*V, …output) with leading vector axes, pushed through together.
+
+Code: each cell's ``_scan`` (one direction's forward) and ``_bptt`` (its BPTT) sit under the cell's
+equations; ``RNNBase`` runs them over layers and directions. Faster LSTM and GRU recurrences, used in
+training: ``nablanet/layers/kernels/recurrent.py``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -55,6 +60,7 @@ import numpy as np
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike, get_rng
 from nablanet._validation import as_float_input, check_finite
+from nablanet.layers.activations import sigmoid
 from nablanet.layers.base import NO_DX, Layer, n_vector_axes
 from nablanet.parameter import Parameter
 
@@ -62,15 +68,6 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
 
 State = np.ndarray | tuple[np.ndarray, np.ndarray]
 """A recurrent state: h (RNN, GRU) or the pair (h, c) (LSTM)."""
-
-
-def _sigmoid_(a: np.ndarray) -> np.ndarray:
-    """σ(a) = ½ + ½ tanh(a/2) in place: the same function as 1/(1 + e⁻ᵃ), without overflow."""
-    a *= 0.5
-    np.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
-    return a
 
 
 class _DirCache(NamedTuple):
@@ -92,6 +89,15 @@ class RecurrentCache(NamedTuple):
     masks: tuple[np.ndarray | None, ...]  # dropout factor on layer k's input, k = 1 … num_layers−1
     x_shape: tuple[int, ...]
     out_ndim: int
+
+
+ScanFn = Callable[[np.ndarray, int, int, np.ndarray, np.ndarray | None], _DirCache]
+"""One direction's forward: (x, layer k, direction d, h₀, c₀) → its cache."""
+BpttFn = Callable[
+    [_DirCache, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray, bool],
+    tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None],
+]
+"""One direction's BPTT: (cache, dy, dhₙ, dcₙ, W_hh, need_dh0) → (daˣ, daʰ, dh₀, dc₀), in scan order."""
 
 
 class RNNBase(Layer):
@@ -287,33 +293,32 @@ class RNNBase(Layer):
         The final state is hₙ (D·num_layers, N, H), or (hₙ, cₙ) for the LSTM. Dropout between layers
         (training only) draws its masks from ``rng``.
         """
+        return self._forward_stack(x, hx, train=train, rng=rng, scan=self._scan)
+
+    def _forward_stack(self, x: np.ndarray, hx: State | None, *, train: bool, rng: RNGLike,
+                       scan: ScanFn) -> tuple[np.ndarray, State, RecurrentCache]:
+        """The stack of layers and directions around ``scan``, one direction's recurrence."""
         x = self._check_x(x)
         xt = np.ascontiguousarray(x.swapaxes(0, 1) if self.batch_first else x)  # (L, N, I) time-major
-        n = xt.shape[1]
+        n, dt, H, D = xt.shape[1], xt.dtype, self.hidden_size, self.num_directions
         h0s, c0s = self._split_hx(hx, n)
-        dt, H, D = xt.dtype, self.hidden_size, self.num_directions
         dirs: list[_DirCache] = []
         masks: list[np.ndarray | None] = []
         layer_in = xt
         gen = get_rng(rng) if train and self.dropout > 0 and self.num_layers > 1 else None
         for k in range(self.num_layers):
-            if k > 0:
-                factor = None
-                if gen is not None:
-                    keep = 1.0 - self.dropout
-                    factor = (gen.random(layer_in.shape) >= self.dropout).astype(dt)
-                    if keep > 0:
-                        factor *= dt.type(1.0 / keep)
-                    layer_in = layer_in * factor
+            if k > 0:  # dropout on layer k's input: keep with probability 1 − p, scaled by 1/(1 − p)
+                factor = None if gen is None else (gen.random(layer_in.shape) >= self.dropout).astype(dt)
+                if factor is not None and self.dropout < 1:
+                    factor *= dt.type(1.0 / (1.0 - self.dropout))
+                layer_in = layer_in if factor is None else layer_in * factor
                 masks.append(factor)
-            outs = []
             for d in range(D):
                 j = k * D + d
                 h0 = np.zeros((n, H), dt) if h0s is None else h0s[j]
                 c0 = None if self.mode != "LSTM" else (np.zeros((n, H), dt) if c0s is None else c0s[j])
-                dc = self._scan(layer_in, k, d, h0, c0)
-                dirs.append(dc)
-                outs.append(dc.hs[1:][::-1] if d else dc.hs[1:])
+                dirs.append(scan(layer_in, k, d, h0, c0))
+            outs = [dc.hs[1:][::-1] if dc.reverse else dc.hs[1:] for dc in dirs[k * D:]]  # time order
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
         out = layer_in.swapaxes(0, 1) if self.batch_first else layer_in
         h_n = np.stack([dc.hs[-1] for dc in dirs])
@@ -351,75 +356,75 @@ class RNNBase(Layer):
         ``NO_DX`` with ``need_dx=False``. Parameter gradients are (*V, *param), or (*V, N, *param) with
         ``per_sample=True`` (each sample's own time steps summed).
         """
-        who = type(self).__name__
-        nv = n_vector_axes(dy, cache.out_ndim, who)
-        vshape = dy.shape[:nv]
-        out_shape = cache.dirs[0].x.shape[:2]  # (L, N)
-        L, n = out_shape
+        return self._vjp_stack(cache, dy, dh_n, per_sample=per_sample, need_dx=need_dx, need_dhx=need_dhx,
+                               bptt=self._bptt)
+
+    def _vjp_stack(
+        self, cache: RecurrentCache, dy: np.ndarray, dh_n: State | None, *, per_sample: bool, need_dx: bool,
+        need_dhx: bool, bptt: BpttFn,
+    ) -> tuple[np.ndarray, State | None, dict[str, np.ndarray]]:
+        """The stack of layers and directions around ``bptt``, one direction's backpropagation through time."""
+        vshape, dout = self._dy_time_major(cache, dy)  # (L, V, N, D·H)
+        L, V, n, _ = dout.shape
         H, D = self.hidden_size, self.num_directions
-        expected = (L, n) if not self.batch_first else (n, L)
-        if dy.shape[nv:] != (*expected, D * H):
-            raise ValueError(
-                f"{who}.vjp got dy.shape={dy.shape}; expected (*V, {', '.join(map(str, (*expected, D * H)))}), "
-                "the output's shape with optional leading vector axes"
-            )
-        dt = cache.dirs[0].hs.dtype
-        V = math.prod(vshape)
-        dy4 = dy.astype(dt, copy=False).reshape(V, *dy.shape[nv:])
-        dout = dy4.transpose(2, 0, 1, 3) if self.batch_first else dy4.transpose(1, 0, 2, 3)  # (L, V, N, D·H)
         dhn_h, dhn_c = self._split_dstate(dh_n, vshape, V, n)
         grads: dict[str, np.ndarray] = {}
-        dh0 = np.zeros((V, D * self.num_layers, n, H), dt) if need_dhx else None
-        dc0 = np.zeros_like(dh0) if need_dhx and self.mode == "LSTM" else None
-        dlayer: np.ndarray = NO_DX
+        dh0: dict[int, Any] = {}  # the initial states' gradients by j = k·D + d (None without need_dhx)
+        dc0: dict[int, Any] = {}
         for k in reversed(range(self.num_layers)):
             want_dx = need_dx or k > 0
-            x_k = cache.dirs[k * D].x
-            dlayer = np.zeros((L, V, n, x_k.shape[-1]), dt) if want_dx else NO_DX
+            dlayer = np.zeros((L, V, n, cache.dirs[k * D].x.shape[-1]), dout.dtype) if want_dx else NO_DX
             for d in range(D):
                 j = k * D + d
-                dc = cache.dirs[j]
-                w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
                 dys = dout[..., d * H:(d + 1) * H]
-                if d:
-                    dys = dys[::-1]  # scan order
-                dh_last = None if dhn_h is None else dhn_h[:, j]
-                dc_last = None if dhn_c is None else dhn_c[:, j]
-                dai, dah, g_h0, g_c0 = self._bptt(dc, dys, dh_last, dc_last, w_hh, need_dhx)
-                if dh0 is not None and g_h0 is not None:
-                    dh0[:, j] = g_h0
-                if dc0 is not None and g_c0 is not None:
-                    dc0[:, j] = g_c0
-                # input side in time order: dxₜ = daˣₜ W_ih,  dW_ih = Σₜₙ daˣₜₙᵀ xₜₙ
-                dai_t = np.ascontiguousarray(dai[::-1]) if d else dai
-                sfx = f"_l{k}{'_reverse' if d else ''}"
-                if want_dx:
-                    dlayer += (dai_t.reshape(-1, dai_t.shape[-1]) @ w_ih).reshape(dlayer.shape)
-                grads["weight_ih" + sfx] = _outer_sum(dai_t, dc.x, per_sample)
-                grads["weight_hh" + sfx] = _outer_sum(dah, dc.hs[:-1], per_sample)
-                if b_ih is not None and b_hh is not None:
-                    axes = (0,) if per_sample else (0, 2)
-                    grads["bias_ih" + sfx] = dai.sum(axis=axes)
-                    grads["bias_hh" + sfx] = dah.sum(axis=axes) if dah is not dai else grads["bias_ih" + sfx].copy()
-            if k > 0:
-                mask = cache.masks[k - 1]
-                if mask is not None:
-                    dlayer *= mask[:, None]
-                dout = dlayer  # gradient of layer k−1's output, (L, V, N, D·H)
-        ordered = {}
-        for name in self._parameters:  # PyTorch's parameter order, vector axes restored
-            g = grads[name]
-            ordered[name] = g.reshape(*vshape, *g.shape[1:])
+                dai, dah, dh0[j], dc0[j] = bptt(
+                    cache.dirs[j], dys[::-1] if d else dys, None if dhn_h is None else dhn_h[:, j],
+                    None if dhn_c is None else dhn_c[:, j], self._weights(k, d)[1], need_dhx)
+                grads.update(self._param_grads(k, d, cache.dirs[j], dai, dah, per_sample))
+                if want_dx:  # dxₜ = daˣₜ W_ih, in time order
+                    dlayer += (dai[::-1] if d else dai) @ self._weights(k, d)[0]
+            mask = cache.masks[k - 1] if k > 0 else None
+            dout = dlayer if mask is None else dlayer * mask[:, None]  # the gradient of layer k − 1's output
+        ordered = {name: grads[name].reshape(*vshape, *grads[name].shape[1:]) for name in self._parameters}
         dx = NO_DX
         if need_dx:
-            dxv = dlayer.transpose(1, 2, 0, 3) if self.batch_first else dlayer.transpose(1, 0, 2, 3)
+            dxv = dout.transpose(1, 2, 0, 3) if self.batch_first else dout.transpose(1, 0, 2, 3)
             dx = np.ascontiguousarray(dxv).reshape(*vshape, *cache.x_shape)
-        dhx: State | None = None
-        if dh0 is not None:
-            dhx = dh0.reshape(*vshape, *dh0.shape[1:])
-            if dc0 is not None:
-                dhx = (dhx, dc0.reshape(*vshape, *dc0.shape[1:]))
-        return dx, dhx, ordered
+        if not need_dhx:
+            return dx, None, ordered
+        shape = (*vshape, D * self.num_layers, n, H)
+        dhx = np.stack([dh0[j] for j in sorted(dh0)], axis=1).reshape(shape)
+        if self.mode != "LSTM":
+            return dx, dhx, ordered
+        return dx, (dhx, np.stack([dc0[j] for j in sorted(dc0)], axis=1).reshape(shape)), ordered
+
+    def _dy_time_major(self, cache: RecurrentCache, dy: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+        """dy (*V, output) → (V-shape, dy as (L, V, N, D·H)), checked against the output's shape."""
+        who = type(self).__name__
+        nv = n_vector_axes(dy, cache.out_ndim, who)
+        L, n = cache.dirs[0].x.shape[:2]
+        expected = (*((n, L) if self.batch_first else (L, n)), self.num_directions * self.hidden_size)
+        if dy.shape[nv:] != expected:
+            raise ValueError(
+                f"{who}.vjp got dy.shape={dy.shape}; expected (*V, {', '.join(map(str, expected))}), "
+                "the output's shape with optional leading vector axes"
+            )
+        dy4 = dy.astype(cache.dirs[0].hs.dtype, copy=False).reshape(-1, *expected)
+        return dy.shape[:nv], dy4.transpose(2, 0, 1, 3) if self.batch_first else dy4.transpose(1, 0, 2, 3)
+
+    def _param_grads(self, k: int, d: int, dc: _DirCache, dai: np.ndarray, dah: np.ndarray,
+                     per_sample: bool) -> dict[str, np.ndarray]:
+        """Parameters are shared across time steps, so each gradient sums over t (and n unless per sample):
+        dW_ih = Σ daˣᵀ x,  dW_hh = Σ daʰᵀ hₜ₋₁,  db_ih = Σ daˣ,  db_hh = Σ daʰ; leading axis V."""
+        sfx = f"_l{k}{'_reverse' if d else ''}"
+        x = dc.x[::-1] if dc.reverse else dc.x  # in scan order, like dai
+        grads = {"weight_ih" + sfx: _sum_tn(dai, x, per_sample),
+                 "weight_hh" + sfx: _sum_tn(dah, dc.hs[:-1], per_sample)}
+        if self.bias:
+            axes = (0,) if per_sample else (0, 2)
+            grads["bias_ih" + sfx] = dai.sum(axis=axes)
+            grads["bias_hh" + sfx] = grads["bias_ih" + sfx].copy() if dah is dai else dah.sum(axis=axes)
+        return grads
 
     def _split_dstate(
         self, dh_n: State | None, vshape: tuple[int, ...], V: int, n: int
@@ -486,15 +491,23 @@ class RNNBase(Layer):
         return out, final[:, 0]
 
 
-def _outer_sum(da: np.ndarray, inp: np.ndarray, per_sample: bool) -> np.ndarray:
+def _sum_tn(da: np.ndarray, inp: np.ndarray, per_sample: bool) -> np.ndarray:
     """Σₜₙ daₜᵥₙᵀ inpₜₙ → (V, G, I), or Σₜ per sample → (V, N, G, I); da (L, V, N, G), inp (L, N, I)."""
-    L, V, n, g = da.shape
-    i = inp.shape[-1]
     if per_sample:
         return np.einsum("tvng,tni->vngi", da, inp, optimize=True)
-    if V == 1:  # the training case: one GEMM over all (t, n) pairs
-        return (da.reshape(L * n, g).T @ inp.reshape(L * n, i))[None]
-    return np.matmul(da.transpose(1, 3, 0, 2).reshape(V, g, L * n), inp.reshape(L * n, i))
+    return np.tensordot(da, inp, axes=([0, 2], [0, 1]))
+
+
+def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else a + b
+
+
+def _project(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None, reverse: bool) -> np.ndarray:
+    """Aˣ = X W_ihᵀ + bias for all time steps at once (one GEMM), in scan order: x (L, N, I) → (L, N, G·H)."""
+    ax = (x.reshape(-1, x.shape[-1]) @ w_ih.T).reshape(*x.shape[:-1], -1)  # one 2-D GEMM
+    if bias is not None:
+        ax += bias
+    return ax[::-1] if reverse else ax
 
 
 class RNN(RNNBase):
@@ -507,6 +520,33 @@ class RNN(RNNBase):
         ReLU′(0) = 1; PyTorch uses 0 at exactly 0, which random data never hits).
     Then dW_ih = Σ daₜᵀ xₜ, dW_hh = Σ daₜᵀ hₜ₋₁, db_ih = db_hh = Σ daₜ, dxₜ = daₜ W_ih (module docstring).
     """
+
+    def _scan(self, x: np.ndarray, k: int, d: int, h0: np.ndarray, c0: np.ndarray | None) -> _DirCache:
+        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
+        ax = _project(x, w_ih, _add(b_ih, b_hh), reverse=bool(d))  # Aˣ = X W_ihᵀ + b_ih + b_hh, all steps
+        hs, masks = [h0], []
+        for s in range(len(ax)):
+            a = ax[s] + hs[-1] @ w_hh.T  # aₛ
+            if self.mode == "RNN_RELU":
+                masks.append(a >= 0)
+                hs.append(a * masks[-1])  # ReLU(aₛ)
+            else:
+                hs.append(np.tanh(a))
+        hs_ = np.stack(hs)
+        return _DirCache(x, hs_, np.stack(masks) if masks else hs_[1:], None, None, None, bool(d))
+
+    def _bptt(
+        self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
+        w_hh: np.ndarray, need_dh0: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        h = dc.hs[1:]
+        dphi = dc.acts.astype(h.dtype) if self.mode == "RNN_RELU" else 1.0 - h * h  # φ′(aₜ)
+        da = np.empty((*dys.shape[:-1], h.shape[-1]), h.dtype)  # (L, V, N, H)
+        carry = np.zeros(da.shape[1:], h.dtype) if dh_last is None else dh_last
+        for s in reversed(range(len(da))):
+            da[s] = (dys[s] + carry) * dphi[s]  # daₛ = dhₛ ⊙ φ′(aₛ),  dhₛ = dyₛ + carry
+            carry = np.zeros_like(carry) if self._cut(s) else da[s] @ w_hh  # → dhₛ₋₁
+        return da, da, carry if need_dh0 else None, None
 
     def __init__(
         self,
@@ -534,52 +574,6 @@ class RNN(RNNBase):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "nonlinearity": self.nonlinearity}
 
-    def _scan(self, x: np.ndarray, k: int, d: int, h0: np.ndarray, c0: np.ndarray | None) -> _DirCache:
-        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
-        L, n, _ = x.shape
-        H = self.hidden_size
-        ax = (x.reshape(L * n, -1) @ w_ih.T).reshape(L, n, H)  # input projection, all steps: one GEMM
-        if b_ih is not None and b_hh is not None:
-            ax += b_ih + b_hh
-        if d:
-            ax = ax[::-1]
-        whh_t = w_hh.T
-        hs = np.empty((L + 1, n, H), x.dtype)
-        hs[0] = h0
-        relu = self.mode == "RNN_RELU"
-        mask = np.empty((L, n, H), bool) if relu else hs[1:]
-        for s in range(L):
-            a = np.matmul(hs[s], whh_t, out=hs[s + 1])  # aₛ = hₛ₋₁ W_hhᵀ + Aˣₛ, written where hₛ goes
-            a += ax[s]
-            if relu:
-                np.greater_equal(a, 0, out=mask[s])
-                a *= mask[s]
-            else:
-                np.tanh(a, out=a)
-        return _DirCache(x, hs, mask, None, None, None, bool(d))
-
-    def _bptt(
-        self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
-        w_hh: np.ndarray, need_dh0: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        L, V, n, H = dys.shape
-        if self.mode == "RNN_RELU":
-            dphi = dc.acts.astype(dc.hs.dtype)  # φ′(aₜ): the mask aₜ ≥ 0
-        else:
-            dphi = 1.0 - dc.hs[1:] ** 2  # tanh′(aₜ) = 1 − hₜ²
-        da = np.empty((L, V, n, H), dc.hs.dtype)
-        carry = np.zeros((V, n, H), dc.hs.dtype) if dh_last is None else dh_last.copy()
-        dh0 = None
-        for s in reversed(range(L)):
-            np.add(dys[s], carry, out=da[s])  # dhₛ = dyₛ + carry
-            da[s] *= dphi[s]  # daₛ = dhₛ ⊙ φ′(aₛ)
-            if self._cut(s):
-                carry[...] = 0.0
-            elif s > 0 or need_dh0:
-                np.matmul(da[s], w_hh, out=carry)  # dhₛ₋₁ ← daₛ W_hh
-        if need_dh0:
-            dh0 = carry
-        return da, da, dh0, None
 
 
 class GRU(RNNBase):
@@ -600,6 +594,45 @@ class GRU(RNNBase):
         carry = dhₜ ⊙ zₜ + daʰ W_hh                 (→ dhₜ₋₁; after t = 0: dh₀)
     """
 
+    def _scan(self, x: np.ndarray, k: int, d: int, h0: np.ndarray, c0: np.ndarray | None) -> _DirCache:
+        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
+        H = self.hidden_size
+        b_hn = None if b_hh is None else b_hh[2 * H:]
+        b_rz = None if b_ih is None or b_hh is None else b_ih + np.concatenate([b_hh[: 2 * H], np.zeros(H, b_hh.dtype)])
+        ax = _project(x, w_ih, b_rz, reverse=bool(d))  # X W_ihᵀ + b_ih + [b_hr, b_hz, 0], all steps
+        hs, acts, hns = [h0], [], []
+        for s in range(len(ax)):
+            gh = hs[-1] @ w_hh.T  # hₛ₋₁ W_hhᵀ for the three gates
+            r = sigmoid(ax[s, :, :H] + gh[:, :H])
+            z = sigmoid(ax[s, :, H:2 * H] + gh[:, H:2 * H])
+            hns.append(gh[:, 2 * H:] if b_hn is None else gh[:, 2 * H:] + b_hn)  # W_hn hₛ₋₁ + b_hn
+            n = np.tanh(ax[s, :, 2 * H:] + r * hns[-1])
+            hs.append((1.0 - z) * n + z * hs[-1])
+            acts.append(np.concatenate([r, z, n], axis=-1))
+        return _DirCache(x, np.stack(hs), np.stack(acts), None, None, np.stack(hns), bool(d))
+
+    def _bptt(
+        self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
+        w_hh: np.ndarray, need_dh0: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        H = self.hidden_size
+        r, z, n = dc.acts[..., :H], dc.acts[..., H:2 * H], dc.acts[..., 2 * H:]
+        if dc.hn is None:  # only a cache made by GRU._scan reaches here
+            raise ValueError("GRU.vjp needs a cache from GRU.forward")
+        # the step's local derivatives, all t at once: ∂hₜ/∂aₙ, ∂hₜ/∂a_z, ∂aₙ/∂a_r
+        p_n, p_z, p_r = (1.0 - z) * (1.0 - n * n), (dc.hs[:-1] - n) * z * (1.0 - z), dc.hn * r * (1.0 - r)
+        dai = np.empty((*dys.shape[:-1], 3 * H), dys.dtype)  # (L, V, N, 3H)
+        dah = np.empty_like(dai)
+        carry = np.zeros(dys.shape[1:], dys.dtype) if dh_last is None else dh_last
+        for s in reversed(range(len(dai))):
+            dh = dys[s] + carry
+            da_n = dh * p_n[s]
+            da_r = da_n * p_r[s]
+            dai[s] = np.concatenate([da_r, dh * p_z[s], da_n], axis=-1)
+            dah[s] = np.concatenate([da_r, dh * p_z[s], da_n * r[s]], axis=-1)
+            carry = np.zeros_like(carry) if self._cut(s) else dh * z[s] + dah[s] @ w_hh  # → dhₛ₋₁
+        return dai, dah, carry if need_dh0 else None, None
+
     def __init__(
         self,
         input_size: int,
@@ -619,74 +652,6 @@ class GRU(RNNBase):
             bptt_truncate=bptt_truncate, dtype=dtype, rng=rng,
         )
 
-    def _scan(self, x: np.ndarray, k: int, d: int, h0: np.ndarray, c0: np.ndarray | None) -> _DirCache:
-        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
-        L, n, _ = x.shape
-        H = self.hidden_size
-        ax = (x.reshape(L * n, -1) @ w_ih.T).reshape(L, n, 3 * H)
-        b_hn = None
-        if b_ih is not None and b_hh is not None:
-            ax += b_ih
-            ax[..., : 2 * H] += b_hh[: 2 * H]  # r and z add both biases; b_hn stays inside r ⊙ (…)
-            b_hn = b_hh[2 * H:]
-        if d:
-            ax = ax[::-1]
-        whh_t = w_hh.T
-        hs = np.empty((L + 1, n, H), x.dtype)
-        hs[0] = h0
-        acts = np.empty((L, n, 3 * H), x.dtype)
-        hn = np.empty((L, n, H), x.dtype)
-        gh = np.empty((n, 3 * H), x.dtype)
-        for s in range(L):
-            np.matmul(hs[s], whh_t, out=gh)  # hₛ₋₁ W_hhᵀ, all three gates
-            rz, nn_ = acts[s, :, : 2 * H], acts[s, :, 2 * H:]
-            np.add(gh[:, : 2 * H], ax[s, :, : 2 * H], out=rz)
-            _sigmoid_(rz)
-            if b_hn is not None:
-                np.add(gh[:, 2 * H:], b_hn, out=hn[s])  # W_hn hₛ₋₁ + b_hn
-            else:
-                hn[s] = gh[:, 2 * H:]
-            np.multiply(rz[:, :H], hn[s], out=nn_)  # r ⊙ (W_hn h + b_hn)
-            nn_ += ax[s, :, 2 * H:]
-            np.tanh(nn_, out=nn_)
-            h = hs[s + 1]
-            np.subtract(hs[s], nn_, out=h)  # hₛ = nₛ + zₛ ⊙ (hₛ₋₁ − nₛ)
-            h *= rz[:, H:]
-            h += nn_
-        return _DirCache(x, hs, acts, None, None, hn, bool(d))
-
-    def _bptt(
-        self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
-        w_hh: np.ndarray, need_dh0: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        L, V, n, H = dys.shape
-        dt = dc.hs.dtype
-        r, z, nn_ = dc.acts[..., :H], dc.acts[..., H:2 * H], dc.acts[..., 2 * H:]
-        if dc.hn is None:  # only a cache made by GRU._scan reaches here
-            raise ValueError("GRU.vjp needs a cache from GRU.forward")
-        # the step's local derivatives for all t at once (vectorized before the loop)
-        p_n = (1.0 - z) * (1.0 - nn_ * nn_)  # ∂hₜ/∂aₙ
-        p_z = (dc.hs[:-1] - nn_) * z * (1.0 - z)  # ∂hₜ/∂a_z
-        p_r = dc.hn * r * (1.0 - r)  # ∂aₙ/∂a_r
-        dai = np.empty((L, V, n, 3 * H), dt)
-        dah = np.empty((L, V, n, 3 * H), dt)
-        carry = np.zeros((V, n, H), dt) if dh_last is None else dh_last.copy()
-        dh = np.empty((V, n, H), dt)
-        for s in reversed(range(L)):
-            np.add(dys[s], carry, out=dh)  # dhₛ = dyₛ + carry
-            da_r, da_z, da_n = dai[s, ..., :H], dai[s, ..., H:2 * H], dai[s, ..., 2 * H:]
-            np.multiply(dh, p_n[s], out=da_n)
-            np.multiply(dh, p_z[s], out=da_z)
-            np.multiply(da_n, p_r[s], out=da_r)
-            dah[s, ..., : 2 * H] = dai[s, ..., : 2 * H]
-            np.multiply(da_n, r[s], out=dah[s, ..., 2 * H:])
-            if self._cut(s):
-                carry[...] = 0.0
-            elif s > 0 or need_dh0:
-                np.matmul(dah[s], w_hh, out=carry)  # dhₛ₋₁ ← daʰₛ W_hh + dhₛ ⊙ zₛ
-                dh *= z[s]
-                carry += dh
-        return dai, dah, (carry if need_dh0 else None), None
 
 
 class LSTM(RNNBase):
@@ -701,10 +666,46 @@ class LSTM(RNNBase):
         doₜ = dhₜ ⊙ tanh cₜ     diₜ = dcₜ ⊙ gₜ     dfₜ = dcₜ ⊙ cₜ₋₁     dgₜ = dcₜ ⊙ iₜ
         daₜ = [diₜ, dfₜ, dgₜ, doₜ] ⊙ [i(1−i), f(1−f), 1−g², o(1−o)]ₜ   (one product over the 4H gates)
         carry_c = dcₜ ⊙ fₜ (→ dcₜ₋₁)      carryₕ = daₜ W_hh (→ dhₜ₋₁)      (after t = 0: dc₀, dh₀)
-    Computation: one GEMM per step for all four gates; σ(a) = ½ + ½ tanh(a/2), with the ½ folded into
-    the weights, so the four gate nonlinearities are a single tanh over (N, 4H) and one affine map.
     ``proj_size`` (PyTorch's projected LSTM) is not supported: only 0.
     """
+
+    def _scan(self, x: np.ndarray, k: int, d: int, h0: np.ndarray, c0: np.ndarray | None) -> _DirCache:
+        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
+        H = self.hidden_size
+        ax = _project(x, w_ih, _add(b_ih, b_hh), reverse=bool(d))  # Aˣ = X W_ihᵀ + b_ih + b_hh, all steps
+        hs, cs, acts, tcs = [h0], [np.zeros_like(h0) if c0 is None else c0], [], []
+        for s in range(len(ax)):
+            a = ax[s] + hs[-1] @ w_hh.T  # aₛ for the four gates: one product
+            i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+            cs.append(f * cs[-1] + i * g)
+            tcs.append(np.tanh(cs[-1]))
+            hs.append(o * tcs[-1])
+            acts.append(np.concatenate([i, f, g, o], axis=-1))
+        return _DirCache(x, np.stack(hs), np.stack(acts), np.stack(cs), np.stack(tcs), None, bool(d))
+
+    def _bptt(
+        self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
+        w_hh: np.ndarray, need_dh0: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        H = self.hidden_size
+        if dc.cs is None or dc.tcs is None:  # only a cache made by LSTM._scan reaches here
+            raise ValueError("LSTM.vjp needs a cache from LSTM.forward")
+        i, f, g, o = (dc.acts[..., j * H:(j + 1) * H] for j in range(4))
+        tc = dc.tcs
+        # the gates' derivatives, all t at once: [i(1−i), f(1−f), 1−g², o(1−o)]
+        dgates = np.concatenate([i * (1.0 - i), f * (1.0 - f), 1.0 - g * g, o * (1.0 - o)], axis=-1)
+        da = np.empty((*dys.shape[:-1], 4 * H), dys.dtype)  # (L, V, N, 4H)
+        carry_h = np.zeros(dys.shape[1:], dys.dtype) if dh_last is None else dh_last
+        carry_c = np.zeros(dys.shape[1:], dys.dtype) if dc_last is None else dc_last
+        for s in reversed(range(len(da))):
+            dh = dys[s] + carry_h
+            dcs = carry_c + dh * o[s] * (1.0 - tc[s] ** 2)
+            da[s] = np.concatenate([dcs * g[s], dcs * dc.cs[s], dcs * i[s], dh * tc[s]], axis=-1) * dgates[s]
+            if self._cut(s):
+                carry_h, carry_c = np.zeros_like(carry_h), np.zeros_like(carry_c)
+            else:
+                carry_h, carry_c = da[s] @ w_hh, dcs * f[s]  # → dhₛ₋₁, dcₛ₋₁
+        return da, da, carry_h if need_dh0 else None, carry_c if need_dh0 else None
 
     def __init__(
         self,
@@ -731,87 +732,6 @@ class LSTM(RNNBase):
             bptt_truncate=bptt_truncate, dtype=dtype, rng=rng,
         )
 
-    def _scan(self, x: np.ndarray, k: int, d: int, h0: np.ndarray, c0: np.ndarray | None) -> _DirCache:
-        w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
-        L, n, _ = x.shape
-        H = self.hidden_size
-        dt = x.dtype
-        # s = [½, ½, 1, ½] per gate block: σ(a) = ½ + ½ tanh(a/2) = s tanh(s a) + (1 − s) on the σ gates,
-        # and tanh(a) = s tanh(s a) + (1 − s) with s = 1 on g. Scaling by ½ is exact in floating point.
-        scale = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], dt), H)
-        shift = (1.0 - scale).astype(dt)
-        ax = (x.reshape(L * n, -1) @ (w_ih.T * scale)).reshape(L, n, 4 * H)  # s ⊙ (X W_ihᵀ), one GEMM
-        if b_ih is not None and b_hh is not None:
-            ax += (b_ih + b_hh) * scale
-        if d:
-            ax = ax[::-1]
-        whh_t = w_hh.T * scale  # (H, 4H)
-        hs = np.empty((L + 1, n, H), dt)
-        cs = np.empty((L + 1, n, H), dt)
-        hs[0] = h0
-        cs[0] = c0 if c0 is not None else 0.0
-        acts = np.empty((L, n, 4 * H), dt)
-        tcs = np.empty((L, n, H), dt)
-        ig = np.empty((n, H), dt)
-        for s in range(L):
-            a = np.matmul(hs[s], whh_t, out=acts[s])  # s ⊙ aₛ for all four gates: one GEMM
-            a += ax[s]
-            np.tanh(a, out=a)
-            a *= scale
-            a += shift  # [i, f, g, o]
-            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            c = np.multiply(f, cs[s], out=cs[s + 1])  # cₛ = fₛ ⊙ cₛ₋₁ + iₛ ⊙ gₛ
-            np.multiply(i, g, out=ig)
-            c += ig
-            np.tanh(c, out=tcs[s])
-            np.multiply(o, tcs[s], out=hs[s + 1])  # hₛ = oₛ ⊙ tanh cₛ
-        return _DirCache(x, hs, acts, cs, tcs, None, bool(d))
-
-    def _bptt(
-        self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
-        w_hh: np.ndarray, need_dh0: bool,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        L, V, n, H = dys.shape
-        dt = dc.hs.dtype
-        acts, cs, tcs = dc.acts, dc.cs, dc.tcs
-        if cs is None or tcs is None:  # only a cache made by LSTM._scan reaches here
-            raise ValueError("LSTM.vjp needs a cache from LSTM.forward")
-        # the gates' local derivatives [i(1−i), f(1−f), 1−g², o(1−o)] = (1 − a)(a + β), β = 1 on g, are
-        # computed step by step while aₛ is in cache (faster than one pass over all of (L, N, 4H) first)
-        beta = np.zeros(4 * H, dt)
-        beta[2 * H:3 * H] = 1.0
-        da = np.empty((L, V, n, 4 * H), dt)
-        carry_h = np.zeros((V, n, H), dt) if dh_last is None else dh_last.copy()
-        carry_c = np.zeros((V, n, H), dt) if dc_last is None else dc_last.copy()
-        dh = np.empty((V, n, H), dt)
-        tmp = np.empty((V, n, H), dt)
-        k_c = np.empty((n, H), dt)
-        dact = np.empty((n, 4 * H), dt)
-        dact2 = np.empty((n, 4 * H), dt)
-        for s in reversed(range(L)):
-            a, tc = acts[s], tcs[s]
-            np.add(dys[s], carry_h, out=dh)  # dhₛ = dyₛ + carryₕ
-            np.multiply(tc, tc, out=k_c)
-            np.subtract(1.0, k_c, out=k_c)
-            k_c *= a[:, 3 * H:]  # ∂hₛ/∂cₛ = oₛ ⊙ (1 − tanh²cₛ)
-            np.multiply(dh, k_c, out=tmp)
-            carry_c += tmp  # dcₛ = carry_c + dhₛ ⊙ oₛ ⊙ (1 − tanh²cₛ)
-            das = da[s]
-            np.multiply(carry_c, a[:, 2 * H:3 * H], out=das[..., :H])  # diₛ = dcₛ ⊙ gₛ
-            np.multiply(carry_c, cs[s], out=das[..., H:2 * H])  # dfₛ = dcₛ ⊙ cₛ₋₁
-            np.multiply(carry_c, a[:, :H], out=das[..., 2 * H:3 * H])  # dgₛ = dcₛ ⊙ iₛ
-            np.multiply(dh, tc, out=das[..., 3 * H:])  # doₛ = dhₛ ⊙ tanh cₛ
-            np.subtract(1.0, a, out=dact)
-            np.add(a, beta, out=dact2)
-            dact *= dact2
-            das *= dact  # through the gate nonlinearities: daₛ
-            if self._cut(s):
-                carry_h[...] = 0.0
-                carry_c[...] = 0.0
-            elif s > 0 or need_dh0:
-                carry_c *= a[:, H:2 * H]  # dcₛ₋₁ = dcₛ ⊙ fₛ
-                np.matmul(das, w_hh, out=carry_h)  # dhₛ₋₁ = daₛ W_hh
-        return da, da, (carry_h if need_dh0 else None), (carry_c if need_dh0 else None)
 
 
 class LastStepCache(NamedTuple):

@@ -60,4 +60,7 @@ def vjp(layer: Layer, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool) -
     return fast(layer, cache, dy, per_sample=per_sample, need_dx=need_dx)
 
 
-# The variants (each module registers its own; none yet):
+# The variants (each module registers its own):
+from nablanet.layers.kernels import conv as _conv  # noqa: E402,F401  Conv1d, Conv2d
+from nablanet.layers.kernels import pooling as _pooling  # noqa: E402,F401  MaxPool1d, MaxPool2d
+from nablanet.layers.kernels import recurrent as _recurrent  # noqa: E402,F401  LSTM, GRU
