@@ -17,12 +17,11 @@ import numpy as np
 
 from nablanet.lab.registry import activation_rules, d2f_rules, jvp_rules, vjp_rop_rules
 from nablanet.lab.rop import RopResult, Tangents, d2f, jvp_linear_map, no_params, vjp_rop_fixed_jacobian
-from nablanet.layers.activations import (  # the three private names: GELU's own constants
-    _GELU_TANH_COEF,
-    _INV_SQRT_2PI,
-    _SQRT_2_OVER_PI,
+from nablanet.layers.activations import (
     ELU,
     GELU,
+    GELU_TANH_COEF,
+    SQRT_2_OVER_PI,
     Elementwise,
     ElementwiseCache,
     Hardtanh,
@@ -33,6 +32,8 @@ from nablanet.layers.activations import (  # the three private names: GELU's own
     SiLU,
     Softplus,
     Tanh,
+    gelu_tanh_arg,
+    normal_pdf,
     sigmoid,
 )
 from nablanet.layers.base import NO_DX
@@ -107,18 +108,18 @@ def _d2f_gelu(layer: GELU, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     tanh form, t = tanh u, u = √(2/π)(x + c x³), u′ = √(2/π)(1 + 3c x²), u″ = √(2/π)·6c x:
         f′ = ½(1 + t) + ½ x (1 − t²) u′   ⇒   f″ = (1 − t²) (u′ − x t u′² + ½ x u″).
     x is clipped as in the layer (±40 in φ, ±10 in u), where f″ is already 0 in floating point. The
-    constants are the layer's own (√(2/π), 1/√(2π), c = 0.044715).
+    constants and φ are the layer's own.
     """
     x64 = x.astype(np.float64, copy=False)
     if layer.approximate == "tanh":
         xc = np.clip(x64, -10, 10)
-        t = np.tanh(_SQRT_2_OVER_PI * (xc + _GELU_TANH_COEF * xc * xc * xc))
-        du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_TANH_COEF * xc * xc)
-        d2u = _SQRT_2_OVER_PI * 6 * _GELU_TANH_COEF * xc
+        t = np.tanh(gelu_tanh_arg(xc))
+        du = SQRT_2_OVER_PI * (1 + 3 * GELU_TANH_COEF * xc * xc)
+        d2u = SQRT_2_OVER_PI * 6 * GELU_TANH_COEF * xc
         out = (1 - t * t) * (du - xc * t * du * du + 0.5 * xc * d2u)
     else:
         xc = np.clip(x64, -40, 40)
-        out = np.exp(-0.5 * xc * xc) * _INV_SQRT_2PI * (2 - xc * xc)
+        out = normal_pdf(xc) * (2 - xc * xc)
     return out.astype(x.dtype, copy=False)
 
 
