@@ -26,6 +26,13 @@ class ConvCache(NamedTuple):
     pads: tuple[tuple[int, int], ...]
 
 
+def block_starts(n: int, sample_bytes: int) -> tuple[int, ...]:
+    """The first sample of each block of about _BLOCK_BYTES of im2col rows, then n: a block is formed
+    and multiplied while it stays in cache."""
+    step = max(1, _BLOCK_BYTES // max(1, sample_bytes))
+    return (*range(0, n, step), n)
+
+
 def _rows_by_sample(rows: np.ndarray, p: int) -> np.ndarray:
     """(…, G, m, K) with m = n·p rows, sample-major → (…, G, n, p, K)."""
     return rows.reshape(*rows.shape[:-2], -1, p, rows.shape[-1])
@@ -200,9 +207,8 @@ class _ConvNd(Layer):
     def make_cache(self, x: np.ndarray, out: tuple[int, ...]) -> ConvCache:
         """The padded channels-last input (N, *Sₚ, C) and the blocks of samples X is formed in."""
         xp = pad_channels_last(np.moveaxis(x, 1, -1), self._pads)
-        row_bytes = math.prod(out) * math.prod(self.kernel_size) * self.in_channels * x.itemsize
-        step = max(1, _BLOCK_BYTES // max(1, row_bytes))  # samples per block: one block stays in cache
-        return ConvCache(xp, (*range(0, x.shape[0], step), x.shape[0]), x.shape, out, self._pads)
+        sample_bytes = math.prod(out) * math.prod(self.kernel_size) * self.in_channels * x.itemsize
+        return ConvCache(xp, block_starts(x.shape[0], sample_bytes), x.shape, out, self._pads)
 
     def col_blocks(self, cache: ConvCache) -> Iterator[tuple[int, int, np.ndarray]]:
         """(n₀, n₁, X_b) for each block of samples: X_b (G, (n₁ − n₀)·∏S′, K_g) holds the im2col rows of

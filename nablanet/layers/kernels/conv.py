@@ -23,10 +23,9 @@ from typing import Any, cast
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from nablanet.layers import conv as conv_layer
 from nablanet.layers._windows import ix, pad_channels_last, tap_slices
 from nablanet.layers.base import NO_DX
-from nablanet.layers.conv import Conv1d, Conv2d, ConvCache, _ConvNd
+from nablanet.layers.conv import Conv1d, Conv2d, ConvCache, _ConvNd, block_starts
 from nablanet.layers.kernels import forward_kernel, vjp_kernel
 
 _SHORT_RUN = 64  # window rows of fewer values (k_w·C) are gathered tap by tap
@@ -151,9 +150,7 @@ def _input_grad_transposed(layer: _ConvNd, cache: ConvCache, dyh: np.ndarray) ->
     flipped = layer.weight.data[(slice(None), slice(None), *(slice(None, None, -1),) * nd)]
     wf = np.moveaxis(flipped, (0, 1), (-2, -1)).reshape(-1, c)
     p = math.prod(spatial)
-    row_bytes = p * wf.shape[0] * dyp.itemsize
-    step = max(1, conv_layer._BLOCK_BYTES // row_bytes)
-    starts = (*range(0, n, step), n)
+    starts = block_starts(n, p * wf.shape[0] * dyp.itemsize)
     dx = np.empty((n * p, c), dtype=dyp.dtype)
     for n0, n1, cols in _im2col_blocks(dyp, starts, spatial, layer.kernel_size, (1,) * nd, layer.dilation):
         np.matmul(cols, wf, out=dx[n0 * p : n1 * p])
