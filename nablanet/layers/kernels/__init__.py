@@ -3,7 +3,7 @@
 A layer's own ``forward`` and ``vjp`` are the references: the math a reader learns from and what
 the finite-difference and PyTorch tests check. A variant lives here only with a benchmark in
 ``benchmarks/`` that shows its gain (the ratio in the variant's docstring) and a test that it
-equals the reference to float64 precision on random inputs (``tests/test_kernels.py``).
+equals the reference to float64 precision on random inputs (``tests/test_kernels*.py``).
 
 The model's forward and backward passes call ``forward`` and ``vjp`` below, which run the variant
 registered for the layer's exact type (a subclass that overrides the math is never bypassed), or
