@@ -45,6 +45,21 @@ def torch_sgd_epoch(model: Any, x: np.ndarray, y: np.ndarray, batch: int, lr: fl
         opt.step()
 
 
+def torch_mlp(weights: list[tuple[np.ndarray, np.ndarray]], activation: str) -> Any:
+    """torch.nn.Sequential of Linear layers with these (W, b), ``torch.nn.<activation>()`` between them."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    mods: list[torch.nn.Module] = []
+    for i, (w, b) in enumerate(weights):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods += [lin, getattr(torch.nn, activation)()] if i < len(weights) - 1 else [lin]
+    return torch.nn.Sequential(*mods)
+
+
 def interleaved(
     runners: dict[str, Callable[[np.ndarray, np.ndarray], None]], x: np.ndarray, y: np.ndarray, repeats: int,
     pause: float = 0.5,

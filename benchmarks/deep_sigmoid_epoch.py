@@ -19,7 +19,7 @@ import json
 import os
 
 import numpy as np
-from _common import blas_info, interleaved, paired_ratio, summary, torch_sgd_epoch
+from _common import blas_info, interleaved, paired_ratio, summary, torch_mlp, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -52,17 +52,7 @@ def run_nablanet(x: np.ndarray, y: np.ndarray) -> None:
 
 
 def run_torch(x: np.ndarray, y: np.ndarray) -> None:
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    mods: list[torch.nn.Module] = []
-    for i, (w, b) in enumerate(init_weights()):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(b))
-        mods += [lin, torch.nn.Sigmoid()] if i < len(SIZES) - 2 else [lin]
-    torch_sgd_epoch(torch.nn.Sequential(*mods), x, y, BATCH, LR, 0.0)
+    torch_sgd_epoch(torch_mlp(init_weights(), "Sigmoid"), x, y, BATCH, LR, 0.0)
 
 
 def main() -> None:

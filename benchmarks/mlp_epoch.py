@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from _common import blas_info, interleaved, paired_ratio, summary, torch_sgd_epoch
+from _common import blas_info, interleaved, paired_ratio, summary, torch_mlp, torch_sgd_epoch
 
 import nablanet as nn
 
@@ -85,18 +85,7 @@ def run_numpy(x: np.ndarray, y: np.ndarray) -> None:
 
 
 def run_torch(x: np.ndarray, y: np.ndarray) -> None:
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    mods: list[torch.nn.Module] = []
-    for i, (w, b) in enumerate(init_weights()):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(b))
-        mods += [lin, torch.nn.ReLU()] if i < len(SIZES) - 2 else [lin]
-    model = torch.nn.Sequential(*mods)
-    torch_sgd_epoch(model, x, y, BATCH, LR, MOMENTUM)
+    torch_sgd_epoch(torch_mlp(init_weights(), "ReLU"), x, y, BATCH, LR, MOMENTUM)
 
 
 def run_sklearn(x: np.ndarray, y: np.ndarray) -> None:
