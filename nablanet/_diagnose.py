@@ -53,6 +53,11 @@ def factor_hint(got: Any, want: Any, n: int | None = None) -> str:
     k = constant_factor(g, w)
     if k is None:
         return ""
+    return ratio_hint(k, n) or f" It is a constant {k:.4g}× the right value: a constant factor is wrong."
+
+
+def ratio_hint(k: float, n: int | None = None) -> str:
+    """The sentence for a ratio got/want ≈ ``k`` that names a mistake (−1, 2, ½, N, 1/N), or ""."""
     for value, meaning in _NAMED:
         if abs(k - value) <= 1e-3 * abs(value):
             return f" It is about {value:g}× the right value: {meaning}"
@@ -61,7 +66,7 @@ def factor_hint(got: Any, want: Any, n: int | None = None) -> str:
             return f" It is about N = {n} times the right value: a sum over the batch where a mean belongs?"
         if abs(k - 1.0 / n) <= 1e-3 / n:
             return f" It is about 1/N = 1/{n} of the right value: a mean over the batch where a sum belongs?"
-    return f" It is a constant {k:.4g}× the right value: a constant factor is wrong."
+    return ""
 
 
 def shape_hint(got: tuple[int, ...], want: tuple[int, ...], n: int | None = None) -> str:

@@ -8,6 +8,7 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
 
@@ -28,7 +29,7 @@ def value_and_grad(
         )
     xa = as_float_input(x, "x")
     check_finite(xa, "x")
-    y, cache = model.forward(xa, train=train, rng=rng)
+    y, cache = kernels.forward(model, xa, train=train, rng=rng)  # a model of the user's own layer: checked
     value, lcache = loss.forward(y, target)
     _, grads = model.vjp(cache, loss.vjp(lcache))
     names = [name for name, _ in model.named_parameters()]

@@ -71,10 +71,11 @@ from nablanet.lab import rop
 from nablanet.lab._tape import forward_trace
 from nablanet.lab.gradcheck import gradcheck
 from nablanet.lab.gradcheck import relative_error as _rel_err
-from nablanet.lab.registry import Registry, jvp_rules, per_sample_grad_norms_rules, vjp_rop_rules
+from nablanet.lab.registry import Registry, jvp_rules, per_sample_grad_norms_rules, rules_home, vjp_rop_rules
 from nablanet.lab.rules import missing_rules
 from nablanet.lab.rules.base import norms
-from nablanet.layers import Layer, Sequential
+from nablanet.layers import Layer, Sequential, contract, kernels
+from nablanet.layers.contract import spot_checks_off
 from nablanet.losses.quadratic import MSELoss
 
 __all__ = ["Check", "LayerCheckError", "LayerCheckReport", "check_layer"]
@@ -148,6 +149,7 @@ def check_layer(
     batch_axis: int | None = None,
     pytorch: bool = True,
     allow_missing: Iterable[str] = (),
+    curvature: bool = False,
     raise_exception: bool = True,
 ) -> LayerCheckReport:
     """Check a layer's forward, VJP, vector axes, per-sample gradients, lab rules and PyTorch parity.
@@ -159,13 +161,17 @@ def check_layer(
     evaluation draws from ``numpy.random.default_rng(seed)``, so dropout masks repeat).
     ``batch_axis``: the sample axis of input and output, by default 0, or 1 for a layer with
     ``batch_first=False``. ``pytorch=False`` skips the parity check. ``allow_missing`` names rules
-    the lab may lack, as "LSTM.jvp". Raises ``LayerCheckError`` on any failure unless
-    ``raise_exception=False``; returns the report (print it for the whole table).
+    the lab may lack, as "LSTM.jvp". A layer of your own passes without curvature rules (they are
+    reported as optional) unless ``curvature=True``; nablanet's own layers must have them. Raises
+    ``LayerCheckError`` on any failure unless ``raise_exception=False``; returns the report (print it
+    for the whole table).
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"check_layer expects a nablanet Layer such as nn.Linear(3, 2); got {type(layer).__name__}.")
     checker = _Checker(layer, example_input, train, seed, batch_axis)
-    checker.run(pytorch, frozenset(allow_missing))
+    checker.curvature = curvature
+    with spot_checks_off():  # this is the check: it reports every mistake rather than stopping at the first
+        checker.run(pytorch, frozenset(allow_missing))
     report = LayerCheckReport(_describe(layer), tuple(checker.checks))
     if raise_exception and not report.passed:
         raise LayerCheckError(report)
@@ -208,6 +214,8 @@ class _Checker:
         self.rng = np.random.default_rng(seed + 1)
         self.checks: list[Check] = []
         self.params = dict(self.m.named_parameters())
+        self.short = not contract.vjp_form(type(layer)).per_sample
+        self.curvature = False
 
     def add(self, check: str, tensor: str, ok: bool, error: float | None = None, tol: float | None = None,
             fail: str = "") -> None:
@@ -218,6 +226,13 @@ class _Checker:
 
     def forward(self, layer: Layer, x: Any) -> tuple[Any, Any]:
         return layer.forward(x, train=self.train, rng=np.random.default_rng(self.seed))
+
+    def vjp(self, cache: Any, dy: np.ndarray, *, per_sample: bool = False, vector_axes: int = 0) -> tuple[Any, Any]:
+        """The layer's VJP as the library calls it: a short-form vjp(cache, dy) gets nablanet's loops for
+        vector axes and per-sample gradients (``nablanet.layers.contract``); the full form is called as is."""
+        if self.short:
+            return contract.short_form_vjp(self.m, cache, dy, vector_axes, per_sample, True)
+        return self.m.vjp(cache, dy, per_sample=True) if per_sample else self.m.vjp(cache, dy)
 
     def dx_list(self, dx: Any) -> list[Any]:
         """dx as one entry per input (None where the input is integer and not differentiated)."""
@@ -231,6 +246,10 @@ class _Checker:
     def run(self, pytorch: bool, allow_missing: frozenset[str]) -> None:
         if not self.check_forward() or not self.check_shapes():
             return
+        if self.short:
+            self.skip("VJP form", "short form vjp(cache, dy): nablanet supplies vector axes (one VJP per vector) and "
+                      "per-sample gradients (one VJP per sample), checked below through those loops; write the full "
+                      "form vjp(cache, dy, *, per_sample=False, need_dx=True) for speed", "vjp")
         self.check_finite_differences()
         self.check_vector_axes()
         coupled = self.check_per_sample()
@@ -293,13 +312,13 @@ class _Checker:
     def check_vector_axes(self) -> None:
         dys = self.rng.standard_normal((_VECTORS, *self.y.shape))
         try:
-            dx_v, g_v = self.m.vjp(self.cache, dys)
+            dx_v, g_v = self.vjp(self.cache, dys, vector_axes=1)
         except Exception as exc:
             self.add("vector axes", "vjp", False, fail=f"vjp with dy of shape {dys.shape} (a leading vector axis) "
                      f"raised {type(exc).__name__}: {exc}. Let every axis in front of the output's own axes "
                      "broadcast (einsum with '...', or reshape the leading axes together).")
             return
-        rows = [self.m.vjp(self.cache, dys[v]) for v in range(_VECTORS)]
+        rows = [self.vjp(self.cache, dys[v]) for v in range(_VECTORS)]
         pairs = [(self.input_name(i), d, [self.dx_list(r[0])[i] for r in rows])
                  for i, d in enumerate(self.dx_list(dx_v)) if d is not None]
         pairs += [(f"d{k}", g_v.get(k), [r[1][k] for r in rows]) for k in self.params]
@@ -316,7 +335,7 @@ class _Checker:
             self.skip("per-sample gradients", "the layer has no parameters")
             return False
         try:
-            _, per = self.m.vjp(self.cache, self.dy, per_sample=True)
+            _, per = self.vjp(self.cache, self.dy, per_sample=True)
         except ValueError as exc:
             self.skip("per-sample gradients", f"the layer declares them undefined here: {exc}")
             return True
@@ -341,7 +360,7 @@ class _Checker:
         for s in range(min(n, _MAX_SINGLETONS)):
             one = tuple(np.take(a, [s], axis=self.axis) for a in self.inputs)
             y1, c1 = self.forward(self.m, one if self.several else one[0])
-            _, g1 = self.m.vjp(c1, np.take(self.dy, [s], axis=self.axis))
+            _, g1 = self.vjp(c1, np.take(self.dy, [s], axis=self.axis))
             worst["y"] = max(worst["y"], _rel_err(y1, np.take(self.y, [s], axis=self.axis)))
             for k in self.params:
                 if np.shape(per.get(k, ())) == (n, *self.params[k].shape):
@@ -358,7 +377,7 @@ class _Checker:
                 continue
             rule = per_sample_grad_norms_rules[entry.layer]
             got = rule(entry, 1.0)
-            _, per = entry.layer.vjp(entry.cache, entry.dy, per_sample=True, need_dx=False)
+            _, per = kernels.vjp(entry.layer, entry.cache, entry.dy, per_sample=True, need_dx=False, vector_axes=0)
             for k in entry.grads:
                 err = _rel_err(got.get(k), norms(per[k]))
                 name = f"{entry.name}.{k}" if entry.name else k
@@ -379,6 +398,10 @@ class _Checker:
             for gap in gaps:
                 if gap.key in allow_missing:
                     self.skip("lab rules", f"allowed gap: {gap}", gap.key)
+                elif rules_home(cls) is None and not self.curvature:
+                    self.skip("lab rules", f"optional: {gap}. Without it the curvature lab (nn.lab.hvp, "
+                              "hessian_eigenvalues, newton_step) refuses models containing the layer; pass "
+                              "curvature=True to require it", gap.key)
                 else:
                     self.add("lab rules", gap.key, False, fail=f"{gap}. Without it the curvature lab (nn.lab.hvp, "
                              "hessian, hessian_eigenvalues, newton_step) fails on any model containing the layer.")

@@ -678,7 +678,7 @@ class _Skip(nn.Layer):
 
     def vjp(self, cache: Any, dy: np.ndarray, *, per_sample: bool = False,
             need_dx: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        dx, grads = self.f.vjp(cache, dy)
+        dx, grads = self.f.vjp(cache, dy, per_sample=per_sample)
         return dy + dx, {f"f.{k}": g for k, g in grads.items()}
 
 

@@ -18,10 +18,11 @@ step's tape. Per-sample gradients are gradients of each sample's own loss ℓₙ
 What the instruments need per layer beyond forward and VJP (R-op rules for curvature, closed-form
 per-sample norms, activation statistics) sits in ``nablanet/lab/rules/``, a tree mirroring
 ``nablanet/layers/`` file by file, looked up through the registries of ``nablanet.lab.registry``;
-``nn.testing.check_layer`` checks a layer against all of it.
+``nn.testing.check_layer`` checks a layer against all of it. A layer of your own registers its
+rules with one call, ``nn.lab.rules.register(MyLayer, jvp=..., vjp_rop=...)``.
 """
 
-from nablanet.lab import plots
+from nablanet.lab import plots, rules
 from nablanet.lab.activations import ActivationStats, activation_stats, gradient_histograms, histogram
 from nablanet.lab.curvature import (
     flatten_params,
@@ -75,6 +76,7 @@ __all__ = [
     "per_sample_grads",
     "plots",
     "random_directions",
+    "rules",
     "step_size_report",
     "unflatten_params",
 ]

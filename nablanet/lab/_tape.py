@@ -16,8 +16,9 @@ import numpy as np
 
 from nablanet._random import RNGLike, get_rng
 from nablanet._validation import as_float_input, check_finite
-from nablanet.layers import Sequential
+from nablanet.layers import Sequential, kernels
 from nablanet.layers.base import Layer, Tape, TapeEntry
+from nablanet.layers.contract import LeafCache
 from nablanet.losses.base import _AVERAGING, Loss, LossCache
 
 
@@ -40,7 +41,7 @@ def run_tape(model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = Fal
         raise ValueError(f"the gradient lab needs a scalar loss; {loss!r} has reduction='none'. Use 'mean' or 'sum'.")
     xa = as_float_input(x, "x")
     check_finite(xa, "x")
-    y, caches = model.forward(xa, train=train, rng=rng)
+    y, caches = kernels.forward(model, xa, train=train, rng=rng)
     value, lcache = loss.forward(y, target)
     tape = model.backward(caches, loss.vjp(lcache), accumulate=False)
     return TapeRun(float(value), lcache, y, tape)
@@ -95,7 +96,9 @@ def forward_trace(model: Layer, x: Any, *, train: bool = False, rng: RNGLike = N
             for child_name, child in layer.named_children():
                 h = walk(child, h, f"{name}.{child_name}" if name else child_name)
             return h
-        y, cache = layer.forward(h, train=train, rng=gen)
+        y, cache = kernels.forward(layer, h, train=train, rng=gen)
+        if type(cache) is LeafCache:  # a layer of the user's, checked on first use: keep its own cache
+            cache = cache.cache
         traces.append(Trace(name, layer, h, y, cache))
         return y
 

@@ -50,9 +50,10 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab import rop
-from nablanet.lab import rules as _rules  # noqa: F401  (registers every layer's and loss's rules)
 from nablanet.lab._tape import run_tape
-from nablanet.lab.registry import jvp_rules
+from nablanet.lab.registry import jvp_rules, vjp_rop_rules
+from nablanet.lab.rules import require  # importing the package registers every layer's and loss's rules
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer
 from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import Loss
@@ -233,8 +234,16 @@ class _Point:
                     for local, full in names.items()}
         self.grad = {name: on_grads[name] for name in self.shapes}
         self.first = next((i for i, names in enumerate(self.owned) if names), len(self.tape))
-        # the forward rules and the loss rule serve every product: look them up now, so an unknown layer or
-        # loss fails before any work (the backward R-op rules, needed by H v but not by G v, fail at the first HVP)
+        # every rule a product needs, looked up now: all the gaps of every layer show in one error, before any work
+        # (the backward R-op rules serve H v, not G v, which backpropagates with the VJPs themselves)
+        layers = [e.layer for e in self.tape[self.first :]]
+        rop_gaps = [la for la in layers if vjp_rop_rules.find(la) is None]
+        require(who, [*[(la, ["jvp", *(["vjp_rop"] if la in rop_gaps else [])]) for la in layers],
+                      (loss, ["loss_hvp"])],
+                "the R-op rules of every layer from the first with parameters on (jvp for J v; vjp_rop too for H v) "
+                "and the loss's Hessian rule (loss_hvp)")
+        self._layers = layers
+        self._rop_gaps = bool(rop_gaps)  # a G v needs no vjp_rop: only H v refuses these
         self._jvp = [jvp_rules[e.layer] for e in self.tape[self.first :]]
         self._loss_hvp = rop.loss_rule(loss)
 
@@ -272,6 +281,9 @@ class _Point:
 
     def hvp(self, v: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """H v by forward-over-reverse (``v`` already checked)."""
+        if self._rop_gaps:
+            require(self.who, [(la, ["vjp_rop"]) for la in self._layers], "the backward R-op (vjp_rop) of every layer "
+                    "for H v")
         if not self.shapes:
             return {}
         thetadot = self._layer_tangents(v)
@@ -294,7 +306,8 @@ class _Point:
         out: dict[str, np.ndarray] = {}
         for i in range(len(self.tape) - 1, self.first - 1, -1):
             e = self.tape[i]
-            u, grads = e.layer.vjp(e.cache, u, need_dx=i > self.first)
+            u, grads = kernels.vjp(e.layer, e.cache, u, per_sample=False, need_dx=i > self.first,
+                                   prefix=f"{e.name}.", vector_axes=0)
             for local, full in self.owned[i].items():
                 out[full] = grads[local]
         return {name: out[name] for name in self.shapes}

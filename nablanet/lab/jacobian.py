@@ -23,6 +23,7 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer
 from nablanet.layers.normalization import BatchNormCache
 from nablanet.layers.sequential import Sequential
@@ -212,7 +213,8 @@ def _push_basis(
     def rows(v0: int, v1: int) -> np.ndarray:
         dy = np.zeros((v1 - v0, n, n_out), dtype=dtype)
         dy[np.arange(v1 - v0), :, np.arange(v0, v1)] = 1
-        dx, _ = layer.vjp(cache, dy.reshape((v1 - v0, *out_shape)))
+        dx, _ = kernels.vjp(layer, cache, dy.reshape((v1 - v0, *out_shape)), per_sample=False, need_dx=True,
+                            vector_axes=1)
         return np.asarray(dx)
 
     if in_shape is not None:

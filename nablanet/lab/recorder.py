@@ -21,9 +21,9 @@ Quantities (``Recorder.QUANTITIES``):
                          no per-sample gradient is materialized for Linear and Conv layers)
   grad_variance          tr(Σ) of the per-sample gradients per parameter and over the model, and
                          the gradient noise scale B = tr(Σ)/‖G‖² (model level)
-  activations            mean and std of each activation layer's output, and per type the zero
-                         and dead fractions (ReLU) or the saturated fraction |f′| < eps (Sigmoid,
-                         Tanh, …; see ``nablanet.lab.activations``)
+  activations            mean and std of each activation layer's output (and of every layer of your
+                         own), and per type the zero and dead fractions (ReLU) or the saturated
+                         fraction |f′| < eps (Sigmoid, Tanh, …; see ``nablanet.lab.activations``)
 
 Per-sample quantities are gradients of each sample's own loss ℓₙ (see ``Loss.per_sample``): under
 ``reduction="mean"`` the batch gradient is their mean.
@@ -205,10 +205,15 @@ def _dy_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
 def _activations(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
     # Elementwise activations keep their input and output in the cache: the statistics of
     # nablanet.lab.activations come from the tape at no extra forward pass.
+    # A layer of the user's has its input and output on the tape: nablanet cannot tell an activation of
+    # the user's from other layers, so each gets its rows.
     for entry in tape:
-        if not isinstance(entry.cache, ElementwiseCache):
+        if isinstance(entry.cache, ElementwiseCache):
+            x, y = entry.cache.x, entry.cache.y
+        elif isinstance(entry.y, np.ndarray):
+            x, y = entry.x, entry.y
+        else:
             continue
-        x, y = entry.cache.x, entry.cache.y
         yield entry.name, "", "activation_mean", float(np.mean(y))
         yield entry.name, "", "activation_std", float(np.std(y))
         rule = activation_rules.find(entry.layer)

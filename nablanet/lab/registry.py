@@ -107,12 +107,14 @@ class Registry:
     def missing_message(self, cls: type) -> str:
         """What to say when ``cls`` has no rule: the type, the rule, the known types, where to add one."""
         known = ", ".join(sorted(c.__name__ for c in self._rules))
-        return (
-            f"{self.quantity}: no rule for {self.kind} type {cls.__name__} (defined in {cls.__module__}). "
-            f"Known types: {known}. Register one {rules_location(cls)}: "
-            f"`from {self.module} import {self.name}`, then `@{self.name}.register({cls.__name__})` on the "
-            "function (nablanet/lab/rules/ has one for every built-in layer to copy from)."
-        )
+        if rules_home(cls) is None:  # the user's class: the one public call
+            fix = (f"Register one next to {cls.__name__}: nn.lab.rules.register({cls.__name__}, {self.quantity}=...) "
+                   "(nablanet/lab/rules/ has one for every built-in layer to copy from).")
+        else:
+            fix = (f"Register one {rules_location(cls)}: `from {self.module} import {self.name}`, then "
+                   f"`@{self.name}.register({cls.__name__})` on the function.")
+        return f"{self.quantity}: no rule for {self.kind} type {cls.__name__} (defined in {cls.__module__}). " \
+               f"Known types: {known}. {fix}"
 
 
 jvp_rules = Registry("jvp")

@@ -1,10 +1,11 @@
 """The layer interface: a pure forward that hands its VJP a cache, and a pure VJP.
 
-Every layer implements two functions (see DESIGN.md):
+Every layer implements two functions (the contract, with what nablanet supplies and checks for a
+layer of your own, is in ``nablanet/layers/contract.py`` and the README's "Your own layer"):
 
 * ``forward(x, *, train, rng) -> (y, cache)``: pure apart from the generator it is handed. The cache
   holds exactly what the VJP needs, so two forward passes never clobber each other.
-* ``vjp(cache, dy, *, per_sample=False) -> (dx, grads)``: given dy = ∂L/∂y it returns dx = ∂L/∂x
+* ``vjp(cache, dy, *, per_sample=False, need_dx=True) -> (dx, grads)``: given dy = ∂L/∂y it returns dx = ∂L/∂x
   and ``{param_name: ∂L/∂param}``. ``dy`` may carry leading vector axes ``(*V, N, *out)``: every
   axis in front of the output's own axes is pushed through independently, so one call applies the
   transposed Jacobian to a whole basis. Parameter gradients then carry the same leading axes
@@ -33,7 +34,7 @@ import numpy as np
 from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike
 from nablanet._validation import a_type, as_float_input, check_finite
-from nablanet.layers import kernels
+from nablanet.layers import contract, kernels
 from nablanet.parameter import Parameter
 
 NO_DX = np.empty(0)
@@ -59,6 +60,10 @@ class TapeEntry(NamedTuple):
     cache: Any
     dy: np.ndarray
     grads: dict[str, np.ndarray]
+    x: Any = None
+    y: Any = None
+    """The layer's input and output, kept for a layer defined outside nablanet (its cache is its own
+    business, so the Recorder reads its activations here); None for nablanet's layers."""
 
 
 Tape = list["TapeEntry"]
@@ -87,6 +92,17 @@ class Layer:
     _buffers: dict[str, np.ndarray]
     _modules: dict[str, Layer]
     training: bool
+
+    exact_vjp: ClassVar[bool] = True
+    """False for a layer whose VJP is deliberately not the derivative of its forward (a
+    straight-through estimator): the finite-difference check of a new layer then skips it."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A leaf layer class defined outside nablanet joins the contract's checks and fallbacks
+        (``nablanet.layers.contract``); nablanet's own classes are tested by the conformance suite."""
+        super().__init_subclass__(**kwargs)
+        if not cls.__module__.startswith("nablanet.") and cls._backward is Layer._backward:
+            contract.adopt(cls)
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -124,8 +140,11 @@ class Layer:
         fast variants) and appends one entry, named by the prefix without its dot. A ``Container``
         overrides this to run its children's, giving each child ``prefix + child name + "."``.
         """
-        dx, grads = kernels.vjp(self, cache, dy, per_sample=per_sample, need_dx=need_dx)
-        tape.append(TapeEntry(prefix[:-1], self, cache, dy, grads))
+        dx, grads = kernels.vjp(self, cache, dy, per_sample=per_sample, need_dx=need_dx, prefix=prefix)
+        if type(cache) is contract.LeafCache:  # a layer of the user's: the tape holds its own cache
+            tape.append(TapeEntry(prefix[:-1], self, cache.cache, dy, grads, cache.x, cache.y))
+        else:
+            tape.append(TapeEntry(prefix[:-1], self, cache, dy, grads))
         return dx
 
     # -- conveniences ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import numpy as np
 
 from nablanet._validation import a_type, as_float_input, as_numeric_array, check_finite
 from nablanet.data.batching import batches
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer
 from nablanet.layers.recurrent import truncated_bptt
 from nablanet.losses.base import Loss
@@ -228,7 +229,7 @@ def _train(model: Layer, loss: Loss, optimizer: Any, plan: _Plan, ctx: TrainingC
         means = _Means()
         for b, (xb, yb) in enumerate(batches(plan.x, plan.y, plan.batch_size, shuffle=plan.shuffle, rng=order_rng)):
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below instead
-                out, caches = model.forward(xb, train=True, rng=forward_rng)
+                out, caches = kernels.forward(model, xb, train=True, rng=forward_rng)
             value, lcache = _loss(loss, out, yb)
             if not math.isfinite(value):  # diverged: back to the weights whose loss was finite
                 guard.restore()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nablanet.lab.registry import per_sample_grad_norms_rules
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer, TapeEntry
 
 CHUNK_ELEMENTS = 1 << 22
@@ -21,10 +22,13 @@ def layer_per_sample_grads(entry: TapeEntry, factor: float, who: str) -> dict[st
     """{local name: (N, *param)}: one per-sample VJP of the entry's layer, times ``factor``.
 
     A layer that couples the samples (batch norm in training mode) raises a ValueError from its
-    VJP; it is re-raised naming the layer and the instrument ``who``.
+    VJP; it is re-raised naming the layer and the instrument ``who``. A layer of the user's goes
+    through the contract (``nablanet.layers.contract``): a short-form VJP gets the per-sample
+    fallback, and every shape is checked.
     """
     try:
-        _, grads = entry.layer.vjp(entry.cache, entry.dy, per_sample=True, need_dx=False)
+        _, grads = kernels.vjp(entry.layer, entry.cache, entry.dy, per_sample=True, need_dx=False,
+                               prefix=f"{entry.name}.", vector_axes=0)
     except ValueError as exc:
         raise ValueError(
             f"{who}: per-sample gradients of layer {entry.name!r} ({type(entry.layer).__name__}) are not "

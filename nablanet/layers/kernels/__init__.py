@@ -8,7 +8,9 @@ equals the reference to float64 precision on random inputs (``tests/test_kernels
 The model's forward and backward passes call ``forward`` and ``vjp`` below, which run the variant
 registered for the layer's exact type (a subclass that overrides the math is never bypassed), or
 else the layer's own method. A variant may decline a case it does not cover by calling the
-reference itself. Variants register with ``@forward_kernel(Cls)`` / ``@vjp_kernel(Cls)`` in a
+reference itself. A layer class defined outside nablanet is registered here too, by
+``nablanet.layers.contract.adopt``: its "variant" is the reference wrapped in the contract's checks.
+Variants register with ``@forward_kernel(Cls)`` / ``@vjp_kernel(Cls)`` in a
 module of this package, imported at the end of this file.
 """
 
@@ -25,6 +27,8 @@ VjpFn = Callable[..., tuple[Any, dict[str, Any]]]
 
 _FORWARD: dict[type, ForwardFn] = {}
 _VJP: dict[type, VjpFn] = {}
+_CONTRACT: set[VjpFn] = set()
+"""The VJPs registered by ``nablanet.layers.contract.adopt``, which take ``prefix`` and ``vector_axes``."""
 
 
 def forward_kernel(cls: type) -> Callable[[ForwardFn], ForwardFn]:
@@ -52,11 +56,21 @@ def forward(layer: Layer, x: Any, *, train: bool, rng: Any) -> tuple[Any, Any]:
     return fast(layer, x, train=train, rng=rng)
 
 
-def vjp(layer: Layer, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool) -> tuple[Any, dict[str, Any]]:
-    """``layer.vjp(cache, dy)``, through the registered variant where there is one."""
+def vjp(
+    layer: Layer, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool, prefix: str = "",
+    vector_axes: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """``layer.vjp(cache, dy)``, through the registered variant where there is one.
+
+    ``prefix`` (the layer's state_dict prefix, for messages) and ``vector_axes`` (the number of
+    leading vector axes of dy, where the caller knows it) serve the checks of a layer defined outside
+    nablanet (``nablanet.layers.contract``, whose functions are in ``_CONTRACT``); a variant never sees them.
+    """
     fast = _VJP.get(type(layer))
     if fast is None:
         return layer.vjp(cache, dy, per_sample=per_sample, need_dx=need_dx)
+    if fast in _CONTRACT:
+        return fast(layer, cache, dy, per_sample=per_sample, need_dx=need_dx, prefix=prefix, vector_axes=vector_axes)
     return fast(layer, cache, dy, per_sample=per_sample, need_dx=need_dx)
 
 
