@@ -295,45 +295,52 @@ def _nodes(layer: Layer, where: str = "model", prefix: str = "") -> Iterator[tup
             yield from _nodes(child, f"{where}.{kind}[{i}]", f"{prefix}.{name}" if prefix else name)
 
 
-def _unregistered(cls: type[Layer], known: type[Layer] | None, position: str) -> TypeError:
+def _position(prefix: str) -> str:
+    return f"layer {prefix!r}" if prefix else "the model"
+
+
+def _unregistered(cls: type[Layer], known: type[Layer] | None, prefix: str) -> TypeError:
     name = cls.__name__
     if known is None:
         return TypeError(
-            f"nn.save: {position} is a {_where(cls)}, which is not registered, so nn.load could not rebuild it. "
-            f"Fix: decorate the class with @nn.register_layer, or call nn.register_layer({name}) before saving "
-            "and before loading."
+            f"nn.save: {_position(prefix)} is a {_where(cls)}, which is not registered, so nn.load could not "
+            f"rebuild it. Fix: decorate the class with @nn.register_layer, or call nn.register_layer({name}) "
+            "before saving and before loading."
         )
     return TypeError(
-        f"nn.save: {position} is a {_where(cls)}, but a file records layers by class name and nn.load would "
-        f"build {_where(known)} in its place. Fix: rename your class and register it with @nn.register_layer."
+        f"nn.save: {_position(prefix)} is a {_where(cls)}, but a file records layers by class name and nn.load "
+        f"would build {_where(known)} in its place. Fix: rename your class and register it with @nn.register_layer."
     )
-
-
-def _position(prefix: str, layer: Layer) -> str:
-    return f"layer {prefix!r} ({type(layer).__name__})" if prefix else f"the model ({type(layer).__name__})"
 
 
 def _cannot_load(prefix: str, layer: Layer, reason: str) -> ValueError:
     name = type(layer).__name__
+    params = list(inspect.signature(type(layer).__init__).parameters.values())[1:]
+    names = [q.name for q in params if q.name != "rng" and q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
+    example = ", ".join(f"{n!r}: self.{n}" for n in names)
     return ValueError(
-        f"nn.save: the model could not be loaded back from this file: {_position(prefix, layer)}: {reason}. "
-        f"Fix: make {name}.get_config() return the constructor arguments that rebuild it, as a dict of JSON "
-        f"values (numbers, strings, booleans, lists, dicts), e.g. {{'features': 3}} for {name}(features=3): "
-        f"nn.load calls {name}(**config) and then loads the weights."
+        f"nn.save: the model could not be loaded back from this file: {_position(prefix)} ({name}): {reason}. "
+        f"Fix: make {name}.get_config() return the constructor arguments that rebuild it as JSON values "
+        f"(numbers, strings, booleans, lists, dicts; e.g. return {{{example}}}): nn.load calls {name}(**config) "
+        "and then loads the weights."
     )
 
 
 def _mismatch(model: Layer, rebuilt: Layer) -> tuple[str, str] | None:
-    """The first parameter or buffer whose shape ``rebuilt`` does not reproduce: (key, what differs)."""
-    want, got = _shapes(model), _shapes(rebuilt)
-    for key, shape in want.items():
-        if key not in got:
-            return key, f"rebuilt from its config it has no {key!r} (shape {shape} in the model)"
-        if got[key] != shape:
-            return key, f"rebuilt from its config its {key!r} has shape {got[key]}; the model's has {shape}"
-    for key, shape in got.items():
+    """The first parameter or buffer that ``rebuilt`` lacks or builds with another shape or dtype."""
+    want, got = model._arrays(), rebuilt._arrays()
+    for key, a in want.items():
+        b = got.get(key)
+        if b is None:
+            return key, f"rebuilt from its config it has no {key!r} (shape {a.shape} in the model)"
+        if b.shape != a.shape:
+            return key, f"rebuilt from its config its {key!r} has shape {b.shape}; the model's has {a.shape}"
+        if b.dtype != a.dtype:
+            return key, (f"rebuilt from its config its {key!r} is {b.dtype}; the model's is {a.dtype}, which "
+                         "loading would convert (nablanet's layers keep 'dtype' in their config)")
+    for key, b in got.items():
         if key not in want:
-            return key, f"rebuilt from its config it has a {key!r} of shape {shape} that the model lacks"
+            return key, f"rebuilt from its config it has a {key!r} of shape {b.shape} that the model lacks"
     return None
 
 
@@ -348,7 +355,7 @@ def loadable_architecture(model: Layer) -> dict[str, Any]:
     for _, prefix, layer in nodes:
         cls = type(layer)
         if not isinstance(layer, Sequential) and classes.get(cls.__name__) is not cls:
-            raise _unregistered(cls, classes.get(cls.__name__), _position(prefix, layer))
+            raise _unregistered(cls, classes.get(cls.__name__), prefix)
     for _, prefix, layer in nodes:
         if not isinstance(layer, Sequential):
             try:
