@@ -101,7 +101,7 @@ def register_layer(cls: type[LayerT]) -> type[LayerT]:
         return cls  # nablanet's own layers load without registration
     if builtin is not None:
         raise ValueError(
-            f"register_layer: {_where(cls)} has the name of nablanet's layer {name} ({_where(builtin)}); a file "
+            f"register_layer: {_where(cls)} has the name of nablanet's layer {_where(builtin)}; a file "
             f"records layers by class name, so nn.load could not tell them apart. Fix: rename your class."
         )
     known = _registered.get(name)
