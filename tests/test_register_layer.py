@@ -249,3 +249,29 @@ def test_load_never_imports_a_name_from_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"names a layer class 'test_register_layer\.Swish' that nablanet does not "
                                          "have"):
         nn.load(tmp_path / "m.npz")
+
+
+class Noisy(nn.Layer):
+    """A layer that draws its initial weights from nablanet's global generator and NumPy's legacy one."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(nn.init.normal_(np.empty(features), rng=None) + np.random.randn(features))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"features": self.weight.shape[0]}
+
+
+def test_save_leaves_the_global_generators_where_they_were(tmp_path: Path) -> None:
+    """nn.save rebuilds the model (hollow) to check it; that must not shift a script's random draws."""
+    nn.register_layer(Noisy)
+    nn.manual_seed(3)
+    np.random.seed(3)
+    model = nn.Sequential(Noisy(4))
+    expected = (Noisy(4).weight.data, np.random.randn(2))
+    nn.manual_seed(3)
+    np.random.seed(3)
+    model = nn.Sequential(Noisy(4))
+    nn.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(Noisy(4).weight.data, expected[0])
+    np.testing.assert_array_equal(np.random.randn(2), expected[1])

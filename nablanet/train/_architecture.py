@@ -19,10 +19,12 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 
+from nablanet import _random
 from nablanet.layers import attention as _attention  # noqa: F401  (imported so that load finds these classes)
 from nablanet.layers import bilinear as _bilinear  # noqa: F401
 from nablanet.layers.base import Layer
@@ -344,6 +346,17 @@ def _mismatch(model: Layer, rebuilt: Layer) -> tuple[str, str] | None:
     return None
 
 
+@contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Restore nablanet's global generator and NumPy's legacy one on the way out."""
+    ours, legacy = _random._global_rng.bit_generator.state, np.random.get_state()
+    try:
+        yield
+    finally:
+        _random._global_rng.bit_generator.state = ours
+        np.random.set_state(legacy)
+
+
 def loadable_architecture(model: Layer) -> dict[str, Any]:
     """``architecture(model)`` once ``nn.load`` is known to rebuild ``model`` from it: every class
     nablanet's or registered, every config JSON, and the checks ``nn.load`` runs (structure, hollow
@@ -365,9 +378,10 @@ def loadable_architecture(model: Layer) -> dict[str, Any]:
     arch = json.loads(json.dumps(written, default=json_default))
     try:
         check_structure(arch, classes)
-        rebuilt = _build(arch, classes, lambda: _HollowGenerator(np.random.PCG64(0)))
+        with _random_state_kept():  # a constructor that draws from a global generator must not shift the user's run
+            rebuilt = _build(arch, classes, lambda: _HollowGenerator(np.random.PCG64(0)))
     except ArchitectureError as exc:
-        prefix, layer = {w: (p, lay) for w, p, lay in nodes}[exc.where]
+        prefix, layer = {w: (p, lay) for w, p, lay in nodes}.get(exc.where, ("", model))
         reason = f"{exc.message} (its get_config() gave {layer.get_config()!r:.200})"
         raise _cannot_load(prefix, layer, reason) from exc
     found = _mismatch(model, rebuilt)
