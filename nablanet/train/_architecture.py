@@ -1,13 +1,16 @@
 """A model's architecture as JSON, and the checked way back from JSON to a model.
 
 Writing: ``architecture(model)``. Reading: ``build_checked(arch, stored, path)`` trusts nothing in
-``arch``. It first checks the JSON's structure (every node a dict naming a nablanet class, ``layers``
+``arch``. It first checks the JSON's structure (every node a dict naming a nablanet class or one
+registered with ``register_layer`` — a name from the file is looked up, never imported —, ``layers``
 and ``children`` lists, ``config`` a dict whose keywords the class takes), then builds the model
 once *hollow* — the generator handed to each layer returns zero-stride arrays, so a layer whose
 weights come from its ``rng`` costs no memory whatever size it claims — and compares every
 parameter's and buffer's shape with the arrays stored in the file. Only when they agree is the
 model built for real. A file that claims ``Linear(10**6, 10**6)`` over an 8x4 weight is refused
-in microseconds instead of allocating 7 TiB.
+in microseconds instead of allocating 7 TiB. ``loadable_architecture(model)``, which ``nn.save``
+writes, runs the same checks on the architecture about to be written, so a model that could not be
+loaded back is refused before anything is written.
 
 (Layers that size arrays without their ``rng`` — normalization layers' ``np.ones(c)`` — still
 allocate during the hollow build; their size is linear in the config, and a claim too large for
