@@ -275,3 +275,18 @@ def test_save_leaves_the_global_generators_where_they_were(tmp_path: Path) -> No
     nn.save(model, tmp_path / "m.npz")
     np.testing.assert_array_equal(Noisy(4).weight.data, expected[0])
     np.testing.assert_array_equal(np.random.randn(2), expected[1])
+
+
+def test_save_refuses_a_model_built_from_an_earlier_definition(tmp_path: Path) -> None:
+    def define() -> type[nn.Layer]:
+        class Cell(nn.Layer):
+            pass
+
+        return nn.register_layer(Cell)
+
+    old = define()
+    model = nn.Sequential(old())
+    define()  # the cell run again
+    with pytest.raises(TypeError, match=r"layer '0' is a .*Cell \(module test_register_layer\) of an earlier "
+                                        r"definition than the one registered.*Fix: build the model again"):
+        nn.save(model, tmp_path / "m.npz")

@@ -312,6 +312,11 @@ def _unregistered(cls: type[Layer], known: type[Layer] | None, prefix: str) -> T
             f"rebuild it. Fix: decorate the class with @nn.register_layer, or call nn.register_layer({name}) "
             "before saving and before loading."
         )
+    if _where(known) == _where(cls):  # the class was defined again (a notebook cell run twice) since the model
+        return TypeError(
+            f"nn.save: {_position(prefix)} is a {_where(cls)} of an earlier definition than the one registered, "
+            "so nn.load would build the new one. Fix: build the model again from the current class."
+        )
     return TypeError(
         f"nn.save: {_position(prefix)} is a {_where(cls)}, but a file records layers by class name and nn.load "
         f"would build {_where(known)} in its place. Fix: rename your class and register it with @nn.register_layer."
