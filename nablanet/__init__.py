@@ -68,7 +68,7 @@ from nablanet.losses import (
     QuadraticLoss,
 )
 from nablanet.parameter import Parameter
-from nablanet.train import History, callbacks, evaluate, fit, load, load_checkpoint, predict, save
+from nablanet.train import History, callbacks, evaluate, fit, load, load_checkpoint, predict, register_layer, save
 
 __all__ = [
     "ELU",
@@ -143,6 +143,7 @@ __all__ = [
     "manual_seed",
     "optim",
     "predict",
+    "register_layer",
     "save",
     "set_default_dtype",
     "testing",

@@ -17,7 +17,8 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data: np.ndarray) -> None:
-        self.data: np.ndarray = data
+        # A scalar (np.float32(1.0), 1.0) becomes a 0-d array: the optimizers update data in place.
+        self.data: np.ndarray = data if isinstance(data, np.ndarray) else np.asarray(data)
         self.grad: np.ndarray | None = None
 
     @property

@@ -23,6 +23,10 @@ def _grads(parameters: Parameter | Iterable[Parameter], who: str) -> list[np.nda
                 f"{who} received {a_type(p)} among the parameters; expected nablanet "
                 "Parameter objects. Fix: pass model.parameters()."
             )
+    for p in params:
+        if p.grad is not None and not isinstance(p.grad, np.ndarray):
+            # a VJP's scalar sum (dβ = Σ ...) is a NumPy scalar, which cannot be scaled in place
+            p.grad = np.asarray(p.grad)
     return [p.grad for p in params if p.grad is not None]
 
 

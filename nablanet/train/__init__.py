@@ -1,6 +1,7 @@
 """Training: the fit loop, callbacks, history, checkpoints, Ctrl-C handling."""
 
 from nablanet.train import callbacks
+from nablanet.train._architecture import register_layer
 from nablanet.train.checkpoint import Checkpoint, load, load_checkpoint, save
 from nablanet.train.history import History
 from nablanet.train.interrupts import TrainingInterrupted, propagate_interrupts
@@ -8,5 +9,5 @@ from nablanet.train.loop import evaluate, fit, predict
 
 __all__ = [
     "Checkpoint", "History", "TrainingInterrupted", "callbacks", "evaluate", "fit", "load", "load_checkpoint",
-    "predict", "propagate_interrupts", "save",
+    "predict", "propagate_interrupts", "register_layer", "save",
 ]

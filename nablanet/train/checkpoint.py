@@ -28,19 +28,13 @@ from nablanet._io import atomic_savez
 from nablanet._validation import a_type
 from nablanet.layers.base import Layer
 from nablanet.optim.base import Optimizer
-from nablanet.train._architecture import architecture, build_checked
+from nablanet.train._architecture import build_checked, json_default, loadable_architecture
 from nablanet.train._model_file import read_arrays, read_meta
 from nablanet.train.history import History
 
 FORMAT = "nablanet-model"
 VERSION = 1
 _ARRAY = "__array__"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):  # np.float32(0.5) and friends: plain Python numbers
-        return value.item()
-    raise TypeError(f"{type(value).__name__} {value!r} is not JSON-serializable")
 
 
 def _encode(value: Any, entry: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -131,9 +125,14 @@ def save(
     dict (epoch, metrics). ``callbacks``: the list given to ``fit``; each one's ``state_dict()`` is
     stored (a callback without one stores ``{}``). ``history``: the ``History`` so far.
     ``load_checkpoint`` gives each back.
+
+    Nothing is written unless ``nn.load`` could rebuild the model: every layer must be nablanet's or
+    registered (``nn.register_layer``), and each layer's ``get_config()`` must rebuild it (the checks
+    ``nn.load`` runs are run first, on the architecture about to be written).
     """
     _check_save_args(model, optimizer, callbacks, history)
-    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": architecture(model), "extra": extra or {}}
+    arch = loadable_architecture(model)  # refuses, before anything is written, a model nn.load could not rebuild
+    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": arch, "extra": extra or {}}
     arrays: dict[str, np.ndarray] = {f"model/{k}": v for k, v in model.state_dict().items()}
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -150,7 +149,7 @@ def save(
     if history is not None:
         meta["history"] = _history_meta(history)
     try:
-        text = json.dumps(meta, default=_json_default)
+        text = json.dumps(meta, default=json_default)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"save: extra, the optimizer's hyperparameters, the callbacks' states and the history must be "
