@@ -10,7 +10,6 @@ the likely mistake (a factor, a sign, a transpose, a shape), in plain words.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from nablanet._validation import as_float_input, check_finite
 from nablanet.lab._per_layer import (
     LayerCheck,
     Options,
+    central_differences,
     check_rop,
     check_vjp,
     has_children,
@@ -206,7 +206,7 @@ class _ModelCheck:
                 self.hints[name] = f" Backprop gave shape {got}, the array has {arr.shape}." + (
                     shape_hint(got, arr.shape, n) if got is not None else "")
                 continue
-            numeric = _central_differences(lambda: self.gradient(False)[0], arr, flat_idx, self.opt.eps)
+            numeric = central_differences(lambda: self.gradient(False)[0], arr, flat_idx, self.opt.eps)
             analytic = np.asarray(g, dtype=np.float64).reshape(-1)[flat_idx]
             err = float(np.max(np.abs(analytic - numeric), initial=0.0))
             self.rel[name] = relative_error(analytic, numeric)
@@ -331,18 +331,3 @@ def _input_arrays(inputs: list[np.ndarray], dx: Any, several: bool) -> dict[str,
             )
         out[name] = (arr, g)
     return out
-
-
-def _central_differences(f: Callable[[], float], arr: np.ndarray, flat_idx: np.ndarray, eps: float) -> np.ndarray:
-    """(f(a + ε) − f(a − ε))/2ε for each entry a of ``arr`` at ``flat_idx``, moving it in place (and back)."""
-    numeric = np.empty(len(flat_idx))
-    flat = arr.reshape(-1)  # a view: perturbing it perturbs the model's array
-    for j, k in enumerate(flat_idx):
-        orig = flat[k]
-        flat[k] = orig + eps
-        up = f()
-        flat[k] = orig - eps
-        down = f()
-        flat[k] = orig
-        numeric[j] = (up - down) / (2 * eps)
-    return numeric
