@@ -189,7 +189,8 @@ class _ModelCheck:
             self.crashed = f"the model's backward raised {type(exc).__name__}: {exc}"
             self.failed.append("backward")
             return
-        arrays = {name: (p.data, grads.get(name)) for name, p in self.m.named_parameters()}
+        arrays: dict[str, tuple[np.ndarray, Any]] = {
+            name: (p.data, grads.get(name)) for name, p in self.m.named_parameters()}
         if inputs and dx is not None:
             arrays.update(_input_arrays(inputs, dx, several))
         picker = np.random.default_rng(self.opt.seed)
