@@ -238,7 +238,8 @@ def test_a_layer_without_rules_is_noted_not_failed() -> None:
 def test_a_wrong_jvp_rule_is_named_with_its_factor() -> None:
     report = _check(ScaleWrongJvp())
     assert not report.failed  # first-order gradients are right
-    assert [(r.layer, r.check, r.tensor) for r in report.layer_failures][0] == ("1", "jvp rule", "ẏ")
+    first = report.layer_failures[0]
+    assert (first.layer, first.check, first.tensor) == ("1", "jvp rule", "ẏ")
     lead = report.diagnosis
     assert lead.startswith("gradcheck failed for layer '1' (ScaleWrongJvp): its jvp rule is wrong")
     assert "It is about 2× the right value: an extra factor of 2?" in lead
