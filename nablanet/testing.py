@@ -61,17 +61,18 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nablanet.lab import rop
+from nablanet.lab._per_layer import EXACT_RTOL, FD_RTOL, check_rop
+from nablanet.lab._per_layer import relative_error as _rel_err
+from nablanet.lab._per_layer import sign_hint as _sign_hint
 from nablanet.lab._tape import forward_trace
 from nablanet.lab.gradcheck import gradcheck
-from nablanet.lab.gradcheck import relative_error as _rel_err
-from nablanet.lab.registry import Registry, jvp_rules, per_sample_grad_norms_rules, rules_home, vjp_rop_rules
+from nablanet.lab.registry import per_sample_grad_norms_rules, rules_home
 from nablanet.lab.rules import missing_rules
 from nablanet.lab.rules.base import norms
 from nablanet.layers import Layer, Sequential, contract, kernels
@@ -80,10 +81,6 @@ from nablanet.losses.quadratic import MSELoss
 
 __all__ = ["Check", "LayerCheckError", "LayerCheckReport", "check_layer"]
 
-FD_RTOL = 1e-6
-"""Finite differences (ε = 1e-6, float64) against backprop and against the R-op rules."""
-EXACT_RTOL = 1e-10
-"""The same quantity two ways in float64 (vector axes, per-sample sums, singletons, PyTorch)."""
 _VECTORS = 3
 _MAX_SINGLETONS = 8
 
@@ -195,11 +192,6 @@ def _as_inputs(example_input: Any) -> tuple[tuple[np.ndarray, ...], bool]:
     return tuple(arrays), several
 
 
-def _sign_hint(rel: float) -> str:
-    """A relative error near 2 means the two sides are about negatives of each other."""
-    return " The result is about −1 times the right one: check the sign." if 1.9 <= rel <= 2.1 else ""
-
-
 class _Checker:
     """The checks of ``check_layer`` on a float64 copy of one layer, appending to ``checks``."""
 
@@ -301,7 +293,7 @@ class _Checker:
         target = self.rng.standard_normal(self.y.shape)
         report = gradcheck(self.m, MSELoss(reduction="sum"), self.x, target, eps=1e-6, rtol=FD_RTOL,
                            check_input=bool(self.float_in) and len(self.float_in) == len(self.inputs),
-                           train=self.train, seed=self.seed)
+                           train=self.train, seed=self.seed, per_layer=False, curvature=False)
         for name, rel in report.rel_errors.items():
             what = "dx" + name.removeprefix("input") if name.startswith("input") else f"d{name}"
             self.add("finite differences", what, name not in report.failed, rel, FD_RTOL,
@@ -415,67 +407,12 @@ class _Checker:
                 _check_rop(self, t.name or self.who, t.layer, t.x)
 
 
-def _perturbed(layer: Layer, thetadot: dict[str, np.ndarray], eps: float, fn: Any) -> Any:
-    """fn() with every parameter of ``layer`` moved to θ + ε θ̇ (restored afterwards)."""
-    params = dict(layer.named_parameters())
-    saved = {k: p.data.copy() for k, p in params.items()}
-    try:
-        for k, p in params.items():
-            p.data[...] = saved[k] + eps * thetadot[k]
-        return fn()
-    finally:
-        for k, p in params.items():
-            p.data[...] = saved[k]
-
-
-def _which_rule(registry: Registry, cls: type) -> str:
-    """" Fix <module.function>, the jvp rule of <class>" (inherited or not), for a failure message."""
-    owner = registry.registered_for(cls)
-    fn = registry.rule_for(cls)
-    if owner is None or fn is None:
-        return ""
-    inherited = "" if owner is cls else f", which {cls.__name__} inherits"
-    return (f" Fix {fn.__module__}.{fn.__qualname__}, the {registry.quantity} rule of {owner.__name__}{inherited} "
-            "(nablanet.lab.rop has the equations).")
-
-
 def _check_rop(c: _Checker, where: str, layer: Layer, x: np.ndarray) -> None:
-    """The JVP and VJP-of-R-op rules of one leaf against central differences along (ẋ, θ̇, dẏ)."""
-    eps = 1e-6
-    xdot = c.rng.standard_normal(x.shape)
-    thetadot = {k: c.rng.standard_normal(p.shape) for k, p in layer.named_parameters()}
-    y, cache = c.forward(layer, x)
-    dy, dydot = c.rng.standard_normal(y.shape), c.rng.standard_normal(y.shape)
-
-    def diff(fn: Callable[[np.ndarray, np.ndarray], Any]) -> tuple[Any, Any]:
-        """fn(x ± εẋ, dy ± εdẏ) at θ ± εθ̇."""
-        up, down = (_perturbed(layer, thetadot, s * eps, lambda s=s: fn(x + s * eps * xdot, dy + s * eps * dydot))
-                    for s in (1.0, -1.0))
-        return up, down
-
-    fix = "".join(_which_rule(reg, type(layer)) for reg in (jvp_rules, vjp_rop_rules))
-    try:
-        ydot = rop.jvp(layer, cache, xdot, thetadot)
-        dxdot, gdot = rop.vjp_rop(layer, cache, dy, dydot, xdot, thetadot)
-        dxdot_none = rop.vjp_rop(layer, cache, dy, dydot, None, thetadot)[0]
-        dxdot_zero = rop.vjp_rop(layer, cache, dy, dydot, np.zeros_like(x), thetadot)[0]
-    except Exception as exc:
-        c.add("R-op rules", where, False, fail=f"a rule raised {type(exc).__name__}: {exc}.{fix}")
-        return
-    y_p, y_m = diff(lambda xe, _: c.forward(layer, xe)[0])
-    err = _rel_err(np.zeros_like(y) if ydot is None else ydot, (y_p - y_m) / (2 * eps))
-    c.add("jvp rule", where, err <= FD_RTOL, err, FD_RTOL, f"ẏ disagrees with central differences of the forward "
-          f"along (ẋ, θ̇).{_sign_hint(err)}{_which_rule(jvp_rules, type(layer))}")
-    (dx_p, g_p), (dx_m, g_m) = diff(lambda xe, dye: layer.vjp(c.forward(layer, xe)[1], dye))
-    for name, got, fd in [("(dx)˙", dxdot, (dx_p - dx_m) / (2 * eps)),
-                          *[(f"(d{k})˙", gdot.get(k), (g_p[k] - g_m[k]) / (2 * eps)) for k in thetadot]]:
-        err = _rel_err(got, fd)
-        c.add("vjp_rop rule", f"{where} {name}", err <= FD_RTOL, err, FD_RTOL, f"{name} disagrees with central "
-              f"differences of the VJP along (ẋ, θ̇, dẏ).{_sign_hint(err)}{_which_rule(vjp_rop_rules, type(layer))}")
-    err = _rel_err(dxdot_none, dxdot_zero)
-    c.add("vjp_rop rule", f"{where} ẋ = None", err <= EXACT_RTOL, err, EXACT_RTOL,
-          "the rule gives another (dx)˙ for ẋ = None than for ẋ = 0 (None stands for a zero tangent)."
-          f"{_which_rule(vjp_rop_rules, type(layer))}")
+    """The JVP and VJP-of-R-op rules of one leaf against central differences (the lab's check, which
+    gradcheck runs too), as rows of this report: the tensor is the layer's name, then the rule's."""
+    for r in check_rop(where, layer, x, c.forward, c.rng):
+        tensor = where if r.check in ("jvp rule", "R-op rules") else f"{where} {r.tensor}"
+        c.checks.append(Check(r.check, tensor, r.status, r.error, r.tol, r.detail))
 
 
 # -- 7: PyTorch parity -------------------------------------------------------------------------------------
