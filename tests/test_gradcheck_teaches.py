@@ -141,7 +141,8 @@ def test_a_forgotten_batch_sum_is_named_with_both_shapes() -> None:
     assert "vjp returned dweight of shape (5, 4), expected the parameter's (4,)" in r.detail
     assert "The extra leading axis has the batch size N = 5: sum over the samples" in r.detail
     assert report.diagnosis.startswith("gradcheck failed for layer '1' (ScaleNoBatchSum): vjp returned dweight")
-    assert report.rel_errors["1.weight"] == float("inf") and "1.weight" in report.failed
+    # the model's own backward stops at the producer (the dispatch checks every gradient's shape there)
+    assert report.failed == ["backward"]
 
 
 def test_a_dx_of_the_wrong_shape_that_breaks_the_layer_below_is_named() -> None:
@@ -151,8 +152,8 @@ def test_a_dx_of_the_wrong_shape_that_breaks_the_layer_below_is_named() -> None:
             return (2 * cache * dy).T, {}
 
     report = _check(Transposed())
-    assert report.failed == ["backward"]  # the Linear below got a (4, 5) dy: the model's backward raised
-    assert "layer '1' (Transposed): the model's backward raised" in report.diagnosis
+    assert report.failed == ["backward"]  # the dispatch stopped the model's backward at layer '1', not below it
+    assert report.diagnosis.startswith("gradcheck failed for layer '1' (Transposed)")
     assert "vjp returned dx of shape (4, 5), expected the input's (5, 4)" in report.diagnosis
     assert "the right shape transposed" in report.diagnosis
 
