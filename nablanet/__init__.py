@@ -56,6 +56,7 @@ from nablanet.layers import (
     Tape,
     TapeEntry,
 )
+from nablanet.layers.contract import LayerContractError
 from nablanet.losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -102,6 +103,7 @@ __all__ = [
     "KLDivLoss",
     "LastStep",
     "Layer",
+    "LayerContractError",
     "LayerNorm",
     "LeakyReLU",
     "Linear",

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+DOCS = sorted((README.parent / "docs").glob("*.md"))  # the documentation pages' examples run too
+BLOCKS = [block for page in [README, *DOCS]
+          for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)]
 
 
 def test_readme_has_examples() -> None:

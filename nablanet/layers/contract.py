@@ -84,10 +84,11 @@ def vjp_form(cls: type) -> VjpForm:
 
 
 def describe(layer: Layer, prefix: str = "") -> str:
-    """``layer '1' (Swish, defined in my_module)``, or without a name where the position is unknown."""
+    """``layer '1' (Swish, defined in my_module)``, or ``Swish (defined in my_module)`` where the
+    position is unknown (the spot check runs inside the layer's forward)."""
     cls = type(layer)
     where = f"{cls.__name__}, defined in {cls.__module__}"
-    return f"layer {prefix[:-1]!r} ({where})" if prefix else f"a layer {where}"
+    return f"layer {prefix[:-1]!r} ({where})" if prefix else f"{cls.__name__} (defined in {cls.__module__})"
 
 
 def batch_axis(layer: Layer) -> int:
