@@ -17,13 +17,14 @@ plain words which check, which tensor, the largest error, and what to fix:
    finite differences of the forward, and the VJP-of-R-op rule with finite differences of the VJP.
 7. **PyTorch parity** (when torch is installed and ``torch.nn`` has a class of the same name, in eval
    mode): forward, input gradient and parameter gradients, the same weights loaded via state_dict.
+8. **save and load** (a registered class, or nablanet's): ``nn.save`` then ``nn.load`` gives the same
+   output; an unregistered class is a skip that says how to register it.
 
-Write your own layer: a forward that hands its VJP a cache, a VJP that takes leading vector axes
-and ``per_sample``, and, for curvature, its two R-op rules::
+Write your own layer (the contract: docs/your-own-layer.md): a forward that hands its VJP a cache, a
+VJP that takes leading vector axes and ``per_sample``, and, for curvature, its two R-op rules::
 
     import numpy as np
     import nablanet as nn
-    from nablanet.lab.registry import jvp_rules, vjp_rop_rules
 
     class Scale(nn.Layer):
         \"""y = x ⊙ a.  Shapes: x (N, i)  a (i,)  y (N, i).  VJP: dx = dy ⊙ a,  da = Σₙ dyₙ ⊙ xₙ.\"""
@@ -39,12 +40,10 @@ and ``per_sample``, and, for curvature, its two R-op rules::
             g = dy * cache  # (*V, N, i): sample n's own term of da
             return dy * self.weight.data, {"weight": g if per_sample else g.sum(axis=-2)}
 
-    @jvp_rules.register(Scale)
     def _scale_jvp(layer, x, xdot, thetadot):  # ẏ = ẋ ⊙ a + x ⊙ ȧ
         ydot = np.zeros_like(x) if xdot is None else xdot * layer.weight.data
         return ydot + x * thetadot["weight"] if "weight" in thetadot else ydot
 
-    @vjp_rop_rules.register(Scale)
     def _scale_vjp_rop(layer, x, dy, dydot, xdot, thetadot, need_dx):  # (dx)˙ = dẏ ⊙ a + dy ⊙ ȧ
         dadot = (dydot * x if xdot is None else dydot * x + dy * xdot).sum(axis=0)  # (da)˙
         dxdot = dydot * layer.weight.data
@@ -52,6 +51,7 @@ and ``per_sample``, and, for curvature, its two R-op rules::
             dxdot = dxdot + dy * thetadot["weight"]
         return dxdot, {"weight": dadot}
 
+    nn.lab.rules.register(Scale, jvp=_scale_jvp, vjp_rop=_scale_vjp_rop)
     nn.testing.check_layer(Scale(3), np.random.default_rng(0).standard_normal((4, 3)))
 
 It raises ``LayerCheckError`` (an AssertionError) listing what failed, or returns the report.
@@ -61,8 +61,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,8 @@ from nablanet.lab.rules.base import norms
 from nablanet.layers import Layer, Sequential, contract, kernels
 from nablanet.layers.contract import spot_checks_off
 from nablanet.losses.quadratic import MSELoss
+from nablanet.train._architecture import layer_classes
+from nablanet.train.checkpoint import load, save
 
 __all__ = ["Check", "LayerCheckError", "LayerCheckReport", "check_layer"]
 
@@ -175,6 +179,11 @@ def check_layer(
     return report
 
 
+def _dtype_of(layer: Layer, a: np.ndarray) -> Any:
+    """The dtype the layer computes in: its parameters', else the input's own (integers stay)."""
+    return a.dtype if a.dtype.kind != "f" or layer.dtype is None else layer.dtype
+
+
 def _describe(layer: Layer) -> str:
     text = repr(layer)
     return text if "\n" not in text and len(text) <= 80 else type(layer).__name__
@@ -196,6 +205,7 @@ class _Checker:
     """The checks of ``check_layer`` on a float64 copy of one layer, appending to ``checks``."""
 
     def __init__(self, layer: Layer, example_input: Any, train: bool, seed: int, batch_axis: int | None) -> None:
+        self.original = copy.deepcopy(layer)
         self.m = copy.deepcopy(layer).double()
         self.who = type(layer).__name__
         self.inputs, self.several = _as_inputs(example_input)
@@ -246,6 +256,7 @@ class _Checker:
         self.check_vector_axes()
         coupled = self.check_per_sample()
         self.check_rules(allow_missing, coupled)
+        self.check_saving()
         if pytorch:
             _check_pytorch(self)
 
@@ -376,6 +387,28 @@ class _Checker:
                 self.add("per-sample norm rule", name, err <= EXACT_RTOL, err, EXACT_RTOL,
                          f"the lab's rule {rule.__module__}.{rule.__name__} gives other norms than ‖gₙ‖ of the "
                          "materialized per-sample gradients: fix the closed form.")
+
+    # -- 8: save and load (before 7, which needs torch) ---------------------------------------------------
+    def check_saving(self) -> None:
+        """``nn.save`` then ``nn.load`` of the layer as the user built it (its own dtype) gives its output."""
+        cls = type(self.original)
+        if cls not in layer_classes().values():
+            self.skip("save and load", f"{cls.__name__} is not registered, so nn.save refuses it; decorate the class "
+                      "with @nn.register_layer (and return the constructor's arguments from get_config()) to save it")
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "layer.npz"
+            try:
+                save(self.original, path)
+                loaded = load(path)
+            except (TypeError, ValueError) as exc:
+                self.add("save and load", "get_config", False, fail=str(exc))
+                return
+        x = tuple(np.asarray(a, dtype=_dtype_of(self.original, a)) for a in self.inputs)
+        want, got = (self.forward(m, x if self.several else x[0])[0] for m in (self.original, loaded))
+        err = _rel_err(got, want)
+        self.add("save and load", "y", err == 0.0, err, 0.0, "the loaded layer's output differs from the saved "
+                 "one's: get_config() does not rebuild it (a setting left out of the config?).")
 
     # -- 6: the lab's rules ------------------------------------------------------------------------------
     def check_rules(self, allow_missing: frozenset[str], coupled: bool) -> None:

@@ -16,6 +16,7 @@ one-sided differences disagree is a kink; there the analytic value may match eit
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,10 @@ import numpy as np
 from nablanet._diagnose import factor_hint, shape_hint
 from nablanet.lab import rop
 from nablanet.lab._tape import Trace, forward_trace
-from nablanet.lab.registry import Registry, jvp_rules, vjp_rop_rules
+from nablanet.lab.registry import Registry, jvp_rules, rules_home, vjp_rop_rules
 from nablanet.layers import Layer, Sequential
+from nablanet.layers.base import TapeEntry
+from nablanet.layers.contract import spot_checks_off
 
 FD_RTOL = 1e-6
 """Finite differences (ε = 1e-6, float64) against backprop and against the R-op rules."""
@@ -379,3 +382,31 @@ def check_rop(name: str, layer: Layer, x: np.ndarray, forward: Callable[[Layer, 
     rows.append(row("vjp_rop rule", "ẋ = None", dxdot_none, dxdot_zero, EXACT_RTOL, "the rule gives another (dx)˙ "
                     "for ẋ = None than for ẋ = 0 (None stands for a zero tangent).", vjp_rop_rules))
     return rows
+
+
+_RULES_VERIFIED: set[type] = set()
+
+
+def verify_user_rules(who: str, entry: TapeEntry) -> None:
+    """Once per class of the user's with R-op rules: check them against central differences (in
+    float64, on up to 4 samples of the tape's input), so a wrong rule stops the curvature lab rather
+    than giving wrong eigenvalues. nablanet's own rules are tested by the conformance suite."""
+    cls = type(entry.layer)
+    if cls in _RULES_VERIFIED or rules_home(cls) is not None or not isinstance(entry.x, np.ndarray):
+        return
+    if jvp_rules.find(entry.layer) is None or vjp_rop_rules.find(entry.layer) is None:
+        return
+    layer = copy.deepcopy(entry.layer).to(np.float64)
+    x = np.array(entry.x[:4], dtype=np.float64)
+
+    def forward(la: Layer, xe: Any) -> tuple[Any, Any]:
+        return la.forward(xe, train=False, rng=np.random.default_rng(0))
+
+    with spot_checks_off():
+        rows = check_rop(entry.name, layer, x, forward, np.random.default_rng(0))
+    failed = [r for r in rows if r.status == "FAIL"]
+    if failed:
+        raise ValueError(f"{who}: the curvature rules of {failed[0].who} disagree with central differences of its "
+                         "forward and VJP (float64, up to 4 samples), so its Hessian products would be wrong:\n  "
+                         + "\n  ".join(f"{r.check} {r.tensor}: {r.detail}" for r in failed))
+    _RULES_VERIFIED.add(cls)

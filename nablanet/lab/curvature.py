@@ -50,6 +50,7 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab import rop
+from nablanet.lab._per_layer import verify_user_rules
 from nablanet.lab._tape import run_tape
 from nablanet.lab.registry import jvp_rules, vjp_rop_rules
 from nablanet.lab.rules import require  # importing the package registers every layer's and loss's rules
@@ -244,6 +245,8 @@ class _Point:
                 "and the loss's Hessian rule (loss_hvp)")
         self._layers = layers
         self._rop_gaps = bool(rop_gaps)  # a G v needs no vjp_rop: only H v refuses these
+        for e in self.tape[self.first :]:
+            verify_user_rules(who, e)
         self._jvp = [jvp_rules[e.layer] for e in self.tape[self.first :]]
         self._loss_hvp = rop.loss_rule(loss)
 
@@ -272,6 +275,9 @@ class _Point:
             e = self.tape[i]
             xdots[i] = xdot
             xdot = rule(e.layer, e.cache, xdot, thetadot[i])
+            if xdot is not None and np.shape(xdot) != e.dy.shape:  # ẏ has y's shape, which dy has
+                raise ValueError(f"{self.who}: the jvp rule of layer {e.name!r} ({type(e.layer).__name__}) returned "
+                                 f"ẏ of shape {np.shape(xdot)}; the layer's output has shape {e.dy.shape}.")
         if xdot is None:  # no parameters, or every tangent vanished
             xdot = np.zeros(self.loss_cache.input_shape, dtype=self.loss_cache.dtype)
         return xdots, xdot
@@ -294,7 +300,12 @@ class _Point:
             e = self.tape[i]
             dydot, grads = rop.vjp_rop(e.layer, e.cache, e.dy, dydot, xdots[i], thetadot[i], need_dx=i > self.first)
             for local, full in self.owned[i].items():
-                out[full] = grads[local]
+                got = grads.get(local)
+                if got is None or np.shape(got) != self.shapes[full]:
+                    raise ValueError(f"{self.who}: the vjp_rop rule of layer {e.name!r} ({type(e.layer).__name__}) "
+                                     f"returned (d{local})˙ of shape {None if got is None else got.shape}; the "
+                                     f"parameter has shape {self.shapes[full]}.")
+                out[full] = got
         return {name: out[name] for name in self.shapes}
 
     def ggn_vp(self, v: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

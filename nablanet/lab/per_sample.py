@@ -82,7 +82,15 @@ def per_sample_grad_norms_from_tape(tape: Tape, factor: float) -> dict[str, np.n
         if not entry.grads:
             continue
         rule: NormRule = per_sample_grad_norms_rules[entry.layer]
-        for local, v in rule(entry, factor).items():
+        got = rule(entry, factor)
+        lengths = {np.shape(v) for v in got.values()}
+        if set(got) != set(entry.grads) or len(lengths) != 1 or len(next(iter(lengths))) != 1:
+            raise ValueError(
+                f"per_sample_grad_norms: the rule {rule.__module__}.{rule.__qualname__} of layer {entry.name!r} "
+                f"({type(entry.layer).__name__}) returned {({k: np.shape(v) for k, v in got.items()})}; expected one "
+                f"(N,) array of norms per parameter {sorted(entry.grads)}."
+            )
+        for local, v in got.items():
             out[f"{entry.name}.{local}" if entry.name else local] = v
     return out
 
