@@ -147,6 +147,21 @@ def test_the_short_form_gets_per_sample_gradients_and_jacobians_by_nablanets_loo
     assert any(c.check == "VJP form" and "short form" in c.detail for c in report.checks)
 
 
+def test_a_full_form_vjp_without_need_dx_works_inside_a_model() -> None:
+    class NoNeedDx(MyLinear):
+        """The form the README once gave, vjp(cache, dy, *, per_sample=False): need_dx is not passed to it."""
+
+        def vjp(self, cache: np.ndarray, dy: np.ndarray, *,  # type: ignore[override]
+                per_sample: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            return super().vjp(cache, dy, per_sample=per_sample)
+
+    x, y = _data()
+    model = nn.Sequential(NoNeedDx(4, 5), nn.Tanh(), nn.Linear(5, 3, dtype=F64))  # first layer: need_dx=False
+    history = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=2)
+    assert history.to_records()[-1]["loss"] < history.to_records()[0]["loss"]
+    assert nn.lab.per_sample_grads(model, nn.CrossEntropyLoss(), x, y)["0.weight"].shape == (32, 5, 4)
+
+
 def test_curvature_lists_every_missing_rule_at_once_and_names_the_one_call() -> None:
     swish = _documented()["Swish"]
 
@@ -329,6 +344,19 @@ def test_a_straight_through_estimator_opts_out_of_the_derivative_check() -> None
     model = _model(Sign())
     history = nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=2)
     assert len(history.to_records()) == 2
+
+
+def test_a_layer_that_cannot_run_on_a_few_samples_trains_unchecked_with_a_warning() -> None:
+    class Batch32(Square):
+        """Works only on batches of 32 (a hard-coded batch size): the check on 4 samples cannot run it."""
+
+        def forward(self, x: np.ndarray, *, train: bool = False, rng: Any = None) -> tuple[np.ndarray, Any]:
+            return (x.reshape(32, -1) ** 2).reshape(x.shape), x
+
+    x, y = _data()
+    model = _model(Batch32())
+    with pytest.warns(RuntimeWarning, match=r"could not check Batch32 .*runs unchecked"):
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1)
 
 
 def test_the_shape_check_runs_on_every_call_not_only_the_first() -> None:

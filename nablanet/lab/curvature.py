@@ -52,9 +52,10 @@ from nablanet._random import RNGLike
 from nablanet.lab import rop
 from nablanet.lab._per_layer import verify_user_rules
 from nablanet.lab._tape import run_tape
-from nablanet.lab.registry import jvp_rules, vjp_rop_rules
+from nablanet.lab.registry import d2f_rules, jvp_rules, loss_hvp_rules, vjp_rop_rules
 from nablanet.lab.rules import require  # importing the package registers every layer's and loss's rules
 from nablanet.layers import kernels
+from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
 from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import Loss
@@ -175,6 +176,10 @@ def _check_vector(
     return out
 
 
+def _rules_by_name(quantity: str) -> Any:
+    return {"vjp_rop": vjp_rop_rules, "d2f": d2f_rules}[quantity]
+
+
 # -- the model linearized at one point ----------------------------------------------------------------------
 def _chain(layer: Layer, who: str) -> list[Layer]:
     """The leaf layers of a chain (a leaf, or Sequentials nested to any depth), in forward order.
@@ -238,13 +243,18 @@ class _Point:
         # every rule a product needs, looked up now: all the gaps of every layer show in one error, before any work
         # (the backward R-op rules serve H v, not G v, which backpropagates with the VJPs themselves)
         layers = [e.layer for e in self.tape[self.first :]]
-        rop_gaps = [la for la in layers if vjp_rop_rules.find(la) is None]
-        require(who, [*[(la, ["jvp", *(["vjp_rop"] if la in rop_gaps else [])]) for la in layers],
+        # H v needs the backward R-op too (an elementwise activation's through f″); G v only the forward one
+        self._rop_needs = [(la, [q for q in ("vjp_rop", "d2f") if q == "vjp_rop" or isinstance(la, Elementwise)])
+                           for la in layers]
+        rop_gaps = [la for la, qs in self._rop_needs if any(_rules_by_name(q).find(la) is None for q in qs)]
+        # when a rule every product needs is missing, name the backward ones missing too: all gaps in one error
+        first_order = any(jvp_rules.find(la) is None for la in layers) or loss_hvp_rules.find(loss) is None
+        shown = rop_gaps if first_order else []
+        require(who, [*[(la, ["jvp", *(qs if la in shown else [])]) for la, qs in self._rop_needs],
                       (loss, ["loss_hvp"])],
-                "the R-op rules of every layer from the first with parameters on (jvp for J v; vjp_rop too for H v) "
-                "and the loss's Hessian rule (loss_hvp)")
-        self._layers = layers
-        self._rop_gaps = bool(rop_gaps)  # a G v needs no vjp_rop: only H v refuses these
+                "the R-op rules of every layer from the first with parameters on (jvp for J v; vjp_rop, and f″ of an "
+                "elementwise activation, for H v) and the loss's Hessian rule (loss_hvp)")
+        self._rop_gaps = bool(rop_gaps)  # a G v needs neither: only H v refuses these
         for e in self.tape[self.first :]:
             verify_user_rules(who, e)
         self._jvp = [jvp_rules[e.layer] for e in self.tape[self.first :]]
@@ -288,8 +298,8 @@ class _Point:
     def hvp(self, v: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """H v by forward-over-reverse (``v`` already checked)."""
         if self._rop_gaps:
-            require(self.who, [(la, ["vjp_rop"]) for la in self._layers], "the backward R-op (vjp_rop) of every layer "
-                    "for H v")
+            require(self.who, self._rop_needs, "the backward R-op (vjp_rop, and f″ of an elementwise activation) of "
+                    "every layer for H v")
         if not self.shapes:
             return {}
         thetadot = self._layer_tangents(v)
