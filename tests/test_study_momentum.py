@@ -93,7 +93,7 @@ def test_outputs_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     h = result.headline
     for key in ("κ=100 heavy_ball: rate measured", "κ=100 heavy_ball: rate predicted", "κ=100 gd: rate measured"):
         assert f"{h[key]:.4f}" in result.verdict, key
-    assert f"{h['net depth 3 momentum: final train loss']:.3g}" in result.verdict
+    assert h["net depth 3 momentum: final train loss over seeds"] in result.verdict
     meta = json.loads((out / "result.json").read_text())
     assert meta["verdict"] == result.verdict and meta["config"]["kappas"] == [100]
     html = (out / "index.html").read_text()
@@ -111,3 +111,24 @@ def test_verdict_and_figures_are_computed_from_the_rows(quick: tuple[StudyResult
     drawn = momentum.STUDY.figures(rows, cfg)
     assert {stem: f.caption for stem, f in drawn.items()} == result.captions
     pyplot().close("all")
+
+
+def test_the_network_part_is_interpreted(quick: tuple[StudyResult, Path]) -> None:
+    """Issue 15: over ≥ 3 seeds, SGD at α/(1 − μ) leaves the plateau at the same step as momentum (the
+    early gain is the effective step size); momentum's advantage is the final loss; plain SGD at α, at
+    chance, is reported as not learned rather than as a finding."""
+    result, _ = quick
+    h = result.headline
+    cfg = momentum.STUDY.quick
+    assert cfg["net_seeds"] >= 3
+    k = "net depth 3"
+    eff, mom = h[f"{k} sgd_lr/(1-mu): median step loss < 1"], h[f"{k} momentum: median step loss < 1"]
+    assert eff is not None and mom is not None and abs(eff - mom) <= cfg["eval_every"]
+    assert h[f"{k} sgd_lr/(1-mu): seeds off the plateau"] == h[f"{k} momentum: seeds off the plateau"] == 3
+    assert np.mean(h[f"{k} momentum: final train loss per seed"]) < np.mean(
+        h[f"{k} sgd_lr/(1-mu): final train loss per seed"])
+    assert "momentum's early gain is its effective step size α/(1 − μ)" in result.verdict
+    assert (f"its advantage is the final loss, {h[f'{k} momentum: final train loss over seeds']} vs "
+            f"{h[f'{k} sgd_lr/(1-mu): final train loss over seeds']}") in result.verdict
+    assert h[f"{k} sgd: test accuracy"] < 0.15
+    assert "sgd ended at 10.0% accuracy" in result.verdict and "the run did not learn" in result.verdict

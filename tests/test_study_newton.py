@@ -120,3 +120,22 @@ def test_verdict_and_figures_are_computed_from_the_rows(quick: tuple[StudyResult
     drawn = newton.STUDY.figures(rows, cfg)
     assert {stem: f.caption for stem, f in drawn.items()} == result.captions
     pyplot().close("all")
+
+
+def test_the_corrected_claims(quick: tuple[StudyResult, Path]) -> None:
+    """Issue 15: η = 2/λ_max is on the stability bound, not inside it; Newton's quadratic convergence
+    needs H(θ*) ≻ 0, and at a degenerate minimum (f = x⁴'s case) it is linear with ratio 2/3."""
+    result, _ = quick
+    h = result.headline
+    assert "exactly on the stability bound (convergence is guaranteed only for η < 2/λ_max)" in result.verdict
+    assert "the bound guarantees nothing at η = 2/L" in result.verdict
+    assert f"λ_max(θ*) = {h['logistic: λ_max at θ*']:.4g})" in result.verdict
+    # the logistic minimum is non-degenerate, which is what its quadratic convergence rests on
+    assert h["logistic: λ_min at θ*"] > 0
+    assert f"H(θ*) ≻ 0 (λ_min(θ*) = {h['logistic: λ_min at θ*']:.3g})" in result.verdict
+    # the degenerate minimum: every step multiplies a by 2/3 (x ← x − 4x³/12x²), not squaring the error
+    ratios = [r["ratio"] for r in result.records if r["part"] == "degenerate" and r["ratio"] is not None]
+    assert len(ratios) == newton.STUDY.quick["degenerate_steps"]
+    np.testing.assert_allclose(ratios, 2 / 3, rtol=1e-9)
+    assert h["degenerate: Newton's ratio a(t+1)/a(t), median"] == pytest.approx(2 / 3, rel=1e-9)
+    assert "a ratio of 0.6667 per step (2/3 predicted): only linear convergence" in result.verdict

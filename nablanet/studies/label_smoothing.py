@@ -37,9 +37,23 @@ whether the unsmoothed model was overconfident (mean confidence above accuracy) 
 the study runs two data sets: digits (an easy task, learned almost perfectly) and MNIST-1D (a hard
 one, where an MLP overfits).
 
+Uncertainty. A test set of a few hundred samples (359 digits) gives an ECE with a sampling error of a
+few hundredths, and one seed's training is one draw. The study trains ``n_seeds`` seeds (≥ 3 in both
+configurations) and reports each ECE as mean ± std over the seeds with their range, and a 95%
+bootstrap interval over the test samples: the seeds' mean ECE ± 1.96 standard deviations of its
+``n_boot`` bootstrap replicates (each replicate resamples every seed's test set with replacement and
+averages the seeds' ECE, so the seeds stay fixed and the interval is the test sampling error of that
+mean). The percentile interval is not used: ECE's plug-in estimate is biased upward on a resample (each
+bin's |acc − conf| gains noise), which shifts the replicates above the estimate, off a small ECE by
+more than the interval's width. The change of ECE against ε = 0 is bootstrapped paired (the same
+resampled test samples for both ε, from the same seed's split), where that bias largely cancels: a
+change is called an improvement or a worsening only when its interval excludes 0.
+
 Records: ``part="epoch"`` one row per data set, seed, ε, epoch and split (train: gradient
 statistics and logit gap; test: accuracy, confidence, ECE, NLL); ``part="bin"`` the final test
-set's reliability bins (all seeds pooled); ``part="check"`` the library's VJP against p − r.
+set's reliability bins (all seeds pooled); ``part="ece"`` one per data set and ε: the bootstrap
+intervals of the mean ECE and of its change against ε = 0; ``part="check"`` the library's VJP
+against p − r.
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
+from nablanet.studies._guard import did_not_learn, learned, over_seeds
 from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
@@ -204,6 +219,8 @@ def _check_config(cfg: dict[str, Any]) -> None:
                          f"Fix: --set 'epochs={{\"digits\": 15, \"mnist1d\": 10}}'.")
     if isinstance(cfg["n_seeds"], bool) or not isinstance(cfg["n_seeds"], int) or cfg["n_seeds"] < 1:
         raise ValueError(f"n_seeds={cfg['n_seeds']!r}: expected a positive int. Fix: --set n_seeds=3.")
+    if isinstance(cfg["n_boot"], bool) or not isinstance(cfg["n_boot"], int) or cfg["n_boot"] < 2:
+        raise ValueError(f"n_boot={cfg['n_boot']!r}: expected an int ≥ 2. Fix: --set n_boot=1000.")
 
 
 def measure(cfg: dict[str, Any]) -> Records:
@@ -221,6 +238,7 @@ def measure(cfg: dict[str, Any]) -> Records:
                 per_epoch, zt = _train(dataset, splits, eps, seed, cfg)
                 rows += per_epoch
                 finals.setdefault((dataset, eps), []).append((zt, splits.test[1]))
+    rows += _ece_intervals(finals, cfg)
     for (dataset, eps), runs in finals.items():
         p = softmax(np.concatenate([z for z, _ in runs]), axis=1)
         yt = np.concatenate([y for _, y in runs])
@@ -230,6 +248,32 @@ def measure(cfg: dict[str, Any]) -> Records:
     check = max(r["vjp_vs_p_minus_r"] for r in rows if r["part"] == "epoch" and r["split"] == "train")
     rows.append({"part": "check", "quantity": "max |per_sample_vjp − (p − r)|", "value": check})
     return Records(rows)
+
+
+def _ece_intervals(finals: dict[tuple[str, float], list[tuple[np.ndarray, np.ndarray]]],
+                   cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per data set and ε: the mean ECE over the seeds and its change against ε = 0, each ± 1.96 bootstrap
+    standard errors over the test samples (paired: one resampling of each seed's test set per replicate,
+    shared by every ε; the module docstring)."""
+    rows: list[dict[str, Any]] = []
+    eps0 = cfg["epsilons"][0]
+    for dataset in dict.fromkeys(d for d, _ in finals):
+        conf = {eps: [(softmax(z, axis=1).max(axis=1), softmax(z, axis=1).argmax(axis=1) == y)
+                      for z, y in finals[dataset, eps]] for eps in cfg["epsilons"]}
+        gen = np.random.default_rng([cfg["seed"], 15])
+        draws = [[gen.integers(0, len(k), len(k)) for k, _ in conf[eps0]] for _ in range(cfg["n_boot"])]
+        boot = {eps: np.array([np.mean([expected_calibration_error(k[i], a[i], cfg["n_bins"])
+                                        for (k, a), i in zip(runs, idx, strict=True)]) for idx in draws])
+                for eps, runs in conf.items()}
+        for eps, runs in conf.items():
+            ece = np.mean([expected_calibration_error(k, a, cfg["n_bins"]) for k, a in runs])
+            ece0 = np.mean([expected_calibration_error(k, a, cfg["n_bins"]) for k, a in conf[eps0]])
+            half, dhalf = 1.96 * boot[eps].std(ddof=1), 1.96 * (boot[eps] - boot[eps0]).std(ddof=1)
+            lo, hi, dlo, dhi = ece - half, ece + half, ece - ece0 - dhalf, ece - ece0 + dhalf
+            rows.append({"part": "ece", "dataset": dataset, "epsilon": eps, "n_test": len(runs[0][0]),
+                         "ece_mean": float(ece), "ece_lo": float(lo), "ece_hi": float(hi),
+                         "delta_mean": float(ece - ece0), "delta_lo": float(dlo), "delta_hi": float(dhi)})
+    return rows
 
 
 def _seeds(cfg: dict[str, Any]) -> list[int]:
@@ -251,8 +295,9 @@ def _bins(rows: list[dict[str, Any]], dataset: str, eps: float) -> dict[str, np.
 
 
 def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
-    """Per data set: confidence and ECE with and without smoothing, the non-target gradients and the logit
-    gap; then whether the first ε improved calibration where the unsmoothed model was overconfident."""
+    """Per data set: confidence and ECE with and without smoothing (over seeds, with bootstrap intervals),
+    the non-target gradients and the logit gap; then where the first ε changed calibration beyond the
+    intervals. A data set whose run stayed at chance is reported as not learned instead."""
     rows = records.rows
     head: dict[str, Any] = {"max |per_sample_vjp − (p − r)|": next(r["value"] for r in rows if r["part"] == "check")}
     sentences: list[str] = []
@@ -265,22 +310,35 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
             if eps > 0:
                 head[f"{dataset} ε={eps:g}: optimal logit gap log((1−ε+ε/C)/(ε/C))"] = _optimal_gap(eps)
                 head[f"{dataset} ε={eps:g}: confidence drop vs ε={eps0:g}"] = end[eps0]["confidence"] - e["confidence"]
-        sentences.append(_dataset_sentence(dataset, end, eps0, smoothed))
+        stalled = [eps for eps, e in end.items() if not learned(e["accuracy"], 10)]
+        if stalled:
+            sentences.append(did_not_learn(f"{dataset} at ε = {stalled[0]:g}", end[stalled[0]]["accuracy"], 10,
+                                           f"Train longer (--set 'epochs={{\"{dataset}\": ...}}') or change lr."))
+            continue
+        sentences.append(_dataset_sentence(dataset, end, eps0, smoothed, cfg))
         if smoothed:
             summary[dataset] = {"over": end[eps0]["confidence"] - end[eps0]["accuracy"],
-                                "delta_ece": end[smoothed[0]]["ece"] - end[eps0]["ece"]}
-    helped = [d for d, v in summary.items() if v["delta_ece"] < 0]
-    hurt = [d for d, v in summary.items() if v["delta_ece"] >= 0]
-    if helped and hurt:
-        over = {d: f"{summary[d]['over']:+.3f}" for d in summary}
-        sentences.append(
-            f"So ε = {smoothed[0]:g} improved calibration on {', '.join(helped)} (unsmoothed confidence − accuracy "
-            f"{', '.join(over[d] for d in helped)}) and worsened it on {', '.join(hurt)} "
-            f"({', '.join(over[d] for d in hurt)})"
-            + (": it lowers confidence whatever the accuracy, which corrects a large overconfidence and turns a "
-               "small one into underconfidence." if min(summary[d]["over"] for d in helped)
-               > max(summary[d]["over"] for d in hurt) else "."))
+                                "lo": end[smoothed[0]]["delta_lo"], "hi": end[smoothed[0]]["delta_hi"]}
+    if smoothed and summary:
+        sentences.append(_calibration_sentence(summary, smoothed[0]))
     return Verdict(" ".join(sentences), head)
+
+
+def _calibration_sentence(summary: dict[str, dict[str, float]], eps: float) -> str:
+    """Where the first ε improved or worsened ECE beyond the bootstrap interval, against the unsmoothed
+    overconfidence."""
+    helped = [d for d, v in summary.items() if v["hi"] < 0]
+    hurt = [d for d, v in summary.items() if v["lo"] > 0]
+    unclear = [d for d in summary if d not in helped + hurt]
+    over = {d: f"{summary[d]['over']:+.3f}" for d in summary}
+    said = [f"{word} on {', '.join(f'{d} (unsmoothed confidence − accuracy {over[d]})' for d in ds)}"
+            for word, ds in (("improved calibration", helped), ("worsened it", hurt),
+                             ("changed it by less than the 95% interval", unclear)) if ds]
+    text = f"So ε = {eps:g} " + "; ".join(said)
+    if helped and hurt and min(summary[d]["over"] for d in helped) > max(summary[d]["over"] for d in hurt):
+        return text + (": it lowers confidence whatever the accuracy, which corrects a large overconfidence and "
+                       "turns a small one into underconfidence.")
+    return text + "."
 
 
 def _optimal_gap(eps: float) -> float:
@@ -288,13 +346,20 @@ def _optimal_gap(eps: float) -> float:
     return math.log((1 - eps + eps / 10) / (eps / 10))
 
 
-def _endpoints(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, eps: float) -> dict[str, float]:
-    """The final test metrics, the train-set gradient statistics at initialization and at the end, and the
-    logit gap's growth over the last quarter of the epochs (medians over seeds)."""
+def _endpoints(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, eps: float) -> dict[str, Any]:
+    """The final test metrics (medians over seeds, and the ECE per seed with its bootstrap intervals), the
+    train-set gradient statistics at initialization and at the end, and the logit gap's growth over the
+    last quarter of the epochs (medians over seeds)."""
     def series(split: str, key: str) -> np.ndarray:
         return _series(rows, cfg, dataset, eps, split, key)
 
-    e = {key: float(series("test", key)[-1]) for key in ("accuracy", "confidence", "ece", "nll")}
+    e: dict[str, Any] = {key: float(series("test", key)[-1]) for key in ("accuracy", "confidence", "ece", "nll")}
+    last = {r["seed"]: r for r in rows if r["part"] == "epoch" and r["dataset"] == dataset and r["epsilon"] == eps
+            and r["split"] == "test"}  # each seed's last test row (later epochs overwrite earlier ones)
+    e["ece_seeds"] = [last[seed]["ece"] for seed in _seeds(cfg)]
+    interval = next(r for r in rows if r["part"] == "ece" and r["dataset"] == dataset and r["epsilon"] == eps)
+    e.update({key: interval[key] for key in ("n_test", "ece_mean", "ece_lo", "ece_hi", "delta_mean", "delta_lo",
+                                             "delta_hi")})
     gaps = series("train", "logit_gap")
     e.update({
         "nt_init": float(series("train", "grad_nontarget_abs")[0]),
@@ -308,41 +373,60 @@ def _endpoints(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, ep
     return e
 
 
-def _headline(tag: str, e: dict[str, float]) -> dict[str, float]:
-    return {
+def _headline(tag: str, e: dict[str, Any]) -> dict[str, Any]:
+    head = {
         f"{tag}: test accuracy": e["accuracy"], f"{tag}: test confidence": e["confidence"],
         f"{tag}: test ECE": e["ece"], f"{tag}: test NLL": e["nll"],
+        f"{tag}: test ECE per seed": e["ece_seeds"],
+        f"{tag}: test ECE, mean over seeds": e["ece_mean"],
+        f"{tag}: test ECE, mean over seeds, 95% bootstrap interval": [e["ece_lo"], e["ece_hi"]],
         f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, init": e["nt_init"], f"{tag}: mean |∂ℓ/∂z_c|, c ≠ y, end": e["nt_end"],
         f"{tag}: mean |∂ℓ/∂z_y|, init": e["t_init"], f"{tag}: mean |∂ℓ/∂z_y|, end": e["t_end"],
         f"{tag}: fraction of non-target ∂ℓ/∂z_c < 0, end": e["neg_end"],
         f"{tag}: logit gap, end": e["gap_end"],
         f"{tag}: logit gap growth over the last quarter": e["gap_growth"],
     }
+    if not tag.endswith("ε=0"):
+        head[f"{tag}: ECE change vs ε=0, mean over seeds"] = e["delta_mean"]
+        head[f"{tag}: ECE change vs ε=0, 95% bootstrap interval"] = [e["delta_lo"], e["delta_hi"]]
+    return head
 
 
 def _fit_word(gap: float) -> str:
     return f"{'over' if gap > 0 else 'under'}confident by {abs(gap):.3f}"
 
 
-def _dataset_sentence(dataset: str, end: dict[float, dict[str, float]], eps0: float, smoothed: list[float]) -> str:
+def _ece_said(e: dict[str, Any]) -> str:
+    """ECE per seed and the bootstrap interval of the seeds' mean."""
+    return (f"ECE {over_seeds(e['ece_seeds'], '.3f')}, mean {e['ece_mean']:.3f} with 95% bootstrap interval over "
+            f"the test samples {e['ece_lo']:.3f}–{e['ece_hi']:.3f}")
+
+
+def _dataset_sentence(dataset: str, end: dict[float, dict[str, Any]], eps0: float, smoothed: list[float],
+                      cfg: dict[str, Any]) -> str:
     """One data set's confidence, ECE and non-target gradients without and with each smoothing ε."""
     base = end[eps0]
     parts = [f"ε = {eps:g} lowers it to {end[eps]['confidence']:.3f} at accuracy {end[eps]['accuracy']:.1%} "
-             f"({_fit_word(end[eps]['confidence'] - end[eps]['accuracy'])}) and moves ECE from {base['ece']:.3f} to "
-             f"{end[eps]['ece']:.3f}" for eps in smoothed]
+             f"({_fit_word(end[eps]['confidence'] - end[eps]['accuracy'])}; {_ece_said(end[eps])}; change "
+             f"{end[eps]['delta_mean']:+.3f}, paired interval {end[eps]['delta_lo']:+.3f} to "
+             f"{end[eps]['delta_hi']:+.3f})" for eps in smoothed]
     grads = "; ".join(
         f"ε = {eps:g}: {end[eps]['nt_end']:.2g} ({end[eps]['nt_end'] / base['nt_end']:.2g}× the unsmoothed), "
         f"{end[eps]['neg_end']:.0%} of them negative (pushing z_c up, towards p_c = ε/C), logit gap "
         f"{end[eps]['gap_end']:.2f} (optimum {_optimal_gap(eps):.2f})"
         for eps in smoothed)
     return (
-        f"{dataset}: without smoothing the test confidence is {base['confidence']:.3f} at accuracy "
-        f"{base['accuracy']:.1%} ({_fit_word(base['confidence'] - base['accuracy'])}, ECE {base['ece']:.3f}); "
+        f"{dataset} ({base['n_test']} test samples, {cfg['n_seeds']} seeds; confidence and accuracy are medians "
+        "over the seeds): without smoothing the test "
+        f"confidence is {base['confidence']:.3f} at accuracy {base['accuracy']:.1%} "
+        f"({_fit_word(base['confidence'] - base['accuracy'])}; {_ece_said(base)}); "
         + "; ".join(parts) + ". "
         "On the training set the mean |∂ℓ/∂z_c| over non-target classes starts at "
         f"{base['nt_init']:.3f} and ends at {base['nt_end']:.2g} without smoothing "
         f"({base['neg_end']:.0%} negative; logit gap {base['gap_end']:.2f}, "
-        + (f"still growing by {base['gap_growth']:.2f} over the last quarter: the optimum is at infinity"
+        + (f"still growing by {base['gap_growth']:.2f} over the last quarter of {cfg['epochs'][dataset]} epochs: "
+           "consistent with the optimum at infinity that the algebra gives (p_c > 0 at every finite gap), a "
+           "trend rather than a measurement of the limit"
            if base["gap_growth"] > 0 else "no longer growing")
         + (f"); with {grads}." if smoothed else ")."))
 
@@ -442,10 +526,10 @@ STUDY = register(Study(
     checks={"datasets": Check(choices=("digits", "mnist1d")), "epsilons": FRACTION, "n_bins": POSITIVE,
             "hidden": Check(low=0, low_open=True, empty=True)},
     validate=_check_config,
-    quick={"datasets": ["digits", "mnist1d"], "epsilons": [0.0, 0.1, 0.2], "seed": 0, "n_seeds": 1,
-           "hidden": [128, 128], "epochs": {"digits": 15, "mnist1d": 10}, "batch_size": 32, "lr": 0.05,
-           "momentum": 0.9, "n_bins": 15},
+    quick={"datasets": ["digits", "mnist1d"], "epsilons": [0.0, 0.1, 0.2], "seed": 0, "n_seeds": 3,
+           "hidden": [128, 128], "epochs": {"digits": 12, "mnist1d": 6}, "batch_size": 32, "lr": 0.05,
+           "momentum": 0.9, "n_bins": 15, "n_boot": 500},
     full={"datasets": ["digits", "mnist1d"], "epsilons": [0.0, 0.1, 0.2], "seed": 0, "n_seeds": 3,
           "hidden": [128, 128], "epochs": {"digits": 60, "mnist1d": 60}, "batch_size": 32, "lr": 0.05,
-          "momentum": 0.9, "n_bins": 15},
+          "momentum": 0.9, "n_bins": 15, "n_boot": 2000},
 ))

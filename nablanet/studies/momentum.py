@@ -43,7 +43,11 @@ weight from the gradient backpropagation puts in ``.grad``; the lab's Lanczos
 (a) A sigmoid network on the digits (``depth`` sigmoid hidden layers, PyTorch's default init,
 cross-entropy, mini-batches): the training loss vs steps under plain SGD at α, SGD at α/(1 − μ)
 (the heavy ball's effective step for slowly varying gradients), momentum μ, Nesterov μ and the
-Sutskever schedule, all from the same initial weights and batch order.
+Sutskever schedule, all from the same initial weights and batch order, over ``net_seeds`` seeds (≥ 3).
+For slowly varying gradients the heavy ball's velocity settles at −α g/(1 − μ), so momentum at α is
+plain SGD at α/(1 − μ) plus a filter of the gradient noise: if SGD at α/(1 − μ) leaves the sigmoid
+plateau at the same step as momentum, momentum's early gain is its effective step size, and what is
+left to credit to momentum is what comes after (the final loss).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
+from nablanet.studies._guard import did_not_learn, learned, over_seeds
 from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
@@ -272,20 +277,43 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
                   abs(r["lambda_min_lanczos"] / r["lambda_min_true"] - 1)) for r in summary)
     parts.append(f"The lab's Lanczos eigenvalues, from which α and μ were set, match the constructed λ_min and "
                  f"λ_max to a relative {lan:.1e}.")
-    thr = cfg["escape_loss"]
     for depth in cfg["depths"]:
-        items = []
-        for m in cfg["net_methods"]:
-            k = f"net depth {depth} {m}"
-            esc = head[f"{k}: median step loss < {thr:g}"]
-            where = f"loss < {thr:g} at step {esc:.0f}" if esc is not None else f"never below {thr:g}"
-            items.append(f"{m}: {where} ({head[f'{k}: seeds off the plateau']}/{cfg['net_seeds']} seeds), "
-                         f"final loss {head[f'{k}: final train loss']:.3g}, test accuracy "
-                         f"{head[f'{k}: test accuracy']:.1%}")
-        parts.append(f"Digits, {depth} sigmoid hidden layers of {cfg['width']}, α = {cfg['lr']:g}, μ = {cfg['mu']:g} "
-                     f"(Sutskever: μ_max = {cfg['mu_max']:g}, period {cfg['period']}), {cfg['steps']} steps: "
-                     f"{'; '.join(items)}.")
+        parts.append(_network_sentence(head, cfg, depth))
     return Verdict(" ".join(parts), head)
+
+
+def _network_sentence(head: dict[str, Any], cfg: dict[str, Any], depth: int) -> str:
+    """Per method: the step off the plateau, the final loss over seeds and the test accuracy (a run at
+    chance is said to have not learned); then what the SGD-at-α/(1 − μ) arm says momentum's gain is."""
+    thr = cfg["escape_loss"]
+    items = []
+    for m in cfg["net_methods"]:
+        k = f"net depth {depth} {m}"
+        if not learned(head[f"{k}: test accuracy"], 10):
+            items.append(did_not_learn(m, head[f"{k}: test accuracy"], 10, "It is still on the plateau (loss "
+                                       f"{head[f'{k}: final train loss']:.3g} ≈ ln 10): it needs more steps or a "
+                                       "larger step, e.g. α/(1 − μ)"))
+            continue
+        esc = head[f"{k}: median step loss < {thr:g}"]
+        where = f"loss < {thr:g} at step {esc:.0f}" if esc is not None else f"never below {thr:g}"
+        items.append(f"{m}: {where} ({head[f'{k}: seeds off the plateau']}/{cfg['net_seeds']} seeds), final loss "
+                     f"{head[f'{k}: final train loss over seeds']}, test accuracy {head[f'{k}: test accuracy']:.1%}")
+    text = (f"Digits, {depth} sigmoid hidden layers of {cfg['width']}, α = {cfg['lr']:g}, μ = {cfg['mu']:g} "
+            f"(Sutskever: μ_max = {cfg['mu_max']:g}, period {cfg['period']}), {cfg['steps']} steps, medians over "
+            f"{cfg['net_seeds']} seeds: {'; '.join(items)}.")
+    eff, mom = f"net depth {depth} sgd_lr/(1-mu)", f"net depth {depth} momentum"
+    if eff + ": test accuracy" not in head or mom + ": test accuracy" not in head:
+        return text
+    e_esc, m_esc = head[f"{eff}: median step loss < {thr:g}"], head[f"{mom}: median step loss < {thr:g}"]
+    if e_esc is not None and m_esc is not None and abs(e_esc - m_esc) <= cfg["eval_every"]:
+        text += (f" SGD at α/(1 − μ) = {cfg['lr'] / (1 - cfg['mu']):g} leaves the plateau at step {e_esc:.0f}, "
+                 f"momentum at {m_esc:.0f} (within one recording interval, {cfg['eval_every']} steps): momentum's "
+                 "early gain is its effective step size α/(1 − μ)")
+        better = head[f"{mom}: final train loss"] < head[f"{eff}: final train loss"]
+        text += (f"; its advantage is the final loss, {head[f'{mom}: final train loss over seeds']} vs "
+                 f"{head[f'{eff}: final train loss over seeds']}." if better else
+                 "; it has no advantage in the final loss either.")
+    return text
 
 
 def _quadratic_headline(summary: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +344,10 @@ def _network_headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[s
                         for s in range(cfg["net_seeds"])]
             esc = [_escape_step(run, thr) for run in per_seed]
             k = f"net depth {depth} {method}"
-            head[f"{k}: final train loss"] = float(np.median([run[-1]["train_loss"] for run in per_seed]))
+            finals = [run[-1]["train_loss"] for run in per_seed]
+            head[f"{k}: final train loss"] = float(np.median(finals))
+            head[f"{k}: final train loss per seed"] = finals
+            head[f"{k}: final train loss over seeds"] = over_seeds(finals)
             head[f"{k}: test accuracy"] = float(np.median([run[-1]["test_accuracy"] for run in per_seed]))
             head[f"{k}: seeds off the plateau"] = sum(e is not None for e in esc)
             done = [e for e in esc if e is not None]
@@ -412,7 +443,7 @@ STUDY = register(Study(
             "kappas": Check(low=1, low_open=True), "dim": Check(low=2), **dict.fromkeys(
                 ("floor", "tolerance", "points", "quad_period", "period", "eval_every", "escape_loss"), POSITIVE)},
     quick={**_COMMON, "kappas": [100], "dim": 50, "quad_seeds": 1, "quad_steps": 3000,
-           "depths": [3], "net_seeds": 1, "steps": 3000},
+           "depths": [3], "net_seeds": 3, "steps": 3000, "eval_every": 100},
     full={**_COMMON, "kappas": [10, 100, 1000], "dim": 100, "quad_seeds": 3, "quad_steps": 20000,
           "depths": [3, 4], "net_seeds": 5, "steps": 6000},
 ))

@@ -9,12 +9,16 @@ In the eigenbasis H uᵢ = λᵢ uᵢ, gradient descent θ ← θ − η g multi
     η = 1/λ_max              the optimal step for the top mode (it is solved in one step); the slowest
                              mode shrinks by 1 − λ_min/λ_max = 1 − 1/κ per step: ~κ·ln(1/tol) steps
     η = 2/(λ_max + λ_min)    the best fixed step on a quadratic: every mode shrinks by ≤ (κ − 1)/(κ + 1)
-    η = 2/λ_max              the stability bound: the top mode's factor is −1, so it oscillates with
-                             constant amplitude and the gradient never falls below |λ_max cₘₐₓ|
+    η = 2/λ_max              exactly on the stability bound, not inside it: the top mode's factor is
+                             −1, so it oscillates with constant amplitude and the gradient never
+                             falls below |λ_max cₘₐₓ| (the guarantee of convergence, for an L-smooth
+                             loss, is for η < 2/L; at η = 2/L the descent lemma promises no decrease)
     η > 2/λ_max              the top mode grows by |1 − ηλ_max| > 1 per step: divergence
     Newton  s = −H⁻¹ g       every mode is solved at once: one step on a quadratic, and quadratic
-                             convergence (the number of correct digits doubles) near a minimum of a
-                             smooth convex loss
+                             convergence (the number of correct digits doubles) near a minimum θ*
+                             of a smooth loss where H(θ*) ≻ 0 (and H is Lipschitz near θ*). At a
+                             degenerate minimum it is only linear: on f = x⁴, f″(0) = 0, the step
+                             x ← x − f′/f″ = x − 4x³/12x² = (2/3)x
 
 Preconditioned descent, as implemented here: Jacobi (diagonal) preconditioning, θ ← θ − η D⁻¹ g with
 D = diag H(θ₀) and η = 1/λ_max(D^(−½) H(θ₀) D^(−½)). It is the notes' "scale the axes, then use the
@@ -41,6 +45,13 @@ H(θ) ≼ H(θ₀) everywhere: 2/λ_max(θ₀) is a global stability bound, whil
 behaviour at the minimum (the steps m/λ_max(θ*) use that oracle value). Newton's method is the
 undamped step of ``nablanet.lab.newton_step`` (conjugate gradients on exact HVPs, stopped at
 ‖Hs + g‖ ≤ ``cg_tol``·‖g‖), no line search.
+
+Problem (c), a degenerate minimum: a two-layer linear chain w₂w₁x with x = 1 under ``QuadraticLoss``,
+L = ½ (w₁w₂)². Its minima (w₁w₂ = 0) have H = 0 at the origin; along w₁ = w₂ = a, L = ½ a⁴ and the
+gradient lies in the Hessian's eigenvector (1, 1)/√2 (eigenvalue 3a²; the other is −a², so the
+step is the dense solve ``newton_step(method="direct")``, which CG on an indefinite H refuses), so
+Newton from (1, 1) is f = x⁴'s iteration a ← (2/3)a: the ratio aₜ₊₁/aₜ is measured over
+``degenerate_steps`` steps.
 
 Every method starts at θ₀ = 0 and stops when ‖∇L‖ < ``grad_tol``, when ‖∇L‖ exceeds 1e6·‖∇L(θ₀)‖
 (diverged) or after ``max_iters`` iterations. Seconds are ``time.perf_counter`` around each method's
@@ -307,11 +318,31 @@ def _logistic_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return traj + summaries + [info]
 
 
+def _degenerate_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Newton on L = ½ (w₁w₂)² from w₁ = w₂ = 1 (problem (c)): a, L and the ratio aₜ₊₁/aₜ per step."""
+    model = nn.Sequential(nn.Linear(1, 1, bias=False, dtype=np.float64), nn.Linear(1, 1, bias=False, dtype=np.float64))
+    x, target, loss = np.ones((1, 1)), np.zeros((1, 1)), nn.QuadraticLoss()
+    _set_flat(model, np.ones(2))
+    rows: list[dict[str, Any]] = []
+    a = 1.0
+    for t in range(cfg["degenerate_steps"] + 1):
+        value, grads = nn.value_and_grad(model, loss, x, target, train=False)
+        rows.append({"part": "degenerate", "iteration": t, "a": a, "loss": value,
+                     "grad_norm": float(np.linalg.norm(nn.lab.flatten_params(grads, model))),
+                     "ratio": a / rows[-1]["a"] if rows else None})
+        step = nn.lab.newton_step(model, loss, x, target, method="direct")
+        theta = nn.lab.flatten_params(model.state_dict(), model) + nn.lab.flatten_params(step, model)
+        _set_flat(model, theta)
+        a = float(theta[0])
+    return rows
+
+
 # -- the study ------------------------------------------------------------------------------------------------
 def measure(cfg: dict[str, Any]) -> Records:
     """Rows ``part="trajectory"`` (per recorded iteration), ``"summary"`` (one per problem and method),
-    ``"curvature"`` (one per problem: λ_max, λ_min, κ, ...) and ``"sweep"`` (one per κ and method)."""
-    return Records(_quadratic_part(cfg) + _logistic_part(cfg) + _sweep_part(cfg))
+    ``"curvature"`` (one per problem: λ_max, λ_min, κ, ...), ``"sweep"`` (one per κ and method) and
+    ``"degenerate"`` (Newton at a minimum with H = 0, per iteration)."""
+    return Records(_quadratic_part(cfg) + _logistic_part(cfg) + _sweep_part(cfg) + _degenerate_part(cfg))
 
 
 def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
@@ -331,8 +362,9 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
         f"vs known {quad['lambda_max_known']:.6g}), to ‖∇L‖ < {cfg['grad_tol']:g} from θ₀ = 0: Newton "
         f"{said['quadratic', 'Newton']} (‖∇L‖ = {summ['quadratic', 'Newton']['final_grad_norm']:.2g} after it); GD "
         f"at 1/λ_max {said['quadratic', gd1]} (predicted {summ['quadratic', gd1]['predicted_iterations']}); at "
-        f"2/(λ_max + λ_min) {said['quadratic', 'GD η = 2/(λ_max + λ_min)']}; at 2/λ_max it "
-        f"{said['quadratic', gd2]}: the top mode keeps its initial gradient {quad['top_mode_grad']:.3g}; at "
+        f"2/(λ_max + λ_min) {said['quadratic', 'GD η = 2/(λ_max + λ_min)']}; at 2/λ_max, exactly on the stability "
+        f"bound (convergence is guaranteed only for η < 2/λ_max), it {said['quadratic', gd2]}: the top mode's "
+        f"factor is 1 − ηλ_max = −1 and it keeps its initial gradient {quad['top_mode_grad']:.3g}; at "
         f"{max(cfg['step_multiples']):g}/λ_max it {said['quadratic', gd21]}; Jacobi preconditioning (rotated H) "
         f"{said['quadratic', 'Jacobi-preconditioned GD']}. "
         f"Over κ = {list(cfg['kappa_sweep'])}, GD at 1/λ_max needs {[r['iterations'] for r in sweep]} iterations "
@@ -341,13 +373,28 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
         f"{cfg['features']} features, float64; κ = {logi['condition_number']:.4g} at θ*, λ_max = "
         f"{logi['lambda_max']:.4g} at θ* vs {logi['lambda_max_start']:.4g} at θ₀): Newton "
         f"{said['logistic', 'Newton']}, with ‖∇L‖ per iteration "
-        f"{newton_hist}; GD at 1/λ_max(θ*) "
+        f"{newton_hist}: quadratic convergence, which rests on H(θ*) ≻ 0 (λ_min(θ*) = {logi['lambda_min']:.3g}); "
+        f"{_degenerate_sentence(head)} GD at 1/λ_max(θ*) "
         f"{said['logistic', gd1 + '(θ*)']}; at 2/λ_max(θ*) it {said['logistic', gd2 + '(θ*)']}; at "
-        f"{max(cfg['step_multiples']):g}/λ_max(θ*) it {said['logistic', gd21 + '(θ*)']}; at the global bound "
-        f"2/λ_max(θ₀) it takes {said['logistic', 'GD η = 2/λ_max(θ₀)']}; Jacobi-preconditioned GD "
-        f"{said['logistic', 'Jacobi-preconditioned GD']}."
+        f"{max(cfg['step_multiples']):g}/λ_max(θ*) it {said['logistic', gd21 + '(θ*)']}; at 2/λ_max(θ₀), on the "
+        f"global bound 2/L (L = λ_max(θ₀), the largest curvature anywhere), it takes "
+        f"{said['logistic', 'GD η = 2/λ_max(θ₀)']}"
+        + (f": the bound guarantees nothing at η = 2/L, and it converges because the curvature it meets after "
+           f"θ₀ is below L (λ_max(θ*) = {logi['lambda_max']:.4g})"
+           if summ["logistic", "GD η = 2/λ_max(θ₀)"]["converged"] else "")
+        + f"; Jacobi-preconditioned GD {said['logistic', 'Jacobi-preconditioned GD']}."
     )
     return Verdict(text, head)
+
+
+def _degenerate_sentence(head: dict[str, Any]) -> str:
+    """Newton at the degenerate minimum (problem (c)): linear convergence, with the measured ratio."""
+    ratio = head["degenerate: Newton's ratio a(t+1)/a(t), median"]
+    kind = "only linear convergence" if ratio > 0.1 else "faster than linear convergence"
+    return (f"at a degenerate minimum, L = ½ (w₁w₂)² with H = 0 at the origin (along w₁ = w₂ = a, L = ½a⁴, "
+            f"f = x⁴'s case), Newton's a shrinks by a ratio of {ratio:.4f} per step (2/3 predicted): {kind}, "
+            f"‖∇L‖ = {head['degenerate: Newton ‖∇L‖ at the end']:.2g} after "
+            f"{head['degenerate: Newton iterations']} steps.")
 
 
 def _said(s: dict[str, Any]) -> str:
@@ -395,6 +442,11 @@ def _headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]
         float(np.polyfit(np.log(kap), np.log(sweep_its), 1)[0]) if len(kap) >= 2 else math.nan)
     head["sweep: Newton iterations"] = [r["iterations"] for r in rows if r["part"] == "sweep"
                                         and r["family"] == "newton"]
+    degenerate = [r for r in rows if r["part"] == "degenerate"]
+    head["degenerate: Newton iterations"] = degenerate[-1]["iteration"]
+    head["degenerate: Newton's ratio a(t+1)/a(t), median"] = float(np.median(
+        [r["ratio"] for r in degenerate if r["ratio"] is not None]))
+    head["degenerate: Newton ‖∇L‖ at the end"] = degenerate[-1]["grad_norm"]
     return head
 
 
@@ -496,11 +548,11 @@ STUDY = register(Study(
     measure=measure, verdict=verdict, figures=figures,
     checks={"kappa": AT_LEAST_ONE, "kappa_sweep": AT_LEAST_ONE, **dict.fromkeys(
         ("n_samples", "features", "feature_scale", "grad_tol", "max_iters", "sweep_max_iters", "step_multiples",
-         "cg_tol"), POSITIVE)},
+         "cg_tol", "degenerate_steps"), POSITIVE)},
     quick={"seed": 0, "dim": 20, "kappa": 100.0, "kappa_sweep": [10.0, 100.0, 1000.0], "n_samples": 1000,
            "features": 10, "feature_scale": 10.0, "grad_tol": 1e-8, "max_iters": 10000, "sweep_max_iters": 40000,
-           "step_multiples": [0.5, 1.0, 2.0, 2.1], "cg_tol": 1e-10},
+           "step_multiples": [0.5, 1.0, 2.0, 2.1], "cg_tol": 1e-10, "degenerate_steps": 10},
     full={"seed": 0, "dim": 50, "kappa": 1000.0, "kappa_sweep": [10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0],
           "n_samples": 5000, "features": 20, "feature_scale": 30.0, "grad_tol": 1e-8, "max_iters": 100000,
-          "sweep_max_iters": 200000, "step_multiples": [0.5, 1.0, 2.0, 2.1], "cg_tol": 1e-10},
+          "sweep_max_iters": 200000, "step_multiples": [0.5, 1.0, 2.0, 2.1], "cg_tol": 1e-10, "degenerate_steps": 10},
 ))
