@@ -318,7 +318,8 @@ class _Checkpoints(nn.callbacks.Callback):
         if epoch + 1 == max(self.at) and self.tags["loss"] in LONG:
             self.rows += [{"part": "sample", **self.tags, "epoch": epoch + 1, "sample": i,
                            "ce": float(train["e_norm"][i]), "quad": float(train["Je_norm"][i]),
-                           "p_y": float(train["p_y"][i]), "p_max": float(train["p_max"][i]), "correct": bool(train["correct"][i])}
+                           "p_y": float(train["p_y"][i]), "p_max": float(train["p_max"][i]),
+                           "correct": bool(train["correct"][i])}
                           for i in range(len(y))]
 
 
