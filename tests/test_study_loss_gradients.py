@@ -119,3 +119,98 @@ def test_reports_are_written_and_the_verdict_quotes_the_numbers(study: tuple[Stu
     assert (out / "records.csv").stat().st_size > 0
     losses = {r["loss"] for r in result.records if r["part"] == "train"}
     assert losses == {"ce", "quad", "mse"}
+
+
+def test_softmax_jacobian_on_sum_zero_vectors_lies_between_p_min_and_min_p_max_one_half() -> None:
+    # J = diag(p) − ppᵀ interlaces with the p_c: on 1^⊥ its eigenvalues lie in [p_min, p_max] (and ≤ ½)
+    rng = np.random.default_rng(1)
+    p = softmax(rng.standard_normal((500, 10)) * rng.uniform(0.1, 6.0, (500, 1)), axis=1)
+    e = rng.standard_normal((500, 10))
+    e -= e.mean(axis=1, keepdims=True)
+    je = np.linalg.norm(np.einsum("nij,nj->ni", lg.softmax_jacobian(p), e), axis=1)
+    en = np.linalg.norm(e, axis=1)
+    assert np.all(je >= p.min(axis=1) * en * (1 - 1e-12))
+    assert np.all(je <= np.minimum(p.max(axis=1), 0.5) * en * (1 + 1e-12))
+    # attained: p uniform gives J = I/C on 1^⊥, so both ends equal 1/C
+    stats = lg.logit_stats(np.zeros((1, 10)), np.array([3]))
+    assert stats["Je_norm"][0] == pytest.approx(0.1 * stats["e_norm"][0])
+
+
+def test_the_lower_bound_p_min_holds_on_every_measured_sample(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    z = {(r["trajectory"], r["step"], r["sample"]): r for r in _probes(result, "z")}
+    for r in z.values():
+        assert r["quad"] >= r["p_min"] * r["ce"] * (1 - lg.BOUND_RTOL)
+        assert r["quad"] <= min(r["p_max"], 0.5) * r["ce"] * (1 + lg.BOUND_RTOL)
+    n_layers = lg.STUDY.quick["depth"] + 1
+    for r in _probes(result, f"W{n_layers}"):  # the output weights: the same factor ‖hₙ‖ on both sides
+        assert r["quad"] >= z[r["trajectory"], r["step"], r["sample"]]["p_min"] * r["ce"] * (1 - lg.BOUND_RTOL)
+    h = result.headline
+    assert h["lower bound: fraction of samples with ‖∂ℓ_quad/∂z‖ ≥ p_min ‖∂ℓ_CE/∂z‖"] == 1.0
+    assert h["lower bound: min ‖∂ℓ_quad/∂z‖ / (p_min ‖∂ℓ_CE/∂z‖) (≥ 1)"] >= 1 - lg.BOUND_RTOL
+    # the bound says little once p leaves uniform: p_min collapses along the CE trajectory
+    assert h["median p_min at end (CE)"] < 1e-2 * h["median p_min at init"]
+    assert f"{h['lower bound: min ‖∂ℓ_quad/∂z‖ / (p_min ‖∂ℓ_CE/∂z‖) (≥ 1)']:.3f} ≥ 1" in result.verdict
+    assert "no lower bound" in result.verdict
+
+
+def test_quadratic_gradient_vanishes_like_the_square_and_on_wrong_saturated_samples(
+        study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h = result.headline
+    for tag in ("quad-trained", "ce-trained"):
+        assert h[f"{tag}: slope of log ‖∂ℓ_quad/∂z‖ on log(1 − p_y), mean"] == pytest.approx(2, abs=0.1)
+        assert h[f"{tag}: slope of log ‖∂ℓ_CE/∂z‖ on log(1 − p_y), mean"] == pytest.approx(1, abs=0.05)
+        assert h[f"{tag}: correct samples with 1 − p_y < 0.1"] > 300
+    samples = [r for r in result.records if r["part"] == "sample"]
+    assert {r["seed"] for r in samples} == {0, 1, 2}
+    for r in samples:  # the exact rate bounds of the module docstring, on every training sample
+        if r["correct"] and r["p_y"] >= 0.5:
+            delta = 1 - r["p_y"]
+            assert delta * (1 - lg.BOUND_RTOL) <= r["ce"] <= np.sqrt(2) * delta * (1 + lg.BOUND_RTOL) + 1e-15
+            assert r["quad"] <= 2 * np.sqrt(2) * delta**2 * (1 + lg.BOUND_RTOL) + 1e-15
+        elif not r["correct"] and r["p_max"] >= 0.5:
+            assert r["quad"] <= 2 * np.sqrt(2) * (1 - r["p_max"]) * (1 + lg.BOUND_RTOL)
+            assert r["ce"] >= r["p_max"] * (1 - lg.BOUND_RTOL)
+    assert h["quad-trained: misclassified with p_max ≥ ½"] > 0
+    assert "wrongly, on a sample saturated at a wrong class" in result.verdict
+    assert h["seeds: quad training-set median ‖∂ℓ_quad/∂z‖ at 40 epochs"] in result.verdict
+
+
+def test_the_quadratic_loss_has_not_yet_reached_the_vertices_at_ten_epochs_but_does_later(
+        study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h, cfg = result.headline, lg.STUDY.quick
+    short, long = cfg["epochs"], cfg["long_epochs"]
+    # at 10 epochs the median ‖J‖ has grown from its start (p leaving uniform), by 40 it has fallen below it
+    assert h[f"seeds: quad median ‖J(p)‖₂ at {short} epochs, mean"] > h["median ‖J(p)‖₂ at init"]
+    assert h[f"seeds: quad median ‖J(p)‖₂ at {long} epochs, mean"] < 0.7 * h["median ‖J(p)‖₂ at init"]
+    quad_long = h[f"seeds: quad median ‖J(p)‖₂ at {long} epochs, mean"]
+    assert h[f"seeds: ce median ‖J(p)‖₂ at {long} epochs, mean"] < quad_long
+    assert "has not yet driven p to the vertices" in result.verdict
+    assert "does not drive" not in result.verdict
+    assert h[f"seeds: quad median ‖J(p)‖₂ at {long} epochs"] in result.verdict
+
+
+def test_accuracies_are_over_seeds_at_one_shared_rate_and_a_chance_level_run_is_not_a_finding(
+        study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h, cfg = result.headline, lg.STUDY.quick
+    seeds = [r for r in result.records if r["part"] == "seed"]
+    assert len(seeds) == cfg["seeds"] * (len(lg.LOSSES) + len(lg.LONG))
+    assert "one shared learning rate" in result.verdict
+    for name in lg.LOSSES:
+        assert h[f"seeds: test accuracy {name} at {cfg['epochs']} epochs"] in result.verdict
+    # with 40 epochs the quadratic loss closes most of the 10-epoch gap to CE
+    gap = {n: h[f"seeds: test accuracy ce at {n} epochs, mean"] - h[f"seeds: test accuracy quad at {n} epochs, mean"]
+           for n in (10, 40)}
+    assert gap[40] < 0.5 * gap[10]
+    chance = {**h, "seeds: test accuracy mse at 10 epochs, mean": 0.11}
+    sentence = lg._accuracy_sentence(chance, cfg)
+    assert "MSE (sigmoid) after 10 epochs ended at 11.0% accuracy" in sentence and "did not learn" in sentence
+    assert h["seeds: test accuracy mse at 10 epochs"] not in sentence
+
+
+def test_long_epochs_shorter_than_epochs_is_refused() -> None:
+    with pytest.raises(ValueError, match="long_epochs=5 < epochs=10"):
+        lg.check_config({**lg.STUDY.quick, "long_epochs": 5})

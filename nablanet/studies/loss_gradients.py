@@ -28,7 +28,16 @@ to first order ‖J e‖/‖e‖ runs from δ·C/(C − 1) (the rest spread even
 the ratio shrinks like 1 − p_y as training saturates p, the quadratic gradient ~ (1 − p_y)² against
 CE's ~ (1 − p_y). For a sample saturated at a wrong class ‖e‖ → √2 while ‖J e‖ → 0. There is no
 reverse bound (note 000's question 1): ‖∂ℓ_CE‖ > r forces nothing on ‖∂ℓ_quad‖ beyond ≥ 0, since
-J(p) → 0 at every vertex.
+J(p) → 0 at every vertex, unless p is assumed away from them: J = diag(p) − ppᵀ is a rank-one downdate of
+diag(p), so its eigenvalues interlace with the sorted p_c; the smallest is 0 (eigenvector 1) and the other
+C − 1, whose eigenvectors span the sum-zero vectors e lives in, lie in [p_min, p_max]. Hence
+p_min‖e‖ ≤ ‖J(p)e‖ ≤ min(p_max, ½)‖e‖ and ‖∂ℓ_quad/∂zₙ‖ ≥ min_c p_{n,c} ‖∂ℓ_CE/∂zₙ‖ (and for W_out).
+
+Question 2 (does the quadratic gradient die out?). With δ = 1 − p_y ≤ ½: ‖e‖ ∈ [δ, √2 δ] and by Gershgorin
+‖J‖₂ ≤ maxᵢ 2pᵢ(1 − pᵢ) ≤ 2δ, so ‖∂ℓ_quad/∂z‖ ≤ 2√2 δ² against CE's ≥ δ: both vanish as training fits a
+sample, the quadratic one like δ². On a sample misclassified with p_max ≥ ½ the same bound gives
+‖∂ℓ_quad/∂z‖ ≤ 2√2(1 − p_max) while ‖∂ℓ_CE/∂z‖ ≥ 1 − p_y ≥ p_max: saturated at a wrong class, the quadratic
+gradient vanishes too, wrongly. The seed runs measure both on the training set.
 
 Earlier layers. Backpropagation gives δˡₙ = Aˡₙ ∂ℓ/∂zₙ with Aˡₙ = (∂zₙ/∂(pre-activation of layer l))ᵀ,
 a product of weights and ReLU masks that does not depend on the loss; the per-sample weight gradient
@@ -44,7 +53,11 @@ per-layer ‖∂L/∂θ‖ and per-sample norm mean/std/max); ``part="probe"`` o
 probe sample and layer with the three losses' per-sample norms at those weights (layer "z": the
 logit gradients ‖∂ℓ/∂zₙ‖, with ‖J(pₙ)‖₂ and the analytic ‖J(pₙ)(pₙ − qₙ)‖, ``Je_norm``);
 ``part="check"`` the analytic-vs-backprop checks; ``part="test"`` the test accuracy of each run;
-``part="sweep"`` the per-layer ratios over (L, m). The verdict and the figures read these rows only.
+``part="sweep"`` the per-layer ratios over (L, m); ``part="seed"`` one row per seed, loss and checkpoint
+(``epochs`` and, for CE and quad, ``long_epochs``; same split and shared lr, seeds seed … seed + seeds − 1):
+test/train accuracy, median ‖J(p)‖₂ and ratio on the probes; ``part="sample"`` per training sample at
+``long_epochs`` (CE and quad runs): both losses' ‖∂ℓ/∂zₙ‖, p_y, p_max, correct. The verdict and the
+figures read these rows only.
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.losses.base import Loss
+from nablanet.studies._guard import did_not_learn, learned, over_seeds
 from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
@@ -110,11 +124,22 @@ def softmax_jacobian(p: np.ndarray) -> np.ndarray:
     return p[:, :, None] * np.eye(p.shape[1]) - p[:, :, None] * p[:, None, :]
 
 
+def logit_stats(z: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per sample, from the logits z (N, C) alone: ‖eₙ‖ = ‖∂ℓ_CE/∂zₙ‖ with eₙ = pₙ − qₙ, ‖J(pₙ)eₙ‖ =
+    ‖∂ℓ_quad/∂zₙ‖, ‖J(pₙ)‖₂ (largest eigenvalue), p_y, the smallest and largest p_c, and whether the
+    argmax is yₙ."""
+    p = softmax(z, axis=-1)
+    e = p - np.eye(z.shape[1])[y]
+    jac = softmax_jacobian(p)
+    return {"e_norm": np.linalg.norm(e, axis=1), "Je_norm": np.linalg.norm(np.einsum("nij,nj->ni", jac, e), axis=1),
+            "J_norm": np.linalg.eigvalsh(jac)[:, -1], "p_y": p[np.arange(len(y)), y], "p_min": p.min(axis=1),
+            "p_max": p.max(axis=1), "correct": z.argmax(axis=1) == y}
+
+
 def probe(body: nn.Sequential, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """At the current weights, for the same samples: per-sample ‖∂ℓₙ/∂W‖ of every Linear weight under
     each loss (``{loss}_W`` (layers, N), by the lab's closed forms through backprop), the logit
-    gradients ‖∂ℓₙ/∂zₙ‖ = ‖∂ℓₙ/∂b_out‖ (``{loss}_dz``), and the analytic output-layer quantities:
-    ‖eₙ‖, ‖J(pₙ)eₙ‖, ‖J(pₙ)‖₂ (largest eigenvalue), ‖hₙ‖, whether sample n is classified correctly."""
+    gradients ‖∂ℓₙ/∂zₙ‖ = ‖∂ℓₙ/∂b_out‖ (``{loss}_dz``), ‖hₙ‖ and the analytic ``logit_stats``."""
     names = weight_names(body)
     out_bias = names[-1].replace("weight", "bias")
     res: dict[str, np.ndarray] = {}
@@ -124,17 +149,8 @@ def probe(body: nn.Sequential, x: np.ndarray, y: np.ndarray, n_classes: int) -> 
         res[f"{name}_W"] = np.stack([norms[w] for w in names])
         res[f"{name}_dz"] = norms[out_bias]
     h = body[:-1](x)
-    z = body[-1](h)
-    p = softmax(z, axis=-1)
-    e = p - np.eye(n_classes)[y]
-    jac = softmax_jacobian(p)
-    res["J_norm"] = np.linalg.eigvalsh(jac)[:, -1]
-    res["e_norm"] = np.linalg.norm(e, axis=1)
-    res["Je_norm"] = np.linalg.norm(np.einsum("nij,nj->ni", jac, e), axis=1)
     res["h_norm"] = np.linalg.norm(h, axis=1)
-    res["p_y"] = p[np.arange(len(y)), y]
-    res["correct"] = z.argmax(axis=1) == y
-    return res
+    return res | logit_stats(body[-1](h), y)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -186,6 +202,7 @@ def _probe_rows(trajectory: str, results: Probes) -> list[dict[str, Any]]:
             rows.append({**base, "layer": "z", "ce": ce, "quad": quad, "mse": float(r["mse_dz"][i]),
                          "ratio": quad / ce if ce > 0 else float("nan"), "J_norm": float(r["J_norm"][i]),
                          "h_norm": float(r["h_norm"][i]), "p_y": float(r["p_y"][i]),
+                         "p_min": float(r["p_min"][i]), "p_max": float(r["p_max"][i]),
                          "Je_norm": float(r["Je_norm"][i])})
     return rows
 
@@ -266,12 +283,73 @@ def _sweep(cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, probe_set: tuple[n
     return rows
 
 
+# -- seeds: accuracy at a shared rate, and whether the gradients die out ----------------------------
+LONG = ("ce", "quad")
+BOUND_RTOL = 1e-6
+"""Relative slack of a bound checked on measured gradients (backprop matches the analytic form to ~1e-9)."""
+DELTA_MIN = 1e-6
+"""Samples with 1 − p_y (or 1 − p_max) below this are left out of the rate checks: 1 − p in float64 has
+lost its digits there."""
+"""The losses the seed runs train on to ``long_epochs``: the pair question 2 compares."""
+
+
+class _Checkpoints(nn.callbacks.Callback):
+    """At the end of each epoch in ``at``: one ``part="seed"`` row (test and train accuracy, medians of
+    ``logit_stats`` on the probe set and the training set); at the last, one ``part="sample"`` row per
+    training sample with its logit-gradient norms under both losses at these weights."""
+
+    def __init__(self, body: nn.Sequential, tags: dict[str, Any], data: tuple[np.ndarray, ...],
+                 probe_set: tuple[np.ndarray, np.ndarray], at: list[int]) -> None:
+        self.body, self.tags, self.data, self.probe_set, self.at = body, tags, data, probe_set, at
+        self.rows: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if epoch + 1 not in self.at:
+            return
+        x, y, xt, yt = self.data
+        train, at_probe = logit_stats(self.body(x), y), logit_stats(self.body(self.probe_set[0]), self.probe_set[1])
+        self.rows.append({"part": "seed", **self.tags, "epoch": epoch + 1,
+                          "test_accuracy": float(np.mean(self.body(xt).argmax(axis=1) == yt)),
+                          "train_accuracy": float(np.mean(train["correct"])),
+                          "probe_median_J_norm": float(np.median(at_probe["J_norm"])),
+                          "probe_median_ratio": float(np.nanmedian(_ratio(at_probe["Je_norm"], at_probe["e_norm"]))),
+                          "train_median_ce": float(np.median(train["e_norm"])),
+                          "train_median_quad": float(np.median(train["Je_norm"]))})
+        if epoch + 1 == max(self.at) and self.tags["loss"] in LONG:
+            self.rows += [{"part": "sample", **self.tags, "epoch": epoch + 1, "sample": i,
+                           "ce": float(train["e_norm"][i]), "quad": float(train["Je_norm"][i]),
+                           "p_y": float(train["p_y"][i]), "p_max": float(train["p_max"][i]),
+                           "correct": bool(train["correct"][i])}
+                          for i in range(len(y))]
+
+
+def _seed_runs(cfg: dict[str, Any], data: tuple[np.ndarray, ...], probe_set: tuple[np.ndarray, np.ndarray]
+               ) -> list[dict[str, Any]]:
+    """``seeds`` initializations and batch orders (seed, seed + 1, …) on the same split and rate: each loss
+    to ``epochs``, the ``LONG`` pair on to ``long_epochs``, with ``_Checkpoints`` rows at both."""
+    x, y = data[0], data[1]
+    rows: list[dict[str, Any]] = []
+    for seed in range(cfg["seed"], cfg["seed"] + cfg["seeds"]):
+        for name in LOSSES:
+            body = relu_mlp(cfg["depth"], cfg["width"], x.shape[1], 10, seed)
+            model, loss = with_head(body, name)
+            at = sorted({cfg["epochs"], cfg["long_epochs"]}) if name in LONG else [cfg["epochs"]]
+            marks = _Checkpoints(body, {"seed": seed, "loss": name}, data, probe_set, at)
+            nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), train=(x, target_for(name, y, 10)),
+                   epochs=max(at), batch_size=cfg["batch_size"], seed=seed, callbacks=[marks])
+            rows += marks.rows
+    return rows
+
+
 # -- measure ---------------------------------------------------------------------------------------
 def check_config(cfg: dict[str, Any]) -> None:
     """The trajectories probed must include CE's, the reference every ratio is read along."""
     if "ce" not in cfg["trajectories"] or not set(cfg["trajectories"]) <= set(LOSSES):
         raise ValueError(f"trajectories={cfg['trajectories']!r}: expected a list of losses from {list(LOSSES)} that "
                          "includes 'ce' (the reference trajectory). Fix: --set 'trajectories=[\"ce\", \"quad\"]'.")
+    if cfg["long_epochs"] < cfg["epochs"]:
+        raise ValueError(f"long_epochs={cfg['long_epochs']} < epochs={cfg['epochs']}: the seed runs train on past "
+                         f"epochs to show what longer training does. Fix: --set long_epochs={4 * cfg['epochs']}.")
 
 
 def measure(cfg: dict[str, Any]) -> Records:
@@ -291,7 +369,7 @@ def measure(cfg: dict[str, Any]) -> Records:
             rows += _probe_rows(name, tracker.results)
     checks = _closed_form_check(bodies["ce"], *probe_set)
     rows += [{"part": "check", "quantity": k, "value": v} for k, v in checks.items()]
-    return Records(rows + _sweep(cfg, x, y, probe_set))
+    return Records(rows + _sweep(cfg, x, y, probe_set) + _seed_runs(cfg, (x, y, xt, yt), probe_set))
 
 
 # -- reading the rows back -------------------------------------------------------------------------
@@ -312,7 +390,8 @@ def _probe_arrays(at: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     weights = dict.fromkeys(r["layer"] for r in at if r["layer"] != "z")  # W1 … W_out, in order
     res = {f"{loss}_W": np.array([[r[loss] for r in at if r["layer"] == w] for w in weights]) for loss in LOSSES}
     res |= {f"{loss}_dz": np.array([r[loss] for r in z]) for loss in LOSSES}
-    res |= {key: np.array([r[key] for r in z]) for key in ("J_norm", "Je_norm", "h_norm", "p_y", "correct")}
+    res |= {key: np.array([r[key] for r in z]) for key in ("J_norm", "Je_norm", "h_norm", "p_y", "p_min", "p_max",
+                                                                "correct")}
     return res
 
 
@@ -340,15 +419,13 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
     rows = records.rows
     traj = _trajectories(rows)
     h = {**_output_numbers(traj, rows), **_layer_numbers(traj["ce"]), **_trajectory_numbers(traj),
-         **_training_numbers(rows), **_sweep_numbers(rows, cfg)}
+         **_training_numbers(rows), **_sweep_numbers(rows, cfg), **_seed_numbers(rows, cfg)}
     last_step = traj["ce"][-1][0]
-    sentences = [_bound_sentence(h), _ce_trajectory_sentence(h, last_step)]
+    sentences = [_bound_sentence(h), _lower_bound_sentence(h), _ce_trajectory_sentence(h, last_step, cfg)]
     if "quad" in traj:
-        sentences.append(_quad_trajectory_sentence(h))
-    sentences.append(_layers_sentence(h, _weight_ratios(traj["ce"])[:-1], cfg))
-    sentences.append(f"Test accuracy after {cfg['epochs']} epochs of SGD (lr {cfg['lr']}) from the same start: "
-                     f"CE {h['test accuracy ce']:.1%}, quad {h['test accuracy quad']:.1%}, "
-                     f"MSE-sigmoid {h['test accuracy mse']:.1%}.")
+        sentences.append(_quad_trajectory_sentence(h, cfg))
+    sentences += [_vanishing_sentence(h, cfg), _layers_sentence(h, _weight_ratios(traj["ce"])[:-1], cfg),
+                  _accuracy_sentence(h, cfg)]
     return Verdict(" ".join(sentences), h)
 
 
@@ -363,7 +440,17 @@ def _output_numbers(traj: dict[str, Probes], rows: list[dict[str, Any]]) -> dict
     j_norm = stacked("J_norm")
     tight = _ratio(dz_ratio, j_norm)
     first, last = traj["ce"][0][1], traj["ce"][-1][1]
+    # p_min‖e‖ ≤ ‖J e‖ ≤ min(p_max, ½)‖e‖ on sum-zero e (module docstring); the output weights' ratio is the
+    # logits' (‖∂ℓ/∂W_out,ₙ‖ = ‖∂ℓ/∂zₙ‖‖hₙ‖), so one check covers both
+    over_low = _ratio(dz_ratio, stacked("p_min"))
+    under_high = dz_ratio / np.minimum(stacked("p_max"), 0.5)
     return {
+        "lower bound: min ‖∂ℓ_quad/∂z‖ / (p_min ‖∂ℓ_CE/∂z‖) (≥ 1)": float(np.nanmin(over_low)),
+        "lower bound: fraction of samples with ‖∂ℓ_quad/∂z‖ ≥ p_min ‖∂ℓ_CE/∂z‖": float(
+            np.mean(over_low >= 1 - BOUND_RTOL)),
+        "upper bound: max ‖∂ℓ_quad/∂z‖ / (min(p_max, ½) ‖∂ℓ_CE/∂z‖) (≤ 1)": float(np.nanmax(under_high)),
+        "median p_min at init": float(np.median(first["p_min"])),
+        "median p_min at end (CE)": float(np.median(last["p_min"])),
         "samples × probes checked (all trajectories)": int(dz_ratio.size),
         "max ‖∂ℓ_quad/∂z‖ / ‖∂ℓ_CE/∂z‖ (bound ½)": float(np.nanmax(dz_ratio)),
         "fraction of samples with ‖∂ℓ_quad/∂z‖ ≤ ½‖∂ℓ_CE/∂z‖": float(np.mean(dz_ratio <= 0.5 + 1e-12)),
@@ -474,6 +561,71 @@ def _sweep_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str,
     return head
 
 
+def _seed_values(rows: list[dict[str, Any]], loss: str, epoch: int, key: str) -> list[float]:
+    """``key`` of the ``part="seed"`` rows of ``loss`` at ``epoch``, one per seed."""
+    return [r[key] for r in rows if r["part"] == "seed" and r["loss"] == loss and r["epoch"] == epoch]
+
+
+def _seed_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Over the seed runs: test accuracy at both lengths, median ‖J(p)‖₂ on the probes, and question 2 on
+    the training set at ``long_epochs``: log-log slope of ‖∂ℓ/∂zₙ‖ against 1 − p_y on the correct samples
+    near their vertex, the exact rate bounds, and the misclassified samples."""
+    head: dict[str, Any] = {}
+    for name in LOSSES:
+        for epoch in sorted({cfg["epochs"], cfg["long_epochs"]} if name in LONG else {cfg["epochs"]}):
+            acc = _seed_values(rows, name, epoch, "test_accuracy")
+            head[f"seeds: test accuracy {name} at {epoch} epochs, mean"] = float(np.mean(acc))
+            head[f"seeds: test accuracy {name} at {epoch} epochs"] = over_seeds(acc)
+            if name in LONG:
+                j_norm = _seed_values(rows, name, epoch, "probe_median_J_norm")
+                head[f"seeds: {name} median ‖J(p)‖₂ at {epoch} epochs, mean"] = float(np.mean(j_norm))
+                head[f"seeds: {name} median ‖J(p)‖₂ at {epoch} epochs"] = over_seeds(j_norm)
+                head[f"seeds: {name} median ratio quad/CE at {epoch} epochs"] = over_seeds(
+                    _seed_values(rows, name, epoch, "probe_median_ratio"))
+                head[f"seeds: {name} training-set median ‖∂ℓ_quad/∂z‖ at {epoch} epochs"] = over_seeds(
+                    _seed_values(rows, name, epoch, "train_median_quad"))
+    for name in LONG:
+        head |= _rate_numbers([r for r in rows if r["part"] == "sample" and r["loss"] == name], name)
+    return head
+
+
+def _rate_numbers(samples: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Question 2 on one loss's trained nets (every seed's training set): for p_y ≥ ½, (1 − p_y) ≤
+    ‖∂ℓ_CE/∂z‖ ≤ √2(1 − p_y) and ‖∂ℓ_quad/∂z‖ ≤ 2√2(1 − p_y)² (‖e‖ ≤ √2 δ, ‖J‖₂ ≤ maxᵢ 2pᵢ(1 − pᵢ) ≤
+    2δ); on a sample misclassified with p_max ≥ ½, ‖∂ℓ_quad/∂z‖ ≤ 2√2(1 − p_max) while ‖∂ℓ_CE/∂z‖ ≥ p_max."""
+    arr = {k: np.array([r[k] for r in samples]) for k in ("seed", "ce", "quad", "p_y", "p_max", "correct")}
+    delta, tag = 1 - arr["p_y"], f"{name}-trained"
+    near = arr["correct"] & (delta < 0.1) & (delta > DELTA_MIN)
+    slopes = {loss: [float(np.polyfit(np.log(delta[near & (arr["seed"] == s)]),
+                                      np.log(arr[loss][near & (arr["seed"] == s)]), 1)[0])
+                     for s in np.unique(arr["seed"])] for loss in ("ce", "quad")}
+    fit = arr["correct"] & (arr["p_y"] >= 0.5) & (delta > DELTA_MIN)
+    wrong = ~arr["correct"] & (arr["p_max"] >= 0.5)
+    head: dict[str, Any] = {
+        f"{tag}: correct samples with 1 − p_y < 0.1": int(near.sum()),
+        f"{tag}: slope of log ‖∂ℓ_CE/∂z‖ on log(1 − p_y), mean": float(np.mean(slopes["ce"])),
+        f"{tag}: slope of log ‖∂ℓ_CE/∂z‖ on log(1 − p_y)": over_seeds(slopes["ce"]),
+        f"{tag}: slope of log ‖∂ℓ_quad/∂z‖ on log(1 − p_y), mean": float(np.mean(slopes["quad"])),
+        f"{tag}: slope of log ‖∂ℓ_quad/∂z‖ on log(1 − p_y)": over_seeds(slopes["quad"]),
+        f"{tag}: max ‖∂ℓ_quad/∂z‖ / (1 − p_y)² on correct, p_y ≥ ½ (≤ 2√2)": float(
+            np.max(arr["quad"][fit] / delta[fit] ** 2)),
+        f"{tag}: misclassified samples": int((~arr["correct"]).sum()),
+        f"{tag}: misclassified with p_max ≥ ½": int(wrong.sum()),
+        f"{tag}: misclassified with p_max > 0.9": int((wrong & (arr["p_max"] > 0.9)).sum()),
+    }
+    if wrong.any():
+        head[f"{tag}: misclassified, p_max ≥ ½: max ‖∂ℓ_quad/∂z‖ / (1 − p_max) (≤ 2√2)"] = float(
+            np.max(arr["quad"][wrong] / (1 - arr["p_max"][wrong])))
+        head[f"{tag}: misclassified, p_max ≥ ½: min ‖∂ℓ_CE/∂z‖ / p_max (≥ 1)"] = float(
+            np.min(arr["ce"][wrong] / arr["p_max"][wrong]))
+        head[f"{tag}: misclassified, p_max ≥ ½: median ratio quad/CE"] = float(
+            np.median(arr["quad"][wrong] / arr["ce"][wrong]))
+        top = int(np.argmax(np.where(wrong, arr["p_max"], -1.0)))
+        head[f"{tag}: most confident misclassified: p_max, ‖∂ℓ_quad/∂z‖, ‖∂ℓ_CE/∂z‖"] = (
+            f"{arr['p_max'][top]:.3f}, {arr['quad'][top]:.3g}, {arr['ce'][top]:.3g}")
+    return head
+
+
 def _bound_sentence(h: dict[str, Any]) -> str:
     max_dz = h["max ‖∂ℓ_quad/∂z‖ / ‖∂ℓ_CE/∂z‖ (bound ½)"]
     tight_med = h["median ‖∂ℓ_quad/∂z‖ / (‖J‖₂ ‖∂ℓ_CE/∂z‖)"]
@@ -488,7 +640,7 @@ def _bound_sentence(h: dict[str, Any]) -> str:
         "(checked against materialized per-sample gradients) the same bounds hold for the last layer's weights.")
 
 
-def _ce_trajectory_sentence(h: dict[str, Any], last_step: int) -> str:
+def _ce_trajectory_sentence(h: dict[str, Any], last_step: int, cfg: dict[str, Any]) -> str:
     out_start, out_end = h["output W: median ratio at step 0"], h[f"output W: median ratio at step {last_step}"]
     peak_step = h["CE trajectory: step of the peak"]
     sure = h["end, correct with p_y > 0.9: samples"]
@@ -504,22 +656,101 @@ def _ce_trajectory_sentence(h: dict[str, Any], last_step: int) -> str:
         + (f" (for the {sure} probe samples with p_y > 0.9 at the end the ratio lies in "
            f"[{h['end, p_y > 0.9: min ratio/(1 − p_y) (first order: C/(C−1))']:.2f}, "
            f"{h['end, p_y > 0.9: max ratio/(1 − p_y) (first order: 2)']:.2f}] × (1 − p_y); first-order theory: "
-           f"[{10 / 9:.2f}, 2])" if sure else "") + ".")
+           f"[{10 / 9:.2f}, 2])" if sure else "")
+        + f"; over {cfg['seeds']} seeds the median ratio on the probes after {cfg['epochs']} epochs of CE is "
+        + h[f"seeds: ce median ratio quad/CE at {cfg['epochs']} epochs"] + ".")
 
 
-def _quad_trajectory_sentence(h: dict[str, Any]) -> str:
+def _quad_trajectory_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
     qs, qe = h["quad trajectory: output median ratio start"], h["quad trajectory: output median ratio end"]
+    j0, e, long = h["median ‖J(p)‖₂ at init"], cfg["epochs"], cfg["long_epochs"]
     own = {name: h[f"own training {name}: ‖∇L‖ last/first tenth"] for name in LOSSES}
     top = {name: h[f"own training {name}: ‖∇L‖ last/largest tenth"] for name in LOSSES}
+    j_short, j_long = (h[f"seeds: quad median ‖J(p)‖₂ at {n} epochs, mean"] for n in (e, long))
+    spread = (f"over {cfg['seeds']} seeds at the shared lr {cfg['lr']} the median ‖J(p)‖₂ on the probes is "
+              f"{h[f'seeds: quad median ‖J(p)‖₂ at {e} epochs']} after {e} epochs and "
+              f"{h[f'seeds: quad median ‖J(p)‖₂ at {long} epochs']} after {long} (CE: "
+              f"{h[f'seeds: ce median ‖J(p)‖₂ at {e} epochs']} and {h[f'seeds: ce median ‖J(p)‖₂ at {long} epochs']})")
+    if j_long < min(j_short, j0):
+        finding = ((f"after {e} epochs the quadratic loss has not yet driven p to the vertices, where J vanishes, "
+                    "but it does with longer training, more slowly than CE: ") if j_short > j0 else
+                   "the quadratic loss drives p to the vertices, where J vanishes, more slowly than CE: ") + spread
+    else:
+        finding = f"the quadratic loss has not driven p to the vertices, where J vanishes, by {long} epochs: {spread}"
     return (
-        f"Along the quad-trained trajectory the ratio goes from {qs:.3f} to {qe:.3f} (median ‖J(p)‖₂ "
-        f"{h['median ‖J(p)‖₂ at init']:.3f} → {h['quad trajectory: median ‖J(p)‖₂ end']:.3f}"
-        + (": the quadratic loss does not drive p to the vertices, where J vanishes); " if qe > qs else "); ")
-        + "in each loss's own training the batch ‖∇L‖ averaged over the last tenth of the steps is "
-        f"{own['quad']:.2f}× the first tenth's and {top['quad']:.2f}× the largest tenth's for quad "
-        f"(CE {own['ce']:.2f}× and {top['ce']:.2f}×, MSE-sigmoid {own['mse']:.2f}× and {top['mse']:.2f}×)"
+        f"Along the quad-trained trajectory the ratio goes from {qs:.3f} to {qe:.3f} (median ‖J(p)‖₂ {j0:.3f} → "
+        f"{h['quad trajectory: median ‖J(p)‖₂ end']:.3f}): {finding}; in each loss's own training the batch ‖∇L‖ "
+        f"averaged over the last tenth of the steps is {own['quad']:.2f}× the first tenth's and {top['quad']:.2f}× "
+        f"the largest tenth's for quad (CE {own['ce']:.2f}× and {top['ce']:.2f}×, MSE-sigmoid {own['mse']:.2f}× and "
+        f"{top['mse']:.2f}×)"
         + (": the quadratic gradient starts small (J ≈ I/C at uniform p) and grows before it shrinks."
            if own["quad"] > 1 > top["quad"] else "."))
+
+
+def _lower_bound_sentence(h: dict[str, Any]) -> str:
+    return (
+        "From below: J(p) = diag(p) − ppᵀ is a rank-one downdate of diag(p), so its eigenvalues interlace with the "
+        "p_c and, on the sum-zero vectors e = p − q lives in, p_min‖e‖ ≤ ‖J(p)e‖ ≤ min(p_max, ½)‖e‖; hence "
+        "‖∂ℓ_quad/∂z‖ ≥ min_c p_c · ‖∂ℓ_CE/∂z‖, and the same for the output weights (question 1: given "
+        "‖∂ℓ_CE/∂W_out‖ > r, ‖∂ℓ_quad/∂W_out‖ > p_min r). On the measured samples the lower bound held on "
+        f"{h['lower bound: fraction of samples with ‖∂ℓ_quad/∂z‖ ≥ p_min ‖∂ℓ_CE/∂z‖']:.1%} (min ratio/p_min "
+        f"{h['lower bound: min ‖∂ℓ_quad/∂z‖ / (p_min ‖∂ℓ_CE/∂z‖) (≥ 1)']:.3f} ≥ 1) and the upper one with "
+        f"ratio/min(p_max, ½) ≤ {h['upper bound: max ‖∂ℓ_quad/∂z‖ / (min(p_max, ½) ‖∂ℓ_CE/∂z‖) (≤ 1)']:.3f}; but "
+        f"the median p_min is {h['median p_min at init']:.3g} at init and {h['median p_min at end (CE)']:.2g} at "
+        "the end of CE training: without an assumption on p (p_min bounded away from 0) there is no lower bound, "
+        "since J vanishes at every vertex.")
+
+
+def _vanishing_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
+    e, long, k = cfg["epochs"], cfg["long_epochs"], cfg["seeds"]
+    acc = h[f"seeds: test accuracy quad at {long} epochs, mean"]
+    if not learned(acc, 10):
+        return did_not_learn(f"Question 2: the quad-trained nets after {long} epochs", acc, 10,
+                             "Fix: train longer (--set long_epochs=…) or at a larger rate (--set lr=…).")
+    q, c = "quad-trained: ", "ce-trained: "
+    wrong = h[q + "misclassified with p_max ≥ ½"]
+    return (
+        f"Question 2, does the quadratic gradient go to zero in training? Yes where training fits the data, and "
+        f"faster than CE's: for p_y ≥ ½, (1 − p_y) ≤ ‖∂ℓ_CE/∂z‖ ≤ √2(1 − p_y) and ‖∂ℓ_quad/∂z‖ ≤ 2√2(1 − p_y)² "
+        f"(max measured ‖∂ℓ_quad/∂z‖/(1 − p_y)² "
+        f"{h[q + 'max ‖∂ℓ_quad/∂z‖ / (1 − p_y)² on correct, p_y ≥ ½ (≤ 2√2)']:.3f} ≤ 2√2); on the correctly "
+        f"classified training samples with 1 − p_y < 0.1 after {long} epochs "
+        f"({k} seeds) the log-log slope of ‖∂ℓ/∂z‖ against 1 − p_y is "
+        f"{h[q + 'slope of log ‖∂ℓ_quad/∂z‖ on log(1 − p_y)']} for quad and "
+        f"{h[q + 'slope of log ‖∂ℓ_CE/∂z‖ on log(1 − p_y)']} for CE on the quad-trained nets "
+        f"({h[c + 'slope of log ‖∂ℓ_quad/∂z‖ on log(1 − p_y)']} and {h[c + 'slope of log ‖∂ℓ_CE/∂z‖ on log(1 − p_y)']}"
+        f" on the CE-trained), and the training-set median ‖∂ℓ_quad/∂z‖ of the quad-trained nets falls from "
+        f"{h[f'seeds: quad training-set median ‖∂ℓ_quad/∂z‖ at {e} epochs']} after "
+        f"{cfg['epochs']} epochs to {h[f'seeds: quad training-set median ‖∂ℓ_quad/∂z‖ at {long} epochs']} after "
+        f"{long}. It also goes to zero, wrongly, on a sample saturated at a wrong class: misclassified with p_max ≥ ½, "
+        "‖∂ℓ_quad/∂z‖ ≤ 2√2(1 − p_max) while ‖∂ℓ_CE/∂z‖ ≥ p_max. The quad-trained nets misclassify "
+        f"{h[q + 'misclassified samples']} training samples over the {k} seeds, {wrong} with p_max ≥ ½ and "
+        f"{h[q + 'misclassified with p_max > 0.9']} with p_max > 0.9"
+        + (f"; on those with p_max ≥ ½ the median ratio quad/CE is "
+           f"{h[q + 'misclassified, p_max ≥ ½: median ratio quad/CE']:.3f}, ‖∂ℓ_quad/∂z‖/(1 − p_max) ≤ "
+           f"{h[q + 'misclassified, p_max ≥ ½: max ‖∂ℓ_quad/∂z‖ / (1 − p_max) (≤ 2√2)']:.3f} ≤ 2√2 and "
+           f"‖∂ℓ_CE/∂z‖/p_max ≥ {h[q + 'misclassified, p_max ≥ ½: min ‖∂ℓ_CE/∂z‖ / p_max (≥ 1)']:.3f} ≥ 1 (the "
+           f"most confident: p_max, ‖∂ℓ_quad/∂z‖, ‖∂ℓ_CE/∂z‖ = "
+           f"{h[q + 'most confident misclassified: p_max, ‖∂ℓ_quad/∂z‖, ‖∂ℓ_CE/∂z‖']})" if wrong else "")
+        + f"; the CE-trained nets misclassify {h[c + 'misclassified samples']}.")
+
+
+def _accuracy_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
+    e, long = cfg["epochs"], cfg["long_epochs"]
+    parts, failed = [], []
+    for name, epoch in [(n, e) for n in LOSSES] + [(n, long) for n in LONG if long != e]:
+        acc = h[f"seeds: test accuracy {name} at {epoch} epochs, mean"]
+        if learned(acc, 10):
+            parts.append(f"{LABELS[name]} {h[f'seeds: test accuracy {name} at {epoch} epochs']} after {epoch} epochs")
+        else:
+            failed.append(did_not_learn(f"{LABELS[name]} after {epoch} epochs", acc, 10,
+                                        "Fix: train longer or at a rate tuned for this loss (--set lr=…)."))
+    return (
+        f"Test accuracy, all at one shared learning rate (SGD, lr {cfg['lr']}, not tuned per loss) over "
+        f"{cfg['seeds']} seeds: " + "; ".join(parts) + ". A gap at the shared rate measures the step each loss's "
+        f"gradient gets at that rate (the quadratic one starts at {h['output W: median ratio at step 0']:.3f}× "
+        "CE's, the sigmoid-MSE one carries σ′ ≤ ¼), not the accuracy the loss can reach; MSE-sigmoid was trained "
+        "neither longer nor at its own rate." + "".join(" " + f for f in failed))
 
 
 def _layers_sentence(h: dict[str, Any], hidden: np.ndarray, cfg: dict[str, Any]) -> str:
@@ -652,12 +883,13 @@ STUDY = register(Study(
     verdict=verdict,
     figures=figures,
     checks={"record_every": POSITIVE, "probe_every": POSITIVE, "probe_size": POSITIVE,
-            "trajectories": Check(choices=LOSSES), "sweep_depths": POSITIVE, "sweep_widths": POSITIVE},
+            "trajectories": Check(choices=LOSSES), "sweep_depths": POSITIVE, "sweep_widths": POSITIVE,
+            "seeds": POSITIVE, "long_epochs": POSITIVE},
     validate=check_config,
     quick={"seed": 0, "depth": 2, "width": 64, "epochs": 10, "batch_size": 32, "lr": 0.1, "record_every": 5,
            "probe_every": 40, "probe_size": 128, "trajectories": ["ce", "quad"], "sweep_depths": [1, 4],
-           "sweep_widths": [16, 64], "sweep_epochs": 5},
+           "sweep_widths": [16, 64], "sweep_epochs": 5, "seeds": 3, "long_epochs": 40},
     full={"seed": 0, "depth": 2, "width": 64, "epochs": 40, "batch_size": 32, "lr": 0.1, "record_every": 10,
           "probe_every": 80, "probe_size": 200, "trajectories": ["ce", "quad"], "sweep_depths": [1, 2, 4, 8],
-          "sweep_widths": [16, 64, 256], "sweep_epochs": 15},
+          "sweep_widths": [16, 64, 256], "sweep_epochs": 15, "seeds": 3, "long_epochs": 100},
 ))
