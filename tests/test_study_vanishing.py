@@ -211,7 +211,7 @@ def test_outputs_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     assert ("Nielsen's setting already uses the cross-entropy cost" in v
             and f"spread remains with cross-entropy: last/first = {h['nielsen setting: last/first median']:.3g}" in v)
     # ReLU with N(0, 1) weights is named for what it is: exploding gradients
-    assert (f"ReLU with normal weights has exploding gradients, not vanishing ones: last/first = "
+    assert (f"ReLU with normal weights (N(0, 1)) has exploding gradients, not vanishing ones: last/first = "
             f"{h['relu/normal: last/first median']:.3g}") in v
     assert "the first layer is the faster one" not in v
     # the training sentences say the probes are held out and give every claim over seeds with its spread

@@ -63,6 +63,9 @@ NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
 
 ACTIVATIONS: dict[str, type[nn.Layer]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 INITS = ("normal", "scaled_normal", "pytorch", "xavier", "kaiming")
+WEIGHTS = {"normal": "N(0, 1)", "scaled_normal": "N(0, 1/n_in)", "pytorch": "U(±1/√n_in)",
+           "xavier": "U(±√(6/(n_in + n_out)))", "kaiming": "N(0, 2/n_in)"}
+"""Each init's weight distribution, for the verdict's sentences (the module docstring has the biases)."""
 COSTS = ("cross_entropy", "quadratic")
 N_CLASSES = 10
 """Digits 0–9, in MNIST and in the 8×8 fallback: chance is 1/10."""
@@ -380,7 +383,7 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
     head["N(0,1) quadratic: last/first median"] = _nielsen_ratio(rows, "normal", "quadratic")["median"]
     head["N(0,1) quadratic: max |log10(ours/Nielsen)|"] = log_err[("normal", "quadratic", "mean")]
     head |= _init_numbers(rows, cfg) | _training_numbers(rows, cfg)
-    parts = [_nielsen_sentence(rows, cfg, head, log_err[best]), _answer_sentence(rows, head)]
+    parts = [_nielsen_sentence(rows, cfg, head, log_err[best]), _answer_sentence(head)]
     parts += _init_sentences(cfg, head) + _training_sentences(cfg, head)
     return Verdict(" ".join(parts), head)
 
@@ -456,7 +459,7 @@ def _nielsen_sentence(rows: list[dict[str, Any]], cfg: dict[str, Any], head: dic
         f"quadratic cost give last/first = {_fmt_range(_nielsen_ratio(rows, 'normal', 'quadratic'))}, not ~100.")
 
 
-def _answer_sentence(rows: list[dict[str, Any]], head: dict[str, Any]) -> str:
+def _answer_sentence(head: dict[str, Any]) -> str:
     """The direct answer to note 002: cross-entropy does not remove the hidden layers' σ′ factors."""
     ce = head["nielsen setting: last/first median"]
     return (f"The answer to note 002: Nielsen's setting already uses the cross-entropy cost, which cancels σ′ only "
@@ -500,9 +503,9 @@ def _exploding_sentence(cfg: dict[str, Any], head: dict[str, Any], init: str) ->
     per_layer = (f"; each extra layer multiplies last/first by {factor:.2f} (over depths {cfg['depths']})"
                  if np.isfinite(factor) else "")
     he_key = "relu/kaiming: last/first median"
-    he = f"; He's init (kaiming), made to keep that factor near 1, gives {head[he_key]:.3g}" if he_key in head else ""
-    return (f"ReLU with {init} weights has exploding gradients, not vanishing ones: last/first = {ratio:.3g}, the "
-            f"first hidden layer's gradient is {1 / ratio:.3g}× the last's{per_layer}{he}.")
+    he = f"; He's init (kaiming), made to keep that factor near 1, gives last/first = {head[he_key]:.3g}" if he_key in head else ""
+    return (f"ReLU with {init} weights ({WEIGHTS[init]}) has exploding gradients, not vanishing ones: last/first = "
+            f"{ratio:.3g}, the first hidden layer's gradient is {1 / ratio:.3g}× the last's{per_layer}{he}.")
 
 
 def _training_sentences(cfg: dict[str, Any], head: dict[str, Any]) -> list[str]:
