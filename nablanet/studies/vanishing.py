@@ -503,7 +503,8 @@ def _exploding_sentence(cfg: dict[str, Any], head: dict[str, Any], init: str) ->
     per_layer = (f"; each extra layer multiplies last/first by {factor:.2f} (over depths {cfg['depths']})"
                  if np.isfinite(factor) else "")
     he_key = "relu/kaiming: last/first median"
-    he = f"; He's init (kaiming), made to keep that factor near 1, gives last/first = {head[he_key]:.3g}" if he_key in head else ""
+    he = (f"; He's init (kaiming), made to keep that factor near 1, gives last/first = {head[he_key]:.3g}"
+          if he_key in head else "")
     return (f"ReLU with {init} weights ({WEIGHTS[init]}) has exploding gradients, not vanishing ones: last/first = "
             f"{ratio:.3g}, the first hidden layer's gradient is {1 / ratio:.3g}× the last's{per_layer}{he}.")
 
