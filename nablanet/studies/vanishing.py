@@ -38,8 +38,10 @@ cache folder ``<cache>/mnist`` (``$NABLANET_CACHE`` or ~/.cache/nablanet; ``nabl
 vanishing --download`` fetches them there); the probe batch is the first ``n_probe`` of them. When
 those files are absent the study falls back to scikit-learn's 8×8 digits (64 inputs) and says so in
 the first sentence of its verdict and the first line of its report. During training (mini-batch
-SGD on the cost above, batch mean, sum over the 10 outputs) the speeds are measured on the same
-probe batch.
+SGD on the cost above, batch mean, sum over the 10 outputs, on up to ``n_train`` images after the
+probe batch) the speeds and the accuracy are measured on the same probe batch, which is never trained
+on: the probe accuracy is a test accuracy. A trained run whose accuracy stays within a few points of
+chance is reported as a run that did not learn, not as a finding (``studies._guard``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import nablanet as nn
+from nablanet.studies._guard import did_not_learn, learned, over_seeds
 from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
@@ -60,7 +63,12 @@ NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
 
 ACTIVATIONS: dict[str, type[nn.Layer]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 INITS = ("normal", "scaled_normal", "pytorch", "xavier", "kaiming")
+WEIGHTS = {"normal": "N(0, 1)", "scaled_normal": "N(0, 1/n_in)", "pytorch": "U(±1/√n_in)",
+           "xavier": "U(±√(6/(n_in + n_out)))", "kaiming": "N(0, 2/n_in)"}
+"""Each init's weight distribution, for the verdict's sentences (the module docstring has the biases)."""
 COSTS = ("cross_entropy", "quadratic")
+N_CLASSES = 10
+"""Digits 0–9, in MNIST and in the 8×8 fallback: chance is 1/10."""
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -231,12 +239,22 @@ def _init_part(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray) -> list[dict[s
     return rows
 
 
+def held_out_split(x: np.ndarray, d: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The training images: up to ``n_train`` of those after the first ``n_probe``, so that no probe image
+    is ever trained on."""
+    xt, dt = x[cfg["n_probe"]: cfg["n_probe"] + cfg["n_train"]], d[cfg["n_probe"]: cfg["n_probe"] + cfg["n_train"]]
+    if len(xt) == 0:
+        raise ValueError(f"vanishing: n_probe={cfg['n_probe']} leaves none of the {len(x)} images to train on "
+                         f"(the probes are held out). Fix: --set n_probe={len(x) // 2}.")
+    return xt, dt
+
+
 def _train_run(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray, activation: str, init: str,
                seed: int) -> list[dict[str, Any]]:
-    """One SGD run on C = (1/B) Σₙ Cₙ over the first ``n_train`` images; speeds on the probe batch
-    every ``probe_every`` steps and after the last one."""
+    """One SGD run on C = (1/B) Σₙ Cₙ over ``n_train`` images after the probe batch (held out: the probe
+    accuracy is a test accuracy); speeds on the probe batch every ``probe_every`` steps and after the last."""
     xp, dp = x[: cfg["n_probe"]], d[: cfg["n_probe"]]
-    xt, dt = x[: cfg["n_train"]], d[: cfg["n_train"]]
+    xt, dt = held_out_split(x, d, cfg)
     depth, loss = cfg["train_depth"], _loss(cfg["cost"])
     model = build_mlp(x.shape[1], depth, cfg["width"], activation, init, seed)
     net: nn.Layer = model if cfg["cost"] == "cross_entropy" else nn.Sequential(*model, nn.Sigmoid())
@@ -251,7 +269,7 @@ def _train_run(cfg: dict[str, Any], x: np.ndarray, d: np.ndarray, activation: st
             rows.append({"part": "training", "activation": activation, "init": init, "cost": cfg["cost"],
                          "reduction": "mean", "depth": depth, "seed": seed, "step": step,
                          "epoch": step / steps_per_epoch, "layer": layer, "speed": float(s),
-                         "probe_accuracy": acc})
+                         "probe_accuracy": acc, "train_images": len(xt)})
 
     step = 0
     for _ in range(cfg["epochs"]):
@@ -360,19 +378,13 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
     head["nielsen setting: max |log10(ours/Nielsen)|"] = log_err[("scaled_normal", "cross_entropy", "mean")]
     best = min(log_err, key=log_err.__getitem__)
     head["best match to Nielsen"] = "/".join(best)
+    head["nielsen init, quadratic cost: last/first median"] = _nielsen_ratio(rows, "scaled_normal", "quadratic")[
+        "median"]
     head["N(0,1) quadratic: last/first median"] = _nielsen_ratio(rows, "normal", "quadratic")["median"]
     head["N(0,1) quadratic: max |log10(ours/Nielsen)|"] = log_err[("normal", "quadratic", "mean")]
     head |= _init_numbers(rows, cfg) | _training_numbers(rows, cfg)
-    parts = [_nielsen_sentence(rows, cfg, head, log_err[best])]
-    parts += _init_sentences(cfg, head)
-    trained = [f"{a}/{i} {head[f'training {a}/{i}: last/first at init']:.3g} at init, "
-               f"{head[f'training {a}/{i}: last/first, median over training']:.3g} during, "
-               f"{head[f'training {a}/{i}: last/first at end']:.3g} at the end (probe accuracy "
-               f"{head[f'training {a}/{i}: probe accuracy at end']:.0%})"
-               for a in cfg["train_activations"] for i in cfg["train_inits"]]
-    if trained:
-        parts.append(f"During {cfg['epochs']} epoch(s) of mini-batch SGD, last/first (median over the probes "
-                     f"after step 0): {'; '.join(trained)}.")
+    parts = [_nielsen_sentence(rows, cfg, head, log_err[best]), _answer_sentence(head)]
+    parts += _init_sentences(cfg, head) + _training_sentences(cfg, head)
     return Verdict(" ".join(parts), head)
 
 
@@ -392,20 +404,43 @@ def _init_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, 
     return head
 
 
+def training_per_seed(rows: list[dict[str, Any]], activation: str, init: str) -> dict[str, np.ndarray]:
+    """One value per seed (sorted) of a trained (activation, init): the held-out probe accuracy at the
+    end, and last/first at step 0 ("init"), its median over the later probes ("during") and at the end."""
+    run = _select(rows, part="training", activation=activation, init=init)
+    last, seeds = max(r["step"] for r in run), sorted({r["seed"] for r in run})
+    later = sorted({r["step"] for r in run} - {0})
+
+    def ratio(step: int) -> np.ndarray:
+        table = speed_table(run, step=step)
+        return table[:, -1] / table[:, 0]
+
+    accuracy = {r["seed"]: r["probe_accuracy"] for r in run if r["step"] == last and r["layer"] == 1}
+    return {"accuracy": np.array([accuracy[s] for s in seeds]), "init": ratio(0),
+            "during": np.median([ratio(s) for s in later], axis=0), "end": ratio(last)}
+
+
 def _training_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """During training: last/first at the first probe, its median over the later probes, at the last
-    probe, and the probe accuracy at the end."""
+    """During training, per (activation, init): the held-out accuracy at the end over all seeds, and
+    last/first (at init, median over training, at the end) over the seeds that learned (all seeds
+    when none did: the verdict then says the run did not learn)."""
     head: dict[str, Any] = {}
+    train = _select(rows, part="training")
+    if train:
+        head["training images"] = train[0]["train_images"]
+        head["training steps"] = max(r["step"] for r in train)
     for a in cfg["train_activations"]:
         for i in cfg["train_inits"]:
-            run = _select(rows, part="training", activation=a, init=i)
-            last = max(r["step"] for r in run)
-            head[f"training {a}/{i}: last/first at init"] = ratio_stats(speed_table(run, step=0))["median"]
-            head[f"training {a}/{i}: last/first, median over training"] = float(np.median(
-                [ratio_stats(speed_table(run, step=s))["median"] for s in sorted({r["step"] for r in run}) if s > 0]))
-            head[f"training {a}/{i}: last/first at end"] = ratio_stats(speed_table(run, step=last))["median"]
-            head[f"training {a}/{i}: probe accuracy at end"] = float(np.median(
-                [r["probe_accuracy"] for r in run if r["step"] == last and r["layer"] == 1]))
+            per, p = training_per_seed(rows, a, i), f"training {a}/{i}"
+            ok = np.array([learned(acc, N_CLASSES) for acc in per["accuracy"]])
+            use = ok if ok.any() else np.ones_like(ok)
+            head[f"{p}: seeds"], head[f"{p}: seeds that learned"] = len(ok), int(ok.sum())
+            head[f"{p}: probe accuracy at end"] = float(np.median(per["accuracy"]))
+            head[f"{p}: probe accuracy at end, over seeds"] = over_seeds(per["accuracy"].tolist(), ".1%")
+            for key, name in (("init", "last/first at init"), ("during", "last/first, median over training"),
+                              ("end", "last/first at end")):
+                head[f"{p}: {name}"] = float(np.median(per[key][use]))
+                head[f"{p}: {name}, over seeds"] = over_seeds(per[key][use].tolist())
     return head
 
 
@@ -424,6 +459,20 @@ def _nielsen_sentence(rows: list[dict[str, Any]], cfg: dict[str, Any], head: dic
         f"quadratic cost give last/first = {_fmt_range(_nielsen_ratio(rows, 'normal', 'quadratic'))}, not ~100.")
 
 
+def _answer_sentence(head: dict[str, Any]) -> str:
+    """The direct answer to note 002: cross-entropy does not remove the hidden layers' σ′ factors."""
+    ce = head["nielsen setting: last/first median"]
+    return (f"The answer to note 002: Nielsen's setting already uses the cross-entropy cost, which cancels σ′ only "
+            f"in the output error (δ = a − y); every hidden layer's δˡ = σ′(zˡ) ⊙ Wˡ⁺¹ᵀ δˡ⁺¹ keeps its own σ′ "
+            f"(BP2), so the ~{_order(ce)}× spread remains with cross-entropy: last/first = {ce:.3g} (the quadratic "
+            f"cost in the same net: {head['nielsen init, quadratic cost: last/first median']:.3g}).")
+
+
+def _order(x: float) -> str:
+    """``x`` rounded to one significant digit, in words for a sentence ("100", "30")."""
+    return f"{float(f'{x:.0e}'):g}"
+
+
 def _init_sentences(cfg: dict[str, Any], head: dict[str, Any]) -> list[str]:
     def median(a: str, i: str) -> str | None:
         key = f"{a}/{i}: last/first median"
@@ -439,11 +488,51 @@ def _init_sentences(cfg: dict[str, Any], head: dict[str, Any]) -> list[str]:
         parts.append(f"With Xavier init: {', '.join(xav)}.")
     relu = [f"{i} {median('relu', i)}" for i in cfg["inits"] if median("relu", i)]
     if relu:
-        parts.append(f"ReLU by init: {', '.join(relu)} (below 1: the first layer is the faster one).")
+        parts.append(f"ReLU by init: {', '.join(relu)}.")
+        parts += [_exploding_sentence(cfg, head, i) for i in cfg["inits"] if head[f"relu/{i}: last/first median"] < 0.5]
     key = "sigmoid/scaled_normal: factor per layer"
     if key in head and np.isfinite(head[key]):
         parts.append(f"Over depths {cfg['depths']}, each extra sigmoid layer (scaled_normal) multiplies the "
                      f"last/first ratio by {head[key]:.2f}.")
+    return parts
+
+
+def _exploding_sentence(cfg: dict[str, Any], head: dict[str, Any], init: str) -> str:
+    """ReLU whose first layer learns faster than its last: the gradients explode going back."""
+    ratio, factor = head[f"relu/{init}: last/first median"], head[f"relu/{init}: factor per layer"]
+    per_layer = (f"; each extra layer multiplies last/first by {factor:.2f} (over depths {cfg['depths']})"
+                 if np.isfinite(factor) else "")
+    he_key = "relu/kaiming: last/first median"
+    he = (f"; He's init (kaiming), made to keep that factor near 1, gives last/first = {head[he_key]:.3g}"
+          if he_key in head else "")
+    return (f"ReLU with {init} weights ({WEIGHTS[init]}) has exploding gradients, not vanishing ones: last/first = "
+            f"{ratio:.3g}, the first hidden layer's gradient is {1 / ratio:.3g}× the last's{per_layer}{he}.")
+
+
+def _training_sentences(cfg: dict[str, Any], head: dict[str, Any]) -> list[str]:
+    """Per trained (activation, init): the held-out accuracy over seeds and last/first at init, during and
+    at the end, or, for a run at chance level, that it did not learn and what to change."""
+    if "training images" not in head:
+        return []
+    parts = [f"Training: {cfg['epochs']} epoch(s) of mini-batch SGD (batch {cfg['batch_size']}, "
+             f"{head['training steps']} steps) on {head['training images']} images; the {head['probe images']} "
+             f"probe images are held out, so the probe accuracy is a test accuracy. Over {cfg['train_seeds']} "
+             f"seed(s), mean ± sd (min–max):"]
+    for a in cfg["train_activations"]:
+        for i in cfg["train_inits"]:
+            p, lr = f"training {a}/{i}", cfg["lr"][a]
+            k, n = head[f"{p}: seeds that learned"], head[f"{p}: seeds"]
+            if k == 0:
+                parts.append(did_not_learn(f"{a}/{i} (lr {lr}, median over seeds)", head[f"{p}: probe accuracy at end"],
+                                           N_CLASSES, f"Train longer (--set epochs={3 * cfg['epochs']}) or raise "
+                                           f"lr[{a!r}] above {lr}."))
+                continue
+            left = f" ({n - k} of {n} seeds stayed at chance and are left out)" if k < n else ""
+            parts.append(f"{a}/{i} (lr {lr}): held-out accuracy {head[f'{p}: probe accuracy at end, over seeds']}; "
+                         f"last/first {head[f'{p}: last/first at init, over seeds']} at init, "
+                         f"{head[f'{p}: last/first, median over training, over seeds']} during training (median "
+                         f"over the probes after step 0), {head[f'{p}: last/first at end, over seeds']} at the "
+                         f"end{left}.")
     return parts
 
 
@@ -460,9 +549,9 @@ def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
                                  "and initialization."),
         "ratio_vs_depth": Figure(_ratio_figure(rows, cfg), "Last over first hidden layer's speed at init vs depth "
                                  "(median, whiskers min–max over seeds); 1 means every layer learns equally fast."),
-        "training": Figure(_training_figure(rows, cfg), f"‖δˡ‖ on the probe batch during {cfg['epochs']} epoch(s) "
-                           f"of mini-batch SGD (median over {cfg['train_seeds']} seed(s)), depth "
-                           f"{cfg['train_depth']}."),
+        "training": Figure(_training_figure(rows, cfg), "‖δˡ‖ on the held-out probe batch during "
+                           f"{cfg['epochs']} epoch(s) of mini-batch SGD (median over {cfg['train_seeds']} seed(s)), "
+                           f"depth {cfg['train_depth']}."),
     }
 
 
@@ -558,10 +647,10 @@ STUDY = register(Study(
     data_root="mnist_root",
     quick={**_COMMON, "seeds": 3, "depths": [2, 4, 6], "activations": ["sigmoid", "tanh", "relu"],
            "inits": ["normal", "scaled_normal", "pytorch", "xavier", "kaiming"],
-           "train_activations": ["sigmoid", "relu"], "train_inits": ["scaled_normal", "xavier"],
-           "train_seeds": 1, "epochs": 1, "n_train": 5000, "probe_every": 50},
+           "train_activations": ["sigmoid", "relu"], "train_inits": ["scaled_normal"],
+           "train_seeds": 3, "epochs": 3, "n_train": 9000, "probe_every": 500},
     full={**_COMMON, "seeds": 10, "depths": [2, 3, 4, 5, 6], "activations": ["sigmoid", "tanh", "relu"],
           "inits": ["normal", "scaled_normal", "pytorch", "xavier", "kaiming"],
           "train_activations": ["sigmoid", "tanh", "relu"], "train_inits": ["scaled_normal", "pytorch", "xavier"],
-          "train_seeds": 5, "epochs": 3, "n_train": 10000, "probe_every": 100},
+          "train_seeds": 5, "epochs": 3, "n_train": 9000, "probe_every": 100},
 ))
