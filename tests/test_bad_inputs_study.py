@@ -154,7 +154,7 @@ def test_set_lr_object_without_a_trained_activation(capsys: pytest.CaptureFixtur
 
 def test_set_epochs_object_with_a_zero(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = refused(capsys, tmp_path, "--set", 'epochs={"digits":0}', study="label-smoothing")
-    assert "('digits': 0 is not one; the quick default is {\"digits\": 15, \"mnist1d\": 10})" in line
+    assert "('digits': 0 is not one; the quick default is {\"digits\": 12, \"mnist1d\": 6})" in line
 
 
 def test_set_blas_threads_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
