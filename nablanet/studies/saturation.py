@@ -260,8 +260,8 @@ def _tuned_text(rows: list[dict[str, Any]], cfg: dict[str, Any], head: dict[str,
         return guard
     gap = {s: float(np.mean(acc["bce", s]) - np.mean(acc["mse", s])) for s in STARTS_NET}
     head["tuned accuracy gap BCE − MSE, saturated"], head["tuned accuracy gap BCE − MSE, unsaturated"] = gap.values()
-    parts = [f"from the {s} start BCE {_pct(acc['bce', s])} (lr {best['bce', s]:g}) vs MSE "
-             f"{_pct(acc['mse', s])} (lr {best['mse', s]:g}), a gap of {100 * gap[s]:.1f} points" for s in STARTS_NET]
+    parts = [f"from the {s} start BCE at lr {best['bce', s]:g} {_pct(acc['bce', s])} vs MSE at lr "
+             f"{best['mse', s]:g} {_pct(acc['mse', s])}, a gap of {100 * gap[s]:.1f} points" for s in STARTS_NET]
     return f"At the rate best for each loss ({how}): {'; '.join(parts)}."
 
 
