@@ -145,3 +145,10 @@ def test_the_network_figure_draws_every_run(quick: tuple[StudyResult, Path]) -> 
     n_curves = len(saturation.LOSSES) * len(STARTS)
     assert len(left.get_lines()) == n_curves * QUICK["n_seeds"] + 1  # a trace per run, + the line at 0.5
     assert len(right.get_lines()) == n_curves + 1  # the median per (loss, start), + chance
+
+
+@pytest.mark.parametrize("grid", [[-1], [0.5, 0], ["fast"], [True]])
+def test_a_bad_lr_grid_is_refused_before_any_work(grid: list[Any]) -> None:
+    with pytest.raises(ValueError, match=r"lr_grid=.* is not a positive learning rate.*Fix: --set lr_grid="):
+        saturation.STUDY.config(True, {"lr_grid": grid})
+    assert saturation.STUDY.config(True, {"lr_grid": [1, 2.5]})["lr_grid"] == [1, 2.5]
