@@ -68,8 +68,8 @@ def test_set_steps_0_in_the_full_configuration(capsys: pytest.CaptureFixture[str
 
 def test_set_epochs_x(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = refused(capsys, tmp_path, "--set", "epochs=x")
-    assert line.endswith("--set epochs=x: expected a positive int, not a string (the quick default is 5), "
-                         "e.g. --set epochs=5")
+    assert line.endswith("--set epochs=x: expected a positive int, not a string (the quick default is 4), "
+                         "e.g. --set epochs=4")
 
 
 def test_set_epochs_quoted_number(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -165,13 +165,14 @@ def test_set_blas_threads_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 def test_set_unknown_setting(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = refused(capsys, tmp_path, "--set", "step=40")
     assert line.endswith("--set step=40: study 'saturation' has no setting 'step'; did you mean 'steps'? its "
-                         "settings are ['epochs', 'eta', 'lr', 'output_bias', 'seed', 'steps']")
+                         "settings are ['epochs', 'eta', 'lr', 'lr_grid', 'n_seeds', 'output_bias', 'seed', 'steps']")
 
 
 def test_set_without_equals(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = refused(capsys, tmp_path, "--set", "eta")
     assert line.endswith("--set eta: expected KEY=VALUE, a setting of saturation and its value, e.g. --set steps=300 "
-                         "(the settings: ['epochs', 'eta', 'lr', 'output_bias', 'seed', 'steps'])")
+                         "(the settings: ['epochs', 'eta', 'lr', 'lr_grid', 'n_seeds', 'output_bias', 'seed', "
+                         "'steps'])")
 
 
 def test_set_empty_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

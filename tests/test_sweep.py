@@ -296,7 +296,7 @@ def test_cli_study_seeds_reports_medians_over_seeds(tmp_path: Path, capsys: pyte
     assert line is not None and line[1] == line[2] == line[3] and float(line[1]) == pytest.approx(0.094, abs=0.001)
     with open(out / "summary.csv") as f:
         medians = {r["quantity"]: r for r in csv.DictReader(f)}
-    assert medians["network bce: mean output after epoch 1"]["of"] == "2"
+    assert medians["bce saturated: escape step"]["of"] == "2"
     with open(out / "seeds" / "summary.csv") as f:
         assert [r["seed"] for r in csv.DictReader(f)] == ["0", "1"]
     assert main(["study", "saturation", "--seeds", "2", "--set", "seed=3", "--out", str(out)]) == 2
