@@ -217,9 +217,13 @@ def test_outputs_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     # the training sentences say the probes are held out and give every claim over seeds with its spread
     assert "probe images are held out" in v and ("did not learn" not in v or MNIST is None)
     for act in vanishing.STUDY.quick["train_activations"]:
+        p = f"training {act}/scaled_normal"
+        if h[f"{p}: seeds that learned"] == 0:  # the digits fallback can leave a group at chance: said, no ratios
+            assert MNIST is None and f"{act}/scaled_normal (lr " in v and "did not learn" in v, act
+            continue
         for what in ("probe accuracy at end", "last/first at init", "last/first at end"):
-            assert h[f"training {act}/scaled_normal: {what}, over seeds"] in v, (act, what)
-        assert "(3 seeds: " in h[f"training {act}/scaled_normal: last/first at end, over seeds"]
+            assert h[f"{p}: {what}, over seeds"] in v, (act, what)
+        assert "(3 seeds: " in h[f"{p}: last/first at end, over seeds"]
     if MNIST is not None:  # shared/data/mnist was passed explicitly: the run must have used it
         assert result.fallback is None and h["data"] == f"the MNIST test images (t10k) from {MNIST}"
     else:
