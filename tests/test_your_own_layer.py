@@ -8,6 +8,7 @@ names the layer and the mistake's shape or factor.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +357,15 @@ def test_a_layer_that_cannot_run_on_a_few_samples_trains_unchecked_with_a_warnin
     x, y = _data()
     model = _model(Batch32())
     with pytest.warns(RuntimeWarning, match=r"could not check Batch32 .*runs unchecked"):
+        nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1)
+
+
+def test_a_subclass_of_batch_norm_in_training_mode_is_checked_without_a_warning() -> None:
+    my_bn = type("MyBatchNorm", (nn.BatchNorm1d,), {"__module__": __name__})  # per-sample: refused, by design
+    x, y = _data()
+    model = nn.Sequential(nn.Linear(4, 6, dtype=F64), my_bn(6, dtype=F64), nn.Linear(6, 3, dtype=F64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         nn.fit(model, nn.CrossEntropyLoss(), nn.optim.SGD(model.parameters(), lr=0.1), (x, y), epochs=1)
 
 

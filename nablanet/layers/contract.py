@@ -324,16 +324,19 @@ def _full_form_problems(m: Layer, cache: Any, dy: np.ndarray, grads: dict[str, A
     """What the full form promises: per-sample gradients (N, *param) summing to the batch gradient,
     and a stack of two dy giving the two VJPs."""
     problems = []
-    _, per = m.vjp(cache, dy, per_sample=True)
     try:
-        check_vjp_shapes(m, "", None, per, dy, 0, True, None)
-    except LayerContractError as exc:
-        problems.append(str(exc).partition(": ")[2])
-    else:
-        for k in grads:
-            if not np.allclose(np.sum(per[k], axis=0), grads[k], rtol=1e-8, atol=1e-12):
-                problems.append(f"d{k} with per_sample=True does not sum over the samples to the batch gradient: "
-                                "return each sample's own term of the sum.")
+        _, per = m.vjp(cache, dy, per_sample=True)
+    except ValueError:  # the layer declares per-sample gradients undefined here (coupled samples: batch norm)
+        per = None
+    if per is not None:
+        try:
+            check_vjp_shapes(m, "", None, per, dy, 0, True, None)
+        except LayerContractError as exc:
+            problems.append(str(exc).partition(": ")[2])
+        else:
+            problems += [f"d{k} with per_sample=True does not sum over the samples to the batch gradient: return "
+                         "each sample's own term of the sum." for k in grads
+                         if not np.allclose(np.sum(per[k], axis=0), grads[k], rtol=1e-8, atol=1e-12)]
     two = np.stack([dy, np.random.default_rng(2).standard_normal(dy.shape)])
     try:
         dx2, g2 = m.vjp(cache, two)
