@@ -52,8 +52,8 @@ from nablanet._random import RNGLike
 from nablanet.lab import rop
 from nablanet.lab._per_layer import verify_user_rules
 from nablanet.lab._tape import run_tape
-from nablanet.lab.registry import d2f_rules, jvp_rules, loss_hvp_rules, vjp_rop_rules
-from nablanet.lab.rules import require  # importing the package registers every layer's and loss's rules
+from nablanet.lab.registry import jvp_rules
+from nablanet.lab.rules import lacks, require  # importing the package registers every layer's and loss's rules
 from nablanet.layers import kernels
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
@@ -176,10 +176,6 @@ def _check_vector(
     return out
 
 
-def _rules_by_name(quantity: str) -> Any:
-    return {"vjp_rop": vjp_rop_rules, "d2f": d2f_rules}[quantity]
-
-
 # -- the model linearized at one point ----------------------------------------------------------------------
 def _chain(layer: Layer, who: str) -> list[Layer]:
     """The leaf layers of a chain (a leaf, or Sequentials nested to any depth), in forward order.
@@ -246,9 +242,9 @@ class _Point:
         # H v needs the backward R-op too (an elementwise activation's through f″); G v only the forward one
         self._rop_needs = [(la, [q for q in ("vjp_rop", "d2f") if q == "vjp_rop" or isinstance(la, Elementwise)])
                            for la in layers]
-        rop_gaps = [la for la, qs in self._rop_needs if any(_rules_by_name(q).find(la) is None for q in qs)]
+        rop_gaps = [la for la, qs in self._rop_needs if lacks(la, qs)]
         # when a rule every product needs is missing, name the backward ones missing too: all gaps in one error
-        first_order = any(jvp_rules.find(la) is None for la in layers) or loss_hvp_rules.find(loss) is None
+        first_order = any(lacks(la, ["jvp"]) for la in layers) or bool(lacks(loss, ["loss_hvp"]))
         shown = rop_gaps if first_order else []
         require(who, [*[(la, ["jvp", *(qs if la in shown else [])]) for la, qs in self._rop_needs],
                       (loss, ["loss_hvp"])],

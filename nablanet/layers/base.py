@@ -35,6 +35,7 @@ from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike
 from nablanet._validation import a_type, as_float_input, check_finite
 from nablanet.layers import contract, kernels
+from nablanet.layers.contract import LeafCache
 from nablanet.parameter import Parameter
 
 NO_DX = np.empty(0)
@@ -141,7 +142,7 @@ class Layer:
         overrides this to run its children's, giving each child ``prefix + child name + "."``.
         """
         dx, grads = kernels.vjp(self, cache, dy, per_sample=per_sample, need_dx=need_dx, prefix=prefix)
-        if type(cache) is contract.LeafCache:  # a layer of the user's: the tape holds its own cache
+        if type(cache) is LeafCache:  # a layer of the user's: the tape holds its own cache
             tape.append(TapeEntry(prefix[:-1], self, cache.cache, dy, grads, cache.x, cache.y))
         else:
             tape.append(TapeEntry(prefix[:-1], self, cache, dy, grads))

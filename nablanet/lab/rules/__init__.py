@@ -51,6 +51,7 @@ __all__ = [
     "base",
     "conv",
     "dropout",
+    "lacks",
     "linear",
     "losses",
     "missing_rules",
@@ -114,14 +115,19 @@ def how_to_register(cls: type, names: Iterable[str]) -> str:
             + ", ".join(f"@{_BY_NAME[n].name}.register({cls.__name__})" for n in names))
 
 
+def lacks(obj: Any, quantities: Iterable[str]) -> list[str]:
+    """The rules among ``quantities`` ("jvp", "vjp_rop", …) that ``obj``'s class has none of."""
+    return [q for q in quantities if _BY_NAME[q].find(obj) is None]
+
+
 def require(who: str, needs: Iterable[tuple[Any, Iterable[str]]], why: str) -> None:
     """Raise one NotImplementedError naming every rule that the objects of ``needs`` (pairs of a layer
     or loss and the rules it must have) lack, with the fix for each class, so all the gaps show at
     once and before any work."""
     gaps: dict[type, list[str]] = {}
     for obj, quantities in needs:
-        for q in quantities:
-            if _BY_NAME[q].find(obj) is None and q not in gaps.get(type(obj), []):
+        for q in lacks(obj, quantities):
+            if q not in gaps.get(type(obj), []):
                 gaps.setdefault(type(obj), []).append(q)
     if gaps:
         lines = [f"{cls.__name__} ({cls.__module__}) has no {' and no '.join(qs)} rule: {how_to_register(cls, qs)}"
