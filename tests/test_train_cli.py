@@ -153,6 +153,31 @@ def test_ctrl_c_saves_the_run_says_so_in_one_line_and_resumes_bit_for_bit(tmp_pa
     assert _history(whole / "history.csv") == _history(out / "history.csv")
 
 
+def test_ctrl_c_just_after_an_epochs_checkpoint_reports_the_next_epoch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint's save defers a Ctrl-C to its end, inside the epoch's last callback: the epoch is
+    finished then, and the line, model.npz and --resume all say so (the race the test above can hit)."""
+    from nablanet.cli import _run_folder as folder
+
+    written = folder.EpochCheckpoint.on_epoch_complete
+
+    def then_ctrl_c(self: Any, epoch: int, logs: dict[str, Any]) -> None:
+        written(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(folder.EpochCheckpoint, "on_epoch_complete", then_ctrl_c)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "3", "--hidden", "8", "--out", str(out), "--json"]) == 130
+    line = _error(capsys)
+    assert nn.load_checkpoint(out / "checkpoint.npz").extra["nablanet_train"]["epochs_done"] == 1
+    assert line.startswith("nablanet train: interrupted (Ctrl-C) in epoch 1 after 0 of "), line
+    assert line.endswith(f"To continue from the end of epoch 0: nablanet train --out {out} --resume"), line
+    stopped = nn.load_checkpoint(out / "model.npz").extra["interrupted"]
+    assert stopped["epoch"] == 1 and stopped["batch"] == 0
+    assert stopped["stop_reason"].startswith("interrupted (KeyboardInterrupt) after epoch 0 was complete")
+    assert len(_history(out / "history.csv")) == 1
+
+
 def test_ctrl_c_without_out_says_nothing_was_saved(tmp_path: Path) -> None:
     proc = _start(["train", "--epochs", "100", "--hidden", "16", "--batch-size", "2"], tmp_path)
     seen: list[str] = []

@@ -172,6 +172,8 @@ class EpochCheckpoint(Callback):
     def __init__(self, path: Path, args: dict[str, Any], epochs: int, stateful: list[Callback],
                  splits: str) -> None:
         self.path, self.args, self.epochs, self.stateful, self.splits = path, args, epochs, stateful, splits
+        self.epochs_done: int | None = None  # of the last checkpoint written by this run
+
 
     def on_epoch_complete(self, epoch: int, logs: dict[str, Any]) -> None:
         import nablanet as nn
@@ -182,3 +184,4 @@ class EpochCheckpoint(Callback):
         with sigint_deferred():
             nn.save(ctx.model, self.path, optimizer=ctx.optimizer, extra={EXTRA_KEY: info},
                     callbacks=self.stateful, history=ctx.history)
+            self.epochs_done = epoch + 1

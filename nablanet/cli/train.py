@@ -208,12 +208,14 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     if resume is not None:
         initial_epoch, history = folder.restore(resume, model, opt, stateful, repr(splits))
     callbacks: list[cbs.Callback] = list(stateful)
+    checkpoint = None
     if out is not None:
         folder.make_out(out)
         if args.overwrite:
             folder.remove_run(out)
-        callbacks.append(folder.EpochCheckpoint(out / folder.CHECKPOINT, folder.run_args(args), args.epochs,
-                                                stateful, repr(splits)))
+        checkpoint = folder.EpochCheckpoint(out / folder.CHECKPOINT, folder.run_args(args), args.epochs, stateful,
+                                            repr(splits))
+        callbacks.append(checkpoint)
     callbacks.append(cbs.ProgressBar())
     if not args.json:
         if resume is not None:
@@ -228,7 +230,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     )
     with sigint_deferred():  # a Ctrl-C now would cost the files that record the run
         if history.interrupted:
-            raise Interrupted(_save_interrupted(args, model, opt, history))
+            raise Interrupted(_save_interrupted(args, model, opt, history, checkpoint))
         scores = nn.evaluate(model, loss, xte.reshape(len(xte), *shape),
                              targets(yte, splits.n_classes, args.loss, args.dtype))
         result: dict[str, Any] = {
@@ -246,16 +248,23 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _save_interrupted(args: argparse.Namespace, model: Any, opt: Any, history: Any) -> str:
+def _save_interrupted(args: argparse.Namespace, model: Any, opt: Any, history: Any,
+                      checkpoint: folder.EpochCheckpoint | None) -> str:
     """Save the interrupted run's weights and curves; return the one line that says what happened."""
     import nablanet as nn
 
-    at = history.interrupted_at
+    at, stop_reason = history.interrupted_at, history.stop_reason
+    if checkpoint is not None and checkpoint.epochs_done == at["epoch"] + 1:
+        # Ctrl-C came after the epoch's checkpoint (the save defers it to its end): the epoch is finished,
+        # so the run stands at the start of the next one, as the checkpoint and history.csv say
+        at = {"epoch": at["epoch"] + 1, "batch": 0, "batches": at["batches"]}
+        stop_reason = (f"interrupted (KeyboardInterrupt) after epoch {at['epoch'] - 1} was complete and "
+                       "checkpointed; the weights are those at its end")
     where = f"in epoch {at['epoch']} after {at['batch']} of {at['batches']} batches"
     if args.out is None:
         return f"interrupted (Ctrl-C) {where}; nothing was saved (pass --out DIR to keep a run)"
     nn.save(model, args.out / "model.npz", optimizer=opt,
-            extra={"interrupted": {**at, "stop_reason": history.stop_reason}})
+            extra={"interrupted": {**at, "stop_reason": stop_reason}})
     plotted = _plot(history, args.out / "curves.png")
     saved = "model.npz (the weights after the last completed step)" + (", history.csv" if history.records else "")
     saved += ", curves.png" if plotted else ""
