@@ -133,6 +133,29 @@ def test_non_target_logit_gradients_and_the_logit_gap(study: tuple[StudyResult, 
     assert h["digits ε=0.1: mean |∂ℓ/∂z_c|, c ≠ y, end"] > 3 * h["digits ε=0: mean |∂ℓ/∂z_c|, c ≠ y, end"]
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 26])
+def test_the_optimal_logit_gap_is_where_the_smoothed_gradient_vanishes(n_classes: int) -> None:
+    # logits with z_y − z_c = the optimal gap for every c ≠ y give p = r, so ∂ℓ/∂z = p − r = 0
+    eps = 0.1
+    gap = ls._optimal_gap(eps, n_classes)
+    z = np.zeros((1, n_classes))
+    z[0, 1] = gap
+    loss = nn.CrossEntropyLoss(label_smoothing=eps)
+    _, cache = loss.forward(z, np.array([1]))
+    np.testing.assert_allclose(loss.vjp(cache), 0.0, atol=1e-15)
+    z[0, 1] = gap + 0.1  # and not at another gap
+    _, cache = loss.forward(z, np.array([1]))
+    assert np.abs(loss.vjp(cache)).max() > 1e-3
+
+
+def test_the_verdict_uses_the_data_sets_number_of_classes(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    for d in _datasets(result):
+        classes = {r["n_classes"] for r in result.records if r["part"] == "epoch" and r["dataset"] == d}
+        assert classes == {10}  # both built-in data sets have 10 classes; the rows say so, the verdict reads them
+        assert f"(optimum {ls._optimal_gap(0.1, 10):.2f})" in result.verdict
+
+
 def test_reports_are_written_and_the_verdict_quotes_the_numbers(study: tuple[StudyResult, Path]) -> None:
     result, out = study
     h = result.headline

@@ -197,9 +197,9 @@ def _train(dataset: str, splits: nn.data.Splits, eps: float, seed: int, cfg: dic
            ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Train from the seed's initialization with label smoothing ε; rows per epoch, final test logits."""
     (x, y), (xt, yt) = splits.train, splits.test
-    model = _mlp(x.shape[1], cfg["hidden"], 10, seed)
+    model = _mlp(x.shape[1], cfg["hidden"], splits.n_classes, seed)
     loss = nn.CrossEntropyLoss(label_smoothing=eps)
-    tags = {"dataset": dataset, "seed": seed, "epsilon": eps}
+    tags = {"dataset": dataset, "seed": seed, "epsilon": eps, "n_classes": splits.n_classes}
     probe = _EpochProbe(model, loss, (x, y), (xt, yt), cfg["n_bins"], tags)
     opt = nn.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
     nn.fit(model, loss, opt, train=(x, y), epochs=cfg["epochs"][dataset], batch_size=cfg["batch_size"], seed=seed,
@@ -304,15 +304,16 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
     eps0, smoothed = cfg["epsilons"][0], cfg["epsilons"][1:]
     summary: dict[str, dict[str, float]] = {}  # data set → unsmoothed overconfidence, first ε's ECE change
     for dataset in cfg["datasets"]:
+        n_classes = _n_classes(rows, dataset)
         end = {eps: _endpoints(rows, cfg, dataset, eps) for eps in cfg["epsilons"]}
         for eps, e in end.items():
             head.update(_headline(f"{dataset} ε={eps:g}", e))
             if eps > 0:
-                head[f"{dataset} ε={eps:g}: optimal logit gap log((1−ε+ε/C)/(ε/C))"] = _optimal_gap(eps)
+                head[f"{dataset} ε={eps:g}: optimal logit gap log((1−ε+ε/C)/(ε/C))"] = _optimal_gap(eps, n_classes)
                 head[f"{dataset} ε={eps:g}: confidence drop vs ε={eps0:g}"] = end[eps0]["confidence"] - e["confidence"]
-        stalled = [eps for eps, e in end.items() if not learned(e["accuracy"], 10)]
+        stalled = [eps for eps, e in end.items() if not learned(e["accuracy"], n_classes)]
         if stalled:
-            sentences.append(did_not_learn(f"{dataset} at ε = {stalled[0]:g}", end[stalled[0]]["accuracy"], 10,
+            sentences.append(did_not_learn(f"{dataset} at ε = {stalled[0]:g}", end[stalled[0]]["accuracy"], n_classes,
                                            f"Train longer (--set 'epochs={{\"{dataset}\": ...}}') or change lr."))
             continue
         sentences.append(_dataset_sentence(dataset, end, eps0, smoothed, cfg))
@@ -341,9 +342,14 @@ def _calibration_sentence(summary: dict[str, dict[str, float]], eps: float) -> s
     return text + "."
 
 
-def _optimal_gap(eps: float) -> float:
-    """The logit gap z_y − z_c at the smoothed optimum p = r, log((1 − ε + ε/C)/(ε/C)), for C = 10."""
-    return math.log((1 - eps + eps / 10) / (eps / 10))
+def _optimal_gap(eps: float, n_classes: int) -> float:
+    """The logit gap z_y − z_c at the smoothed optimum p = r, log((1 − ε + ε/C)/(ε/C)), C = ``n_classes``."""
+    return math.log((1 - eps + eps / n_classes) / (eps / n_classes))
+
+
+def _n_classes(rows: list[dict[str, Any]], dataset: str) -> int:
+    """C of ``dataset``, as its training runs recorded it."""
+    return int(next(r["n_classes"] for r in rows if r["part"] == "epoch" and r["dataset"] == dataset))
 
 
 def _endpoints(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, eps: float) -> dict[str, Any]:
@@ -357,6 +363,7 @@ def _endpoints(rows: list[dict[str, Any]], cfg: dict[str, Any], dataset: str, ep
     last = {r["seed"]: r for r in rows if r["part"] == "epoch" and r["dataset"] == dataset and r["epsilon"] == eps
             and r["split"] == "test"}  # each seed's last test row (later epochs overwrite earlier ones)
     e["ece_seeds"] = [last[seed]["ece"] for seed in _seeds(cfg)]
+    e["n_classes"] = _n_classes(rows, dataset)
     interval = next(r for r in rows if r["part"] == "ece" and r["dataset"] == dataset and r["epsilon"] == eps)
     e.update({key: interval[key] for key in ("n_test", "ece_mean", "ece_lo", "ece_hi", "delta_mean", "delta_lo",
                                              "delta_hi")})
@@ -413,7 +420,7 @@ def _dataset_sentence(dataset: str, end: dict[float, dict[str, Any]], eps0: floa
     grads = "; ".join(
         f"ε = {eps:g}: {end[eps]['nt_end']:.2g} ({end[eps]['nt_end'] / base['nt_end']:.2g}× the unsmoothed), "
         f"{end[eps]['neg_end']:.0%} of them negative (pushing z_c up, towards p_c = ε/C), logit gap "
-        f"{end[eps]['gap_end']:.2f} (optimum {_optimal_gap(eps):.2f})"
+        f"{end[eps]['gap_end']:.2f} (optimum {_optimal_gap(eps, end[eps]['n_classes']):.2f})"
         for eps in smoothed)
     return (
         f"{dataset} ({base['n_test']} test samples, {cfg['n_seeds']} seeds; confidence and accuracy are medians "
@@ -490,7 +497,7 @@ def _gradients_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             ax_gap.plot(np.arange(len(nt)), _series(rows, cfg, dataset, eps, "train", "logit_gap"),
                         color=line.get_color(), label=f"ε = {eps:g}")
             if eps > 0:
-                ax_gap.axhline(_optimal_gap(eps), color=line.get_color(), ls=":", lw=1)
+                ax_gap.axhline(_optimal_gap(eps, _n_classes(rows, dataset)), color=line.get_color(), ls=":", lw=1)
         ax.set(title=f"{dataset}: mean |∂ℓₙ/∂z_c| on the training set", xlabel="epoch", ylabel="mean |∂ℓ/∂z|")
         ax.legend(fontsize=7)
         ax_gap.set(title=f"{dataset}: logit gap z_y − mean z_c (dotted: optimum)", xlabel="epoch", ylabel="gap")

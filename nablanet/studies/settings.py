@@ -4,9 +4,10 @@
 refused before any work, in one line that names the setting, the value received, what is expected,
 the default and a value that works. The type comes from the default: an int where a float is
 expected is fine, a bool is never a number, a list's elements and a dict's values are checked like
-the default's, and a dict takes only the default's keys. A ``Check`` adds what the type cannot say
-(a range, a set of names, the type of a setting whose default is None); ``COMMON`` holds the checks
-of names that mean the same in every study (``seed``, ``epochs``, ``lr``, ...).
+the default's (an empty list's like its ``Check.example``'s), and a dict takes only the default's keys.
+A ``Check`` adds what the type cannot say (a range, a set of names, the type of a setting whose default
+is None); ``COMMON`` holds the checks of names that mean the same in every study (``seed``, ``epochs``,
+``lr``, ...).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def expected(default: Any, check: Check) -> str:
     if check.nullable:
         return f"{expected(default, Check(**{**check.__dict__, 'nullable': False}))} or null"
     if isinstance(default, list):
-        items = f" of {_noun(default[0], check, plural=True)}" if _uniform(default) else ""
+        like = _element(default, check)
+        items = "" if like is None else f" of {_noun(like, check, plural=True)}"
         return f"{'a' if check.empty else 'a non-empty'} list{items}"
     if isinstance(default, dict):
         inner = next(iter(default.values()), None)
@@ -138,6 +140,15 @@ def expected(default: Any, check: Check) -> str:
         values = f" to {_noun(inner, check, plural=True)}" if _uniform(list(default.values())) else ""
         return f"an object mapping some of {keys}{values}"
     return _noun(default, check)
+
+
+def _element(default: list[Any], check: Check) -> Any:
+    """What each element of a list setting is like: the default's first element, or, where the default is
+    empty (a grid chosen by the study unless given), the example's; None where the elements are mixed."""
+    for values in (default, check.example if isinstance(check.example, list) else []):
+        if values:
+            return values[0] if _uniform(values) else None
+    return None
 
 
 def _uniform(values: list[Any]) -> bool:
@@ -167,8 +178,9 @@ def _problem(value: Any, default: Any, check: Check) -> tuple[str, str] | None:
             return f", not {_kind(value)}", ""
         if not value and not check.empty:
             return ", not an empty list", ""
-        if _uniform(default):
-            bad = [v for v in value if not _scalar_ok(v, default[0], check)]
+        like = _element(default, check)
+        if like is not None:
+            bad = [v for v in value if not _scalar_ok(v, like, check)]
             return ("", f"{json.dumps(bad[0])} is not one") if bad else None
         return None
     if isinstance(default, dict):
