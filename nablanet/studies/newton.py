@@ -346,7 +346,8 @@ def measure(cfg: dict[str, Any]) -> Records:
 
 
 def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
-    """Iterations (and seconds) per method on each problem, and the iterations of GD and Newton over κ."""
+    """Iterations per method on each problem, and the iterations of GD and Newton over κ (seconds, which
+    are not reproducible, stay in the headline and the timing figure)."""
     rows = records.rows
     summ = {(r["problem"], r["method"]): r for r in rows if r["part"] == "summary"}
     curvature = {r["problem"]: r for r in rows if r["part"] == "curvature"}
@@ -382,7 +383,9 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
         + (f": the bound guarantees nothing at η = 2/L, and it converges because the curvature it meets after "
            f"θ₀ is below L (λ_max(θ*) = {logi['lambda_max']:.4g})"
            if summ["logistic", "GD η = 2/λ_max(θ₀)"]["converged"] else "")
-        + f"; Jacobi-preconditioned GD {said['logistic', 'Jacobi-preconditioned GD']}."
+        + f"; Jacobi-preconditioned GD {said['logistic', 'Jacobi-preconditioned GD']}. Iterations are counts "
+        "and repeat exactly; the seconds per method depend on the machine and are in the record and the "
+        "timing figure only."
     )
     return Verdict(text, head)
 
@@ -400,7 +403,7 @@ def _degenerate_sentence(head: dict[str, Any]) -> str:
 def _said(s: dict[str, Any]) -> str:
     """How a method's run ended, in words, from its summary row."""
     if s["converged"]:
-        return f"{s['iterations']} iteration{'' if s['iterations'] == 1 else 's'} ({s['seconds']:.3g} s)"
+        return f"{s['iterations']} iteration{'' if s['iterations'] == 1 else 's'}"
     if s["diverged"]:
         return f"diverges (‖∇L‖ > 10⁶·‖∇L₀‖ after {s['iterations']} iterations)"
     return (f"does not converge in {s['iterations']} iterations (‖∇L‖ = {s['final_grad_norm']:.3g}, "
