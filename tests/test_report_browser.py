@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from nablanet.studies import REGISTRY, run_study
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                   "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -140,20 +139,67 @@ def test_the_log_reports_console_errors_broken_images_and_exceptions(browser: We
     assert "missing.png" in errors and "deliberate console error" in errors and "deliberate exception" in errors
 
 
-def test_saturation_report_loads_without_errors_and_shows_every_figure(browser: WebDriver, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    pytest.importorskip("sklearn")
-    _, out = run_study(REGISTRY["saturation"], tmp_path / "saturation", quick=True)
-    meta = json.loads((out / "result.json").read_text())
+# For every <img>: is it blank? (all sampled pixels the same colour; data-URI images leave the canvas untainted)
+BLANK_JS = ("return Array.from(document.images).map(i => { const c = document.createElement('canvas'); "
+            "c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d'); g.drawImage(i, 0, 0); "
+            "const d = g.getImageData(0, 0, c.width, c.height).data; const seen = new Set(); "
+            "for (let k = 0; k < d.length; k += 4 * 97) seen.add(d[k] + ',' + d[k + 1] + ',' + d[k + 2]); "
+            "return seen.size <= 1; });")
+# The answer's top edge and the first figure's, in page coordinates
+ORDER_JS = ("const a = document.querySelector('#answer'), f = document.querySelector('figure'); "
+            "return [a ? a.getBoundingClientRect().top : null, f ? f.getBoundingClientRect().top : null];")
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $NABLANET_ARTIFACTS (CI keeps that folder) or the test's tmp folder."""
+    folder = Path(os.environ.get("NABLANET_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_page(browser: WebDriver, page: Path) -> list[dict[str, Any]]:
+    """Open ``page``: it loads without console errors, every image is loaded and not blank, and no raw
+    $…$ math is left in its text. Returns its images."""
     browser.log()
-    browser.get((out / "index.html").as_uri())
+    browser.get(page.as_uri())
     assert browser.run("return document.readyState") == "complete"
     images = browser.run(IMAGES_JS)
-    browser.screenshot(tmp_path / "report.png")  # kept in pytest's tmp folder for a person to look at
-    assert _errors(browser.log()) == []
-    assert len(images) == len(meta["figures"]) == 2
-    for image, caption in zip(images, meta["captions"].values(), strict=True):
-        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
-        assert image["alt"] == caption
-    assert browser.run("return document.querySelector('h1').textContent") == "saturation"
-    assert meta["verdict"] in browser.run("return document.querySelector('.verdict').textContent")
+    assert _errors(browser.log()) == [], page
+    for image, blank in zip(images, browser.run(BLANK_JS), strict=True):
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0 and not blank, (page, image)
+    text = browser.run("return document.body.innerText")
+    assert not re.search(r"\$[^$\s][^$]*\$", text), "raw TeX left in " + str(page)
+    return list(images)
+
+
+def test_study_reports_answer_first_in_the_browser(browser: WebDriver, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from nablanet.studies import site
+
+    monkeypatch.setattr(site, "study_names", lambda: ["saturation", "newton"])
+    entries = site.run_all(tmp_path / "studies", quick=True)
+    keep = _artifacts(tmp_path)
+    assert _check_page(browser, tmp_path / "studies" / "index.html") == []
+    browser.screenshot(keep / "studies-index.png")
+    links = browser.run("return Array.from(document.querySelectorAll('li.study a')).map(a => a.href);")
+    answers = browser.run("return Array.from(document.querySelectorAll('li.study .answer')).map(p => p.textContent);")
+    assert [x["answer"] for x in entries] == answers and len(links) == 2
+    for entry, link in zip(entries, links, strict=True):
+        out = tmp_path / "studies" / entry["study"]
+        assert link == (out / "index.html").as_uri()
+        meta = json.loads((out / "result.json").read_text())
+        images = _check_page(browser, out / "index.html")
+        if entry["study"] == "saturation":
+            browser.screenshot(keep / "saturation-report.png")
+        assert len(images) == len(meta["figures"])
+        first = meta["answer_figure"]  # the answer's figure comes first, then the rest in their order
+        order = [first, *(s for s in meta["figures"] if s != first)]
+        assert [i["alt"] for i in images] == [meta["captions"][s] for s in order]
+        top_answer, top_figure = browser.run(ORDER_JS)
+        assert top_answer is not None and top_answer < top_figure
+        assert browser.run("return document.querySelector('#answer').textContent") == meta["answer"]
+        assert browser.run("return document.querySelector('h1').textContent") == meta["question"]
+        assert meta["verdict"] in browser.run("return document.querySelector('.verdict').textContent")
+        assert browser.run("return document.querySelector('details#numbers').open") is False

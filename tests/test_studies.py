@@ -61,7 +61,8 @@ def test_study_download_fetches_mnist_into_the_cache_past_a_failing_mirror(
         assert asked.index(f"/missing/{name}") < asked.index(f"/good/{name}")
     captured = capsys.readouterr()
     assert f"--download: the MNIST t10k files are in {cache / 'mnist'}" in captured.err
-    assert captured.out.startswith("Data: the MNIST test images (t10k) from ")
+    # the answer leads; the verdict, which names the data first, follows under "How we know"
+    assert "\n\nHow we know: Data: the MNIST test images (t10k) from " in captured.out
     meta = json.loads((out / "result.json").read_text())
     assert meta["fallback"] is None and meta["headline"]["data"] == f"the MNIST test images (t10k) from {cache}/mnist"
     # a second --download finds the files and fetches nothing
@@ -108,9 +109,10 @@ def test_a_study_without_its_data_falls_back_and_says_so_first(tmp_path: Path, m
                 "MNIST: nablanet study vanishing --download (or --data-root DIR, a folder that holds them).")
     assert first.startswith(fallback)  # the printed verdict opens with it, naming --download
     meta = json.loads((out / "result.json").read_text())
-    assert meta["fallback"] == fallback and meta["verdict"].startswith(fallback)
+    assert meta["fallback"] == fallback and meta["verdict"].startswith(fallback) and meta["answer"].startswith(fallback)
     body = (out / "index.html").read_text().split("<body>", 1)[1]
-    assert body.startswith(f'\n<p class="fallback">{html.escape(fallback)}</p>\n<h1>vanishing</h1>')
+    assert body.startswith(f'\n<p class="fallback">{html.escape(fallback)}</p>\n<p class="study">nablanet study '
+                           'vanishing</p>')
     assert main(["study", "vanishing", "--quick", "--json", "--out", str(out), *SMALL_VANISHING]) == 0
     assert json.loads(capsys.readouterr().out)["fallback"] == fallback
 
@@ -186,9 +188,9 @@ def test_ctrl_c_while_writing_says_which_files_are_in_place(tmp_path: Path, monk
 
     with pytest.raises(StudyInterrupted) as info:
         run_study(Study("fake-write", "?", "-", _one_row, _done, figures, quick={"a": 1}, full={"a": 1}), tmp_path)
-    assert str(info.value) == (f"interrupted while writing the results: {tmp_path} holds records.csv, but not the "
-                               "complete report; run the study again to write it")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.csv"]  # no .part file left behind
+    assert str(info.value) == (f"interrupted while writing the results: {tmp_path} holds records.csv, numbers.csv, but "
+                               "not the complete report; run the study again to write it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["numbers.csv", "records.csv"]  # no .part file left
 
 
 _CLI_TELLING_FIT = """
@@ -255,7 +257,8 @@ def test_study_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
-    assert modes == dict.fromkeys(["records.csv", "line.png", "result.json", "index.html"], 0o666 & ~umask)
+    assert modes == dict.fromkeys(["records.csv", "numbers.csv", "line.png", "result.json",
+                                           "index.html"], 0o666 & ~umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
 
 
@@ -268,3 +271,48 @@ def test_study_help_shows_each_default_once(capsys: pytest.CaptureFixture[str]) 
     assert "output folder (default: studies/NAME)" in text
     assert "(default: <cache>/mnist, <cache> being $NABLANET_CACHE or ~/.cache/nablanet)" in text
     assert "--download" in text and "Ctrl-C" in text
+
+
+def test_study_all_runs_every_study_and_writes_an_index_of_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from nablanet.studies import site
+
+    assert site.study_names() == list(site.ORDER) and sorted(site.ORDER) == sorted(REGISTRY)
+    monkeypatch.setattr(site, "study_names", lambda: ["saturation"])  # one study stands for all seven
+    out = tmp_path / "site"
+    assert main(["study", "all", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    meta = json.loads((out / "saturation" / "result.json").read_text())
+    assert printed.out == f"saturation: {meta['answer']}\nindex: {out / 'index.html'}\n"
+    assert "nablanet study all: running saturation --quick ..." in printed.err
+    page = (out / "index.html").read_text()
+    assert f'<a href="saturation/index.html">{html.escape(meta["question"])}</a>' in page
+    assert html.escape(meta["answer"]) in page and "the quick configurations" in page
+
+    for flag in (["--set", "seed=1"], ["--seeds", "2"]):
+        assert main(["study", "all", "--quick", "--out", str(tmp_path / "no"), *flag]) == 2
+        assert f"nablanet study all: {flag[0]} sets one study's run" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_figure_check_finds_what_makes_a_figure_hard_to_read() -> None:
+    pytest.importorskip("matplotlib")
+    from helpers import figure_problems
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="a")
+    ax.plot([0, 1], [1, 0], label="b")
+    ax.text(0.5, 0.5, "one label")
+    ax.text(0.5, 0.5, "another one")
+    found = figure_problems(fig)
+    assert found[:4] == ["no title", "axes '': no x label", "axes '': no y label",
+                         "axes '': 2 labelled curves and no legend"]
+    assert "text 'one label' overlaps 'another one'" in found
+    ax.set(title="Which line rises?", xlabel="x (units)", ylabel="y (units)")
+    ax.texts[1].set_position((0.1, 0.9))
+    ax.legend(loc="lower left")
+    assert figure_problems(fig) == []
+    plt.close(fig)

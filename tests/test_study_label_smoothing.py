@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 
 import nablanet as nn
 from nablanet.studies import Records, StudyResult, run_study
@@ -218,3 +219,13 @@ def test_a_run_at_chance_is_not_a_finding(study: tuple[StudyResult, Path]) -> No
     text, _ = ls.STUDY.verdict(Records(rows), cfg)
     assert "digits at ε = 0 ended at 10.0% accuracy" in text and "the run did not learn" in text
     assert "digits (359 test samples" not in text
+
+
+def test_the_report_answers_first(study: tuple[StudyResult, Path]) -> None:
+    result, out = study
+    assert_answers_first(result, out)
+    h = result.headline
+    for d in _datasets(result):  # improved or worsened only where the bootstrap interval excludes 0
+        lo, hi = h[f"{d} ε=0.1: ECE change vs ε=0, 95% bootstrap interval"]
+        assert (f"improved on {d}" in result.answer.text) == (hi < 0)
+        assert (f"worsened on {d}" in result.answer.text) == (lo > 0)

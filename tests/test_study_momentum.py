@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 
 import nablanet as nn
 from nablanet.studies import momentum
@@ -132,3 +133,11 @@ def test_the_network_part_is_interpreted(quick: tuple[StudyResult, Path]) -> Non
             f"{h[f'{k} sgd_lr/(1-mu): final train loss over seeds']}") in result.verdict
     assert h[f"{k} sgd: test accuracy"] < 0.15
     assert "sgd ended at 10.0% accuracy" in result.verdict and "the run did not learn" in result.verdict
+
+
+def test_the_report_answers_first(quick: tuple[StudyResult, Path]) -> None:
+    result, out = quick
+    assert_answers_first(result, out)
+    h, kappa = result.headline, max(momentum.STUDY.quick["kappas"])
+    assert (f"needs {h[f'κ={kappa:g} heavy_ball: steps to 1e-08']:.0f} steps where gradient descent needs "
+            f"{h[f'κ={kappa:g} gd: steps to 1e-08']:.0f}") in result.answer.text

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 
 from nablanet.studies import newton
 from nablanet.studies.base import Records, StudyResult, pyplot, run_study
@@ -142,3 +143,12 @@ def test_the_corrected_claims(quick: tuple[StudyResult, Path]) -> None:
     assert "a ratio of 0.6667 per step (2/3 predicted): only linear convergence" in result.verdict
     # wall times vary from run to run, so no sentence rests on one: they stay in the headline and a figure
     assert not re.search(r"\d s\b", result.verdict) and h["logistic: Newton seconds"] > 0
+
+
+def test_the_report_answers_first(quick: tuple[StudyResult, Path]) -> None:
+    result, out = quick
+    assert_answers_first(result, out)
+    h = result.headline
+    assert f"converges in {h['logistic: Newton iterations']} steps" in result.answer.text
+    runs = [v for k, v in h.items() if k.startswith("logistic: GD η") and k.endswith(": iterations") and v]
+    assert f"the best of the fixed steps tried needs {min(runs)}." in result.answer.text

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 
 from nablanet.studies import saturation
 from nablanet.studies._guard import over_seeds
@@ -154,3 +155,14 @@ def test_a_bad_lr_grid_is_refused_before_any_work(grid: list[Any]) -> None:
                                          r"default is \[\]\), e\.g\. 'lr_grid=\[0\.5,2\.0,8\.0\]'; or \[\] to train"):
         saturation.STUDY.config(True, {"lr_grid": grid})
     assert saturation.STUDY.config(True, {"lr_grid": [1, 2.5]})["lr_grid"] == [1, 2.5]
+
+
+def test_the_report_answers_first(quick: tuple[StudyResult, Path]) -> None:
+    result, out = quick
+    assert_answers_first(result, out)
+    h = result.headline
+    delay = h["MSE's escape delay behind BCE, saturated"]
+    kept = h["gap kept without saturation (unsaturated / saturated)"]
+    assert (f"needs {delay:.2g} more steps" in result.answer.text) == (delay is not None and delay > 0)
+    assert (f"But {kept:.0%} of its final accuracy gap remains" in result.answer.text) == (
+        kept is not None and kept > 0.5)

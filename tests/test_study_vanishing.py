@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 from mnist_mirror import find_mnist_dir
 
 from nablanet.studies import vanishing
@@ -233,3 +234,12 @@ def test_outputs_and_verdict(quick: tuple[StudyResult, Path]) -> None:
     html = (out / "index.html").read_text()
     assert html.count("data:image/png;base64,") == len(result.figures) == 4
     assert (out / "records.csv").read_text().startswith("part,")
+
+
+def test_the_report_answers_first(quick: tuple[StudyResult, Path]) -> None:
+    result, out = quick
+    assert_answers_first(result, out)
+    h = result.headline
+    assert f"about {h['nielsen setting: last/first median']:.0f} times more slowly" in result.answer.text
+    relu = h["relu/kaiming: last/first median"]
+    assert f"within a factor of {max(relu, 1 / relu):.1f}." in result.answer.text

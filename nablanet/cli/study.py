@@ -28,7 +28,9 @@ def add_parser(sub: Any) -> None:
                     "written.",
         formatter_class=_HelpFormatter,
     )
-    st.add_argument("name", nargs="?", default=None, help="the study to run")
+    st.add_argument("name", nargs="?", default=None,
+                    help="the study to run, or all: every study, each into OUT/NAME, and OUT/index.html listing "
+                         "each question with its answer (default OUT: studies)")
     st.add_argument("--list", action="store_true", help="list the studies, one line each")
     st.add_argument("--quick", action="store_true", help="the small configuration (under 2 minutes on 2 cores)")
     st.add_argument("--out", type=Path, default=None, help="output folder (default: studies/NAME)")
@@ -130,6 +132,8 @@ def study_command(args: argparse.Namespace) -> dict[str, Any]:
         for name, study in sorted(studies.REGISTRY.items()):
             print(f"{name:<{width}}  {study.question}")
         return {}
+    if args.name == "all":
+        return _all(args)
     if args.name not in studies.REGISTRY:
         raise ValueError(f"no study {args.name!r}; the studies are {sorted(studies.REGISTRY)} (nablanet study --list)")
     study = studies.REGISTRY[args.name]
@@ -150,7 +154,27 @@ def study_command(args: argparse.Namespace) -> dict[str, Any]:
           "ends (Ctrl-C stops it)", file=sys.stderr, flush=True)
     result, folder = studies.run_study(study, out, quick=args.quick, overrides=overrides)  # Ctrl-C: StudyInterrupted
     return {"study": args.name, "fallback": result.fallback, "verdict": result.verdict, "headline": result.headline,
-            "out": str(folder), "report": str(folder / "index.html")}
+            "answer": None if result.answer is None else result.answer.text, "out": str(folder),
+            "report": str(folder / "index.html")}
+
+
+def _all(args: argparse.Namespace) -> dict[str, Any]:
+    """``nablanet study all``: every study into OUT/NAME, and OUT/index.html with each answer."""
+    from nablanet.studies.site import run_all
+
+    given = [f for f, v in (("--set", args.overrides), ("--seeds", args.seeds), ("--download", args.download),
+                            ("--data-root", args.data_root)) if v]
+    if given:
+        raise ValueError(f"nablanet study all: {given[0]} sets one study's run, and all runs every study with its "
+                         f"own settings. Fix: run that study alone (nablanet study NAME {given[0]} ...)")
+    out = args.out if args.out is not None else Path("studies")
+    check_out_folder(out, "all")
+
+    def say(name: str) -> None:
+        print(f"nablanet study all: running {name}{' --quick' if args.quick else ''} ...", file=sys.stderr, flush=True)
+
+    entries = run_all(out, quick=args.quick, progress=say)
+    return {"study": "all", "studies": entries, "out": str(out), "report": str(out / "index.html")}
 
 
 def _medians_table(result: dict[str, Any]) -> str:
@@ -165,10 +189,19 @@ def _medians_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _said(result: dict[str, Any]) -> str:
+    """What a study run prints: the answer first, then how we know (the verdict), then the report's path."""
+    if result["study"] == "all":
+        return "\n\n".join(f"{x['study']}: {x['answer']}" for x in result["studies"]) + f"\nindex: {result['report']}"
+    if result.get("answer"):
+        return f"{result['answer']}\n\nHow we know: {result['verdict']}\nreport: {result['report']}"
+    return f"{result['verdict']}\nreport: {result['report']}"
+
+
 def run(args: argparse.Namespace) -> int:
     result = study_command(args)
     if result and args.json:
         print(json.dumps(result, default=str))
     elif result:
-        print(_medians_table(result) if "medians" in result else f"{result['verdict']}\nreport: {result['report']}")
+        print(_medians_table(result) if "medians" in result else _said(result))
     return 0

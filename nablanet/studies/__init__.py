@@ -5,10 +5,11 @@ result.json and a self-contained index.html.
 """
 
 from nablanet.studies import batch_size, label_smoothing, loss_gradients, momentum, newton, saturation, vanishing
-from nablanet.studies.base import REGISTRY, Figure, Records, Study, StudyResult, Verdict, config_hash, run_study
+from nablanet.studies.base import REGISTRY, Answer, Figure, Records, Study, StudyResult, Verdict, config_hash, run_study
 
 __all__ = [
     "REGISTRY",
+    "Answer",
     "Figure",
     "Records",
     "Study",

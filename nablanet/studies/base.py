@@ -1,10 +1,12 @@
 """A study: a question from the source notes, answered by measurement.
 
-Each study is three functions, so that a reader sees the experiment apart from its prose and plots:
+Each study is four functions, so that a reader sees the experiment apart from its prose and plots:
 
     measure(config) -> Records                 the experiment: tidy rows, one per measurement
     verdict(records, config) -> Verdict        sentences and headline numbers computed from the rows
     figures(records, config) -> {stem: Figure} matplotlib figures drawn from the rows, with captions
+    answer(records, config) -> Answer          the answer in plain words (at most three numbers) and
+                                               the stem of the one figure that shows it
 
 plus two configurations, ``quick`` (under 2 minutes on 2 cores, what the tests run) and ``full``
 (what one would cite). ``Study.run`` composes them into a ``StudyResult``; ``run_study`` writes it
@@ -13,6 +15,7 @@ to a folder:
     records.csv    one row per measurement (written atomically)
     *.png          the figures
     result.json    verdict, headline numbers, configuration, versions
+    numbers.csv    the headline numbers (name, value), the report's folded table
     index.html     one self-contained report (figures embedded), see ``nablanet.studies.report``
 
 A sweep measures and judges each cell and draws figures only when asked. Every file goes through
@@ -22,15 +25,17 @@ were written (``StudyInterrupted``).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import hashlib
 import io
 import json
 import platform
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -59,10 +64,13 @@ class StudyResult:
     figures: dict[str, Any] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     fallback: str | None = None
+    answer: Answer | None = None
 
     def __post_init__(self) -> None:
         if self.fallback and not self.verdict.startswith(self.fallback):
             self.verdict = f"{self.fallback} {self.verdict}"
+        if self.fallback and self.answer is not None and not self.answer.text.startswith(self.fallback):
+            self.answer = self.answer._replace(text=f"{self.fallback} {self.answer.text}")
 
 
 @dataclass
@@ -83,6 +91,15 @@ class Verdict(NamedTuple):
     headline: dict[str, Any]
 
 
+class Answer(NamedTuple):
+    """What ``answer`` returns: ``text``, one to three sentences in plain words that a student can read,
+    with at most three numbers (the verdict carries the rest), and ``figure``, the stem (a key of
+    ``figures``) of the one figure that shows it. The report opens with both."""
+
+    text: str
+    figure: str
+
+
 class Figure(NamedTuple):
     """One figure of ``figures``: the matplotlib Figure and the caption the report prints under it."""
 
@@ -93,13 +110,15 @@ class Figure(NamedTuple):
 Measure = Callable[[dict[str, Any]], Records]
 Judge = Callable[[Records, dict[str, Any]], Verdict]
 Draw = Callable[[Records, dict[str, Any]], dict[str, Figure]]
+Answerer = Callable[[Records, dict[str, Any]], Answer]
 
 
 @dataclass(frozen=True)
 class Study:
     """A registered study: ``name`` (the CLI name), ``question`` (one line), ``notes`` (which source
-    notes it comes from), its three parts ``measure``, ``verdict`` and ``figures`` (see the module's
-    docstring) and its ``quick`` and ``full`` configurations.
+    notes it comes from), its parts ``measure``, ``verdict``, ``figures`` and ``answer`` (see the module's
+    docstring), its ``quick`` and ``full`` configurations, and ``method``: how it knows, in two to four
+    plain sentences (the report's "How we know" opens with it).
 
     ``checks``: what a setting accepts beyond its default's type (see ``nablanet.studies.settings``;
     ``COMMON`` covers the names every study shares). ``validate(config)``: raises ValueError where
@@ -120,14 +139,27 @@ class Study:
     validate: Callable[[dict[str, Any]], None] | None = None
     fetch: Callable[[dict[str, Any]], str | None] | None = None
     data_root: str | None = None
+    answer: Answerer | None = None
+    method: str = ""
 
     def run(self, config: dict[str, Any], *, figures: bool = True) -> StudyResult:
-        """Measure, judge and (when ``figures``) draw under ``config``, an already checked configuration."""
+        """Measure, judge, answer and (when ``figures``) draw under ``config``, an already checked
+        configuration."""
         records = self.measure(config)
         text, headline = self.verdict(records, config)
-        drawn = self.figures(records, config) if figures else {}
+        answer = self.answer(records, config) if self.answer is not None else None
+        drawn = {}
+        if figures:
+            with figure_style():
+                drawn = self.figures(records, config)
+        if answer is not None and len(numbers_in(answer.text)) > 3:
+            raise ValueError(f"study {self.name!r}: its answer quotes {numbers_in(answer.text)}; an answer carries at "
+                             "most three numbers (the verdict carries the rest)")
+        if answer is not None and drawn and answer.figure not in drawn:
+            raise ValueError(f"study {self.name!r}: its answer shows figure {answer.figure!r}, which it does not "
+                             f"draw (its figures: {sorted(drawn)})")
         return StudyResult(records.rows, text, headline, {k: f.figure for k, f in drawn.items()},
-                           {k: f.caption for k, f in drawn.items()}, fallback=records.fallback)
+                           {k: f.caption for k, f in drawn.items()}, fallback=records.fallback, answer=answer)
 
     def config(self, quick: bool = False, overrides: dict[str, Any] | None = None, *,
                flag: str = "") -> dict[str, Any]:
@@ -150,6 +182,15 @@ class Study:
         if self.validate is not None:
             self.validate(cfg)
         return cfg
+
+
+_NUMBER = re.compile(r"(?<![\w.])[-+−]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?%?(?![\w])")
+
+
+def numbers_in(text: str) -> list[str]:
+    """The numbers a reader meets in ``text``: 12, 0.5, 1e-3, 97%, 1,000; not the digits inside a name
+    such as mnist1d or ε₁."""
+    return _NUMBER.findall(text)
 
 
 class StudyInterrupted(Interrupted):
@@ -234,11 +275,15 @@ def _write(study: Study, result: StudyResult, cfg: dict[str, Any], seconds: floa
     from nablanet.studies.report import write_report
 
     written.append(records_to_csv(result.records, out / "records.csv"))
+    written.append(records_to_csv([{"name": k, "value": v} for k, v in result.headline.items()],
+                                  out / "numbers.csv"))
     figure_files: dict[str, str] = {}
     for stem, fig in result.figures.items():
         written.append(save_figure(fig, out / f"{stem}.png"))
         figure_files[stem] = f"{stem}.png"
-    meta = {"study": study.name, "question": study.question, "notes": study.notes, "quick": quick,
+    meta = {"study": study.name, "question": study.question, "notes": study.notes, "method": study.method,
+            "answer": None if result.answer is None else result.answer.text,
+            "answer_figure": None if result.answer is None else result.answer.figure, "quick": quick,
             "config": cfg, "config_hash": config_hash(cfg), "fallback": result.fallback, "verdict": result.verdict,
             "headline": result.headline, "seconds": round(seconds, 2), "versions": versions(),
             "figures": figure_files, "captions": result.captions,
@@ -265,6 +310,22 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+"""Okabe and Ito's eight colours, told apart with every common colour-vision deficiency: the studies'
+colour cycle (C0 blue, C1 orange, C2 green, C3 vermilion, ...)."""
+
+
+@contextlib.contextmanager
+def figure_style() -> Iterator[None]:
+    """The studies' figure style for the block: the colour-blind-safe cycle and legible font sizes."""
+    plt = pyplot()
+    from cycler import cycler
+
+    with plt.rc_context({"axes.prop_cycle": cycler(color=OKABE_ITO), "font.size": 10, "axes.titlesize": 10,
+                         "figure.titlesize": 12, "figure.titleweight": "bold"}):
+        yield
 
 
 def pyplot() -> Any:

@@ -66,7 +66,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
 from nablanet.studies._guard import did_not_learn, learned, over_seeds
-from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
 
@@ -466,9 +466,9 @@ def _reliability_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             used = b["count"] > 0
             width = b["upper"] - b["lower"]
             ax.bar(b["lower"][used], b["accuracy"][used], width=width[used], align="edge", edgecolor="k",
-                   color="tab:blue", label="accuracy")
+                   color="C0", label="accuracy")
             ax.bar(b["lower"][used], b["confidence"][used] - b["accuracy"][used], bottom=b["accuracy"][used],
-                   width=width[used], align="edge", facecolor="none", edgecolor="tab:red", hatch="//",
+                   width=width[used], align="edge", facecolor="none", edgecolor="C3", hatch="//",
                    label="gap to the bin's mean confidence")
             ax.plot([0, 1], [0, 1], "k--", lw=1)
             ece = float(np.sum(b["count"][used] / b["count"].sum()
@@ -518,10 +518,40 @@ def _calibration_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             line = ax.plot(np.arange(len(conf)), conf, label=f"ε = {eps:g}: confidence")[0]
             ax.plot(np.arange(len(conf)), acc, ls="--", color=line.get_color(), label=f"ε = {eps:g}: accuracy")
             ax.plot(np.arange(len(conf)), ece, ls=":", color=line.get_color(), label=f"ε = {eps:g}: ECE")
-        ax.set(title=f"{dataset}: test set", xlabel="epoch", ylim=(0, 1))
+        ax.set(title=f"{dataset}: test set", xlabel="epoch", ylabel="confidence, accuracy, ECE (fractions)",
+               ylim=(0, 1))
         ax.legend(fontsize=7, ncol=1)
+    fig.suptitle("Does label smoothing lower confidence, and does that improve calibration?")
     fig.tight_layout()
     return fig
+
+
+def answer(records: Records, cfg: dict[str, Any]) -> Answer:
+    """What the first ε does to confidence on every data set that learned, and where it helped or hurt
+    calibration beyond the bootstrap interval."""
+    _, head = verdict(records, cfg)
+    eps = cfg["epsilons"][1] if len(cfg["epsilons"]) > 1 else None
+    learnt = [d for d in cfg["datasets"] if all(
+        learned(head[f"{d} ε={e:g}: test accuracy"], _n_classes(records.rows, d)) for e in cfg["epsilons"])]
+    if eps is None or not learnt:
+        why = "no smoothed ε was run" if eps is None else "no data set's runs learned"
+        return Answer(f"This run answers nothing about smoothing: {why} (see the verdict).", "calibration")
+    lo, hi = ({d: head[f"{d} ε={eps:g}: ECE change vs ε={cfg['epsilons'][0]:g}, 95% bootstrap interval"][i]
+               for d in learnt} for i in (0, 1))
+    helped, hurt = [d for d in learnt if hi[d] < 0], [d for d in learnt if lo[d] > 0]
+    e0 = cfg["epsilons"][0]
+    over = {d: head[f"{d} ε={e0:g}: test confidence"] - head[f"{d} ε={e0:g}: test accuracy"] for d in learnt}
+    lowered = all(head[f"{d} ε={eps:g}: confidence drop vs ε={e0:g}"] > 0 for d in learnt)
+    text = (f"Smoothing the labels (ε = {eps:g}) {'lowers' if lowered else 'changes'} the network's confidence on "
+            f"{'every data set tried' if lowered else 'the data sets tried'}; since the smoothed loss has a finite "
+            "optimum, its logits no longer grow without bound.")
+    said = [f"improved on {d}" + (", where the plain network was overconfident" if over[d] > 0.02 else "")
+            for d in helped]
+    said += [f"worsened on {d}" + (", where the plain network was already calibrated and the smoothed one is "
+                                   "underconfident" if abs(over[d]) <= 0.02 else "") for d in hurt]
+    text += (f" Whether that helps calibration depends on the network: it {'; it '.join(said)}." if said else
+             " Its effect on calibration stayed within the bootstrap interval.")
+    return Answer(text, "calibration")
 
 
 STUDY = register(Study(
@@ -529,7 +559,11 @@ STUDY = register(Study(
     question="What does label smoothing do to the gradients reaching the non-target logits, to confidence and "
              "to calibration (ECE)?",
     notes="Source notes 001 (multi-class cross-entropy and label smoothing).",
-    measure=measure, verdict=verdict, figures=figures,
+    measure=measure, verdict=verdict, figures=figures, answer=answer,
+    method="The same MLP is trained on two data sets with and without label smoothing, from the same "
+           "initialisations over several seeds. We measure the gradients reaching the target and non-target "
+           "logits, the logit gap against its predicted optimum, and test confidence and calibration (ECE) "
+           "with bootstrap intervals.",
     checks={"datasets": Check(choices=("digits", "mnist1d")), "epsilons": FRACTION, "n_bins": POSITIVE,
             "hidden": Check(low=0, low_open=True, empty=True)},
     validate=_check_config,

@@ -55,7 +55,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies._guard import did_not_learn, learned, over_seeds
-from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 NIELSEN_SPEEDS = (0.003, 0.017, 0.070, 0.285)
@@ -571,6 +571,7 @@ def _nielsen_figure(rows: list[dict[str, Any]]) -> Any:
     ax.set(yscale="log", xlabel="hidden layer l", ylabel="‖δˡ‖", xticks=layers,
            title="sigmoid [n,30,30,30,30,10] at init")
     ax.legend(fontsize=8)
+    fig.suptitle("Do the early layers of a sigmoid net learn more slowly than the late ones?")
     fig.tight_layout()
     return fig
 
@@ -627,6 +628,20 @@ _COMMON: dict[str, Any] = {
     "figure_depth": 4, "train_depth": 4, "batch_size": 10, "lr": {"sigmoid": 0.5, "tanh": 0.1, "relu": 0.1},
 }
 
+def answer(records: Records, cfg: dict[str, Any]) -> Answer:
+    """How much slower the first layer learns in Nielsen's sigmoid net, why cross-entropy leaves it, and
+    what ReLU with He's init does (where the run measured it)."""
+    _, head = verdict(records, cfg)
+    ratio, relu = head["nielsen setting: last/first median"], head.get("relu/kaiming: last/first median")
+    text = (f"In a deep sigmoid network the first hidden layer learns about {ratio:.0f} times more slowly than the "
+            "last one at initialisation (Nielsen's network), because each layer's backpropagated error picks up "
+            "another factor σ′, which is at most a quarter. The cross-entropy cost does not change that: it "
+            "cancels σ′ only at the output.")
+    if relu is not None:
+        text += f" ReLU with He's initialisation keeps the layers' speeds within a factor of {max(relu, 1 / relu):.1f}."
+    return Answer(text, "nielsen")
+
+
 STUDY = register(Study(
     name="vanishing",
     question="How much more slowly do the early layers learn than the late ones, and how do the activation "
@@ -636,6 +651,11 @@ STUDY = register(Study(
     measure=measure,
     verdict=verdict,
     figures=figures,
+    answer=answer,
+    method="The speed of learning of a layer is the norm of its bias gradient ‖δˡ‖ on a batch of images. We "
+           "measure it per hidden layer at initialisation for each activation, initialisation and depth over "
+           "several seeds, reproduce Nielsen's numbers in his setting, and follow it on held-out images while "
+           "networks train.",
     checks={"data": Check(choices=("mnist", "digits")),
             "mnist_root": Check(kind=str, example="~/data/mnist", hint="null means <cache>/mnist"),
             "cost": Check(choices=COSTS), "activations": Check(choices=tuple(ACTIVATIONS)),
