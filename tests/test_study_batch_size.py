@@ -173,8 +173,8 @@ def test_training_claims_rest_on_three_seeds(quick: tuple[StudyResult, Path]) ->
     result, _ = quick
     h, cfg, v = result.headline, batch_size.STUDY.quick, result.verdict
     runs = _selected(result)
-    assert cfg["n_seeds"] == 3 and h["seeds"] == [0, 1, 2]
-    assert all(sorted(per) == [0, 1, 2] for per in runs.values()) and list(runs) == h["settings"]
+    assert cfg["n_seeds"] == 3 and h["training seeds"] == [0, 1, 2]
+    assert all(sorted(per) == [0, 1, 2] for per in runs.values()) and list(runs) == h["training settings"]
     assert all(run[-1]["epoch"] == cfg["epochs"] for per in runs.values() for run in per.values())
     finals = {s: [per[seed][-1]["train_loss"] for seed in (0, 1, 2)] for s, per in runs.items()}
     for s, per in runs.items():

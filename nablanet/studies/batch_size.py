@@ -306,7 +306,7 @@ def _tally(firsts: list[list[str]]) -> str:
 def _training_sentence(head: dict[str, Any], cfg: dict[str, Any]) -> str:
     """Per epoch, over seeds: the final losses and their order, the epochs to the two targets and who gets
     there first, the steps per epoch; the wall times in one labelled clause; the stuck guard, seed by seed."""
-    settings, seeds, e = head["settings"], head["seeds"], cfg["epochs"]
+    settings, seeds, e = head["training settings"], head["training seeds"], cfg["epochs"]
     online, mini, full = settings
     steps = {s: head[f"{s}: steps per epoch"] for s in settings}
     sec = {s: head[f"{s}: seconds per epoch (wall time, mean over seeds)"] for s in settings}
@@ -320,10 +320,12 @@ def _training_sentence(head: dict[str, Any], cfg: dict[str, Any]) -> str:
         return _reached(head[f"{s}: epochs to target {name}, per seed"], e)
 
     order = head["final training loss: settings by the mean, lowest first"]
+    several = len(seeds) > 1
     text = (
-        f"Training for {e} epochs on {len(seeds)} seeds ({', '.join(map(str, seeds))}: initialization and batch "
-        f"order), each setting at the best rate of {cfg['lr_grid']} on seed {seeds[0]}, reused on the others: final "
-        f"training loss {', '.join(final(s) for s in settings)}; by the mean {' < '.join(order)}, an order that "
+        f"Training for {e} epochs on {len(seeds)} seed{'s' if several else ''} ({', '.join(map(str, seeds))}: "
+        f"initialization and batch order), each setting at the best rate of {cfg['lr_grid']} on seed {seeds[0]}"
+        f"{', reused on the others' if several else ''}: final training loss {', '.join(final(s) for s in settings)}; "
+        f"by the mean {' < '.join(order)}, an order that "
         f"holds on {_count(head['seeds on which the final losses keep that order'], len(seeds))}. Loss "
         f"{head['target A: the highest over seeds of the lowest loss of online and mini-batch']:.4f} (the lowest "
         f"that both stochastic settings reach on every seed) is reached online {reached(online, 'A')}, by {mini} "
@@ -439,7 +441,7 @@ def _training_headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[
     lowest = {s: [min(r["train_loss"] for r in run) for run in per.values()] for s, per in runs.items()}
     targets = {"A": max(lowest[online] + lowest[mini]), "B": max(lowest[full])}
     head: dict[str, Any] = {
-        "seeds": seeds, "settings": list(runs),
+        "training seeds": seeds, "training settings": list(runs),
         "target A: the highest over seeds of the lowest loss of online and mini-batch": targets["A"],
         "target B: the highest over seeds of the lowest loss of full batch": targets["B"]}
     for s, per in runs.items():
@@ -460,7 +462,7 @@ def _training_headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[
 def _orderings(head: dict[str, Any], epochs: int) -> dict[str, Any]:
     """The settings ranked by their mean final loss and on how many seeds that ranking holds; per target and
     seed, the setting(s) that reach it in the fewest epochs."""
-    settings, n = head["settings"], len(head["seeds"])
+    settings, n = head["training settings"], len(head["training seeds"])
     finals = {s: head[f"{s}: final training loss after {epochs} epochs, per seed"] for s in settings}
     order = sorted(settings, key=lambda s: float(np.mean(finals[s])))
     out: dict[str, Any] = {
