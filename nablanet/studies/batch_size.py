@@ -37,32 +37,44 @@ of g against the expected gradient over the data distribution, E‖g − E_data[
 N i.i.d. training samples, while m_N = 0 here is the error of the full batch against the training-set
 gradient g, which it is: both hold, about different targets.
 
-Part 2, online vs mini-batch vs full batch. The same network (same initialization, same epoch-wise
-shuffles from ``seed``) is trained by plain SGD with batch size 1 (online: N steps per epoch), a
-mini-batch size (⌈N/B⌉ steps) and N (full batch: one step per epoch). Learning-rate policy: for each
-setting, every rate of the same grid ``lr_grid`` is run and the one with the lowest mean training
-loss over the last half of the ``epochs`` epochs is kept (a diverged run counts as +∞). The training
-loss on all N samples is evaluated after every epoch; the wall time counts only the training
-(``time.perf_counter`` around each epoch inside ``fit``, evaluation excluded). Wall times depend on
-the machine and its load, and in NumPy a step has a fixed overhead (Python, small matrix products),
-which is what makes online learning slow per epoch here; the per-epoch losses do not depend on the
-machine. ``blas_threads`` (default 1) limits BLAS to that many threads during the run (threadpoolctl,
-restored afterwards): on a shared 2-core machine a multi-threaded BLAS made the full-batch step
-10–40× slower through thread contention, a measurement of the machine rather than of the method.
-None leaves BLAS as it is.
+Part 2, online vs mini-batch vs full batch. The same network is trained by plain SGD with batch size
+1 (online: N steps per epoch), a mini-batch size (⌈N/B⌉ steps) and N (full batch: one step per epoch),
+on ``n_seeds`` seeds ``seed`` … ``seed`` + n_seeds − 1; a seed fixes the initialization and the
+epoch-wise shuffles, the same for the three settings (the data split is the one of ``seed``).
+Learning-rate policy: on the first seed, for each setting, every rate of the same grid ``lr_grid`` is
+run and the one with the lowest mean training loss over the last half of the ``epochs`` epochs is
+kept (a diverged run counts as +∞); the other seeds reuse that rate, so they test it rather than pick
+it (and the quick run stays short). The training loss on all N samples is evaluated after every epoch.
+The claims are per epoch and over seeds: each setting's final loss as mean ± std (range), two loss
+targets fixed across seeds (A: the highest over seeds of the lowest loss both stochastic settings
+reach, so both reach it on every seed; B: the highest over seeds of full batch's lowest loss), the
+epochs each setting needs to reach them, and which setting gets there first, counted seed by seed; an
+ordering is stated for every seed only where it holds on every seed, else with the count.
+
+Every setting processes all N samples per epoch; what differs is the number of steps, N, ⌈N/B⌉ or 1.
+A NumPy step has a fixed overhead (Python, small matrix products), so online, with N steps, is the
+slowest per epoch: that claim rests on the steps per epoch, a count. The records also keep the
+training wall time (``time.perf_counter`` around each epoch inside ``fit``, evaluation excluded) and
+the figure plots the loss against it, but wall times depend on the machine and its load; the verdict
+quotes them once, labelled, and no claim rests on them. ``blas_threads`` (default 1) limits BLAS to
+that many threads during the run (threadpoolctl, restored afterwards): on a shared 2-core machine a
+multi-threaded BLAS made the full-batch step 10–40× slower through thread contention, a measurement of
+the machine rather than of the method. None leaves BLAS as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies._guard import stuck
+from nablanet.studies._guard import over_seeds, stuck
 from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
@@ -157,17 +169,17 @@ class _EpochLoss(Callback):
 
 
 def _training_run(cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, setting: str, batch_size: int | None,
-                  lr: float) -> list[dict[str, Any]]:
+                  lr: float, seed: int) -> list[dict[str, Any]]:
     n = len(x)
-    model = _model(cfg["hidden"], cfg["seed"])
+    model = _model(cfg["hidden"], seed)
     loss = nn.CrossEntropyLoss()
     steps_per_epoch = math.ceil(n / (batch_size or n))
     cb = _EpochLoss(x, y)
     initial = _full_loss(model, loss, x, y)
     history = nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=lr), train=(x, y), epochs=cfg["epochs"],
-                     batch_size=batch_size, seed=cfg["seed"], callbacks=[cb])
+                     batch_size=batch_size, seed=seed, callbacks=[cb])
     diverged = history.stop_reason is not None
-    base = {"part": "training", "setting": setting, "batch_size": batch_size or n, "lr": lr,
+    base = {"part": "training", "setting": setting, "seed": seed, "batch_size": batch_size or n, "lr": lr,
             "steps_per_epoch": steps_per_epoch, "diverged": diverged}
     rows = [{**base, "epoch": 0, "steps": 0, "seconds": 0.0, "train_loss": initial}]
     elapsed = 0.0
@@ -188,22 +200,45 @@ def selection_score(run: list[dict[str, Any]], epochs: int) -> float:
     return float(np.mean([r["train_loss"] for r in run if r["epoch"] >= math.ceil(epochs / 2)]))
 
 
+def _seeds(cfg: dict[str, Any]) -> list[int]:
+    return list(range(cfg["seed"], cfg["seed"] + cfg["n_seeds"]))
+
+
 def _training_part(cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+    """The whole rate grid on the first seed, then the selected rate on each further seed."""
     settings: list[tuple[str, int | None]] = [("online", 1), (f"mini-batch {cfg['minibatch']}", cfg["minibatch"]),
                                               ("full batch", None)]
+    first, *others = _seeds(cfg)
     rows: list[dict[str, Any]] = []
     for setting, batch_size in settings:
-        runs = {lr: _training_run(cfg, x, y, setting, batch_size, lr) for lr in cfg["lr_grid"]}
-
+        runs = {lr: _training_run(cfg, x, y, setting, batch_size, lr, first) for lr in cfg["lr_grid"]}
         scores = {lr: selection_score(run, cfg["epochs"]) for lr, run in runs.items()}
         best = min(scores, key=lambda lr: scores[lr])
         for lr, run in runs.items():
             rows += [{**r, "score": scores[lr], "selected": lr == best} for r in run]
+        for seed in others:
+            run = _training_run(cfg, x, y, setting, batch_size, best, seed)
+            rows += [{**r, "score": selection_score(run, cfg["epochs"]), "selected": True} for r in run]
     return rows
 
 
-def _first_reaching(run: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
-    return next((r for r in run if r["train_loss"] <= target), None)
+def _selected_runs(rows: list[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """setting → seed → the rows of the run at the setting's selected rate, epoch 0 first."""
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for r in rows:
+        if r["part"] == "training" and r["selected"]:
+            runs.setdefault(r["setting"], {}).setdefault(r["seed"], []).append(r)
+    return runs
+
+
+def _final(run: list[dict[str, Any]], epochs: int) -> float:
+    """The training loss after the last epoch (+∞ for a run that stopped before it)."""
+    return float(run[-1]["train_loss"]) if run[-1]["epoch"] == epochs else math.inf
+
+
+def _epochs_to(run: list[dict[str, Any]], target: float) -> int | None:
+    """The first epoch whose training loss is at most ``target`` (None if none is)."""
+    return next((r["epoch"] for r in run if r["train_loss"] <= target), None)
 
 
 @contextlib.contextmanager
@@ -225,8 +260,9 @@ def blas_threads(limit: int | None) -> Iterator[None]:
 
 def measure(cfg: dict[str, Any]) -> Records:
     """Rows ``part="variance"`` (one per state, sampling and B: measured and predicted ‖g_B − g‖²),
-    ``"fit"`` (the power law per state, sampling and treatment) and ``"training"`` (one per setting,
-    learning rate and epoch, with the selection score and whether that rate was selected)."""
+    ``"fit"`` (the power law per state, sampling and treatment) and ``"training"`` (one per setting, seed,
+    learning rate and epoch, with the run's selection score and whether it ran at the setting's selected
+    rate: the whole grid on the first seed, the selected rate alone on the others)."""
     splits = nn.data.load_digits(seed=cfg["seed"], dtype=np.float64)
     x, y = splits.train
     with blas_threads(cfg["blas_threads"]):
@@ -237,40 +273,81 @@ def measure(cfg: dict[str, Any]) -> Records:
 
 
 def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
-    """The fitted exponents against −1, the exact prediction, and how each setting fares per epoch and second."""
+    """The fitted exponents against −1, the exact prediction, the noise scale, and how each setting fares per
+    epoch over the seeds."""
     head = {**_variance_headline(records.rows), **_training_headline(records.rows, cfg)}
-    online, mini, full = dict.fromkeys(r["setting"] for r in records.rows if r["part"] == "training")
+    return Verdict(_variance_sentence(head, cfg) + " " + _training_sentence(head, cfg), head)
+
+
+WALL_TIME_LABEL = "Wall time on this machine, for illustration only (not reproducible; no claim rests on it)"
+"""Opens the verdict's one sentence that quotes seconds."""
+
+
+def _count(k: int, n: int) -> str:
+    return "every seed" if k == n else "no seed" if k == 0 else f"{k} of {n} seeds"
+
+
+def _reached(epochs: list[int | None], limit: int) -> str:
+    """"at epoch 5.3 ± 0.58 (3 seeds: 5–6)", over the seeds that reach the target, and how many do."""
+    hit = [e for e in epochs if e is not None]
+    if not hit:
+        return f"not within {limit} epochs on any seed"
+    text = f"at epoch {over_seeds(hit, '.2g')}"
+    return text if len(hit) == len(epochs) else (f"{text} on {_count(len(hit), len(epochs))}, not within {limit} "
+                                                 "epochs on the others")
+
+
+def _tally(firsts: list[list[str]]) -> str:
+    """"online on 2 of 3 seeds, online and mini-batch 32 (tied) on 1 of 3 seeds": who is first, seed by seed."""
+    counts = Counter(" and ".join(f) + (" (tied)" if len(f) > 1 else "") for f in firsts)
+    return ", ".join(f"{who} on {_count(k, len(firsts))}" for who, k in counts.most_common())
+
+
+def _training_sentence(head: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """Per epoch, over seeds: the final losses and their order, the epochs to the two targets and who gets
+    there first, the steps per epoch; the wall times in one labelled clause; the stuck guard, seed by seed."""
+    settings, seeds, e = head["training settings"], head["training seeds"], cfg["epochs"]
+    online, mini, full = settings
+    steps = {s: head[f"{s}: steps per epoch"] for s in settings}
+    sec = {s: head[f"{s}: seconds per epoch (wall time, mean over seeds)"] for s in settings}
+
+    def final(s: str) -> str:
+        return (f"{s} (lr {head[f'{s}: learning rate (best of grid on the first seed)']:g}, {steps[s]} "
+                f"step{'' if steps[s] == 1 else 's'}/epoch) "
+                f"{head[f'{s}: final training loss after {e} epochs, over seeds']}")
 
     def reached(s: str, name: str) -> str:
-        epochs, seconds = head[f"{s}: epochs to target {name}"], head[f"{s}: seconds to target {name}"]
-        if epochs is None:
-            return f"not within {cfg['epochs']} epochs"
-        return f"in {epochs} epoch{'' if epochs == 1 else 's'} ({seconds:.3g} s)"
+        return _reached(head[f"{s}: epochs to target {name}, per seed"], e)
 
-    def final(s: str) -> float:
-        return float(head[f"{s}: final training loss after {cfg['epochs']} epochs"])
-
-    target_sgd = head["target A: the higher of the lowest losses of online and mini-batch"]
+    order = head["final training loss: settings by the mean, lowest first"]
+    several = len(seeds) > 1
     text = (
-        _variance_sentence(head, cfg) + f" Training with each setting's best learning "
-        f"rate from {cfg['lr_grid']} for {cfg['epochs']} epochs: final training loss online {final(online):.4f} "
-        f"(lr {head[f'{online}: learning rate (best of grid)']:g}, {head[f'{online}: steps per epoch']} "
-        f"steps/epoch), {mini} {final(mini):.4f} (lr {head[f'{mini}: learning rate (best of grid)']:g}, "
-        f"{head[f'{mini}: steps per epoch']} steps/epoch), full batch {final(full):.4f} (lr "
-        f"{head[f'{full}: learning rate (best of grid)']:g}, 1 step/epoch). Loss {target_sgd:.4f} (the lowest "
-        f"that both stochastic settings reach) is reached "
-        f"online {reached(online, 'A')}, by {mini} {reached(mini, 'A')}, full batch {reached(full, 'A')}; "
-        f"full batch's lowest, {head['target B: the lowest loss of full batch']:.4f}, is reached online "
-        f"{reached(online, 'B')} and by {mini} {reached(mini, 'B')} vs {reached(full, 'B')}. An epoch takes "
-        f"{head[f'{online}: seconds per epoch']:.3g} s online, {head[f'{mini}: seconds per epoch']:.3g} s for {mini} "
-        f"and {head[f'{full}: seconds per epoch']:.3g} s full batch on this machine (wall times are "
-        f"machine-dependent; BLAS threads: {cfg['blas_threads']})."
+        f"Training for {e} epochs on {len(seeds)} seed{'s' if several else ''} ({', '.join(map(str, seeds))}: "
+        f"initialization and batch order), each setting at the best rate of {cfg['lr_grid']} on seed {seeds[0]}"
+        f"{', reused on the others' if several else ''}: final training loss {', '.join(final(s) for s in settings)}; "
+        f"by the mean {' < '.join(order)}, an order that "
+        f"holds on {_count(head['seeds on which the final losses keep that order'], len(seeds))}. Loss "
+        f"{head['target A: the highest over seeds of the lowest loss of online and mini-batch']:.4f} (the lowest "
+        f"that both stochastic settings reach on every seed) is reached online {reached(online, 'A')}, by {mini} "
+        f"{reached(mini, 'A')}, full batch {reached(full, 'A')}; first per epoch: "
+        f"{_tally(head['target A: first per epoch, per seed'])}. Loss "
+        f"{head['target B: the highest over seeds of the lowest loss of full batch']:.4f} (the lowest that full "
+        f"batch reaches on every seed) is reached online "
+        f"{reached(online, 'B')}, by {mini} {reached(mini, 'B')} and by full batch {reached(full, 'B')}; first per "
+        f"epoch: {_tally(head['target B: first per epoch, per seed'])}. Every setting processes all N = "
+        f"{head['N (training samples)']} samples per epoch, online in {steps[online]} steps, {mini} in "
+        f"{steps[mini]} and full batch in {steps[full]}, so online pays the fixed cost of a step (Python, small "
+        f"matrix products) {steps[online]} times per epoch and full batch once: per epoch, online is the slowest. "
+        f"{WALL_TIME_LABEL}: an epoch took {sec[online]:.3g} s online, {sec[mini]:.3g} s for {mini} and "
+        f"{sec[full]:.3g} s full batch (mean over seeds, BLAS threads: {cfg['blas_threads']})."
     )
-    stalled = [s for s in (online, mini, full) if stuck(head[f"{s}: initial training loss"], final(s))]
+    stalled = [f"{s} on seed {seed} ({last:.4f})" for s in settings for seed, first, last in
+               zip(seeds, head[f"{s}: initial training loss, per seed"],
+                   head[f"{s}: final training loss after {e} epochs, per seed"], strict=True) if stuck(first, last)]
     if stalled:
-        text += (f" Not a finding: {', '.join(stalled)} ended with its training loss at its initial value "
-                 f"({', '.join(f'{final(s):.4f}' for s in stalled)}); give it more epochs or widen lr_grid.")
-    return Verdict(text, head)
+        text += (f" Not a finding: {', '.join(stalled)} ended with the training loss at its initial value (or "
+                 "diverged); give it more epochs or widen lr_grid.")
+    return text
 
 
 def _variance_sentence(head: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -355,43 +432,69 @@ def _noise_headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _training_headline(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Per setting at its selected rate: the rate, score, steps and seconds per epoch, the final loss, and
-    when it reaches the two targets (each run's lowest loss: the higher of the two stochastic settings',
-    and full batch's)."""
-    selected = [r for r in rows if r["part"] == "training" and r["selected"]]
-    runs = {s: [r for r in selected if r["setting"] == s] for s in dict.fromkeys(r["setting"] for r in selected)}
+    """Per setting at its selected rate: the rate, score and steps per epoch, and per seed the initial and
+    final loss, the seconds per epoch and the epochs to the two targets (A: the highest over seeds of the
+    lowest loss of online and mini-batch; B: the highest over seeds of full batch's lowest loss)."""
+    runs = _selected_runs(rows)
+    seeds, e = list(next(iter(runs.values()))), cfg["epochs"]
     online, mini, full = runs
-    best = {s: min(r["train_loss"] for r in run_) for s, run_ in runs.items()}
-    targets = {"A": max(best[online], best[mini]), "B": best[full]}
-    head: dict[str, Any] = {"target A: the higher of the lowest losses of online and mini-batch": targets["A"],
-                            "target B: the lowest loss of full batch": targets["B"]}
-    for s, run_ in runs.items():
-        head[f"{s}: learning rate (best of grid)"] = run_[0]["lr"]
-        head[f"{s}: mean loss over the last half of the epochs"] = run_[0]["score"]
-        head[f"{s}: steps per epoch"] = run_[0]["steps_per_epoch"]
-        head[f"{s}: initial training loss"] = run_[0]["train_loss"]
-        head[f"{s}: final training loss after {cfg['epochs']} epochs"] = run_[-1]["train_loss"]
-        head[f"{s}: seconds per epoch"] = run_[-1]["seconds"] / cfg["epochs"]
+    lowest = {s: [min(r["train_loss"] for r in run) for run in per.values()] for s, per in runs.items()}
+    targets = {"A": max(lowest[online] + lowest[mini]), "B": max(lowest[full])}
+    head: dict[str, Any] = {
+        "training seeds": seeds, "training settings": list(runs),
+        "target A: the highest over seeds of the lowest loss of online and mini-batch": targets["A"],
+        "target B: the highest over seeds of the lowest loss of full batch": targets["B"]}
+    for s, per in runs.items():
+        first, finals = per[seeds[0]], [_final(run, e) for run in per.values()]
+        head[f"{s}: learning rate (best of grid on the first seed)"] = first[0]["lr"]
+        head[f"{s}: mean loss over the last half of the epochs (first seed)"] = first[0]["score"]
+        head[f"{s}: steps per epoch"] = first[0]["steps_per_epoch"]
+        head[f"{s}: initial training loss, per seed"] = [run[0]["train_loss"] for run in per.values()]
+        head[f"{s}: final training loss after {e} epochs, per seed"] = finals
+        head[f"{s}: final training loss after {e} epochs, over seeds"] = over_seeds(finals)
+        head[f"{s}: seconds per epoch (wall time, mean over seeds)"] = float(
+            np.mean([run[-1]["seconds"] / max(run[-1]["epoch"], 1) for run in per.values()]))
         for name, target in targets.items():
-            hit = _first_reaching(run_, target)
-            head[f"{s}: epochs to target {name}"] = None if hit is None else hit["epoch"]
-            head[f"{s}: seconds to target {name}"] = None if hit is None else hit["seconds"]
-    return head
+            head[f"{s}: epochs to target {name}, per seed"] = [_epochs_to(run, target) for run in per.values()]
+    return {**head, **_orderings(head, e)}
+
+
+def _orderings(head: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """The settings ranked by their mean final loss and on how many seeds that ranking holds; per target and
+    seed, the setting(s) that reach it in the fewest epochs."""
+    settings, n = head["training settings"], len(head["training seeds"])
+    finals = {s: head[f"{s}: final training loss after {epochs} epochs, per seed"] for s in settings}
+    order = sorted(settings, key=lambda s: float(np.mean(finals[s])))
+    out: dict[str, Any] = {
+        "final training loss: settings by the mean, lowest first": order,
+        "seeds on which the final losses keep that order":
+            sum(all(finals[a][i] < finals[b][i] for a, b in itertools.pairwise(order)) for i in range(n))}
+    for name in ("A", "B"):
+        firsts = []
+        for i in range(n):
+            hit = {s: head[f"{s}: epochs to target {name}, per seed"][i] for s in settings}
+            fewest = min(v for v in hit.values() if v is not None)
+            firsts.append([s for s, v in hit.items() if v == fewest])
+        out[f"target {name}: first per epoch, per seed"] = firsts
+    return out
 
 
 def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
-    """The error against B with its predictions, the selected runs' loss per epoch and second, the rate grid."""
+    """The error against B with its predictions, the selected runs' loss per epoch (over seeds) and second,
+    the rate grid (first seed)."""
     rows = records.rows
     return {
         "variance": Figure(_variance_figure(rows), "Mean squared error of the mini-batch gradient vs batch size B "
                            f"on the digits (64-h-10 tanh MLP, {cfg['draws']} draws per B; error bars: standard "
                            f"errors), at initialization and after {cfg['pretrain_epochs']} epochs, with the exact "
                            "predictions; k is the slope fitted in log-log."),
-        "training": Figure(_training_figure(rows), "Training loss on all N samples under online, mini-batch and "
-                           "full-batch SGD, each with its best learning rate from the grid, against epochs and "
-                           "against training wall time (machine-dependent)."),
-        "lr_grid": Figure(_lr_grid_figure(rows, cfg), "Final training loss for every learning rate of the grid; "
-                          "each setting uses the rate with the lowest mean loss over the last half of the epochs."),
+        "training": Figure(_training_figure(rows, cfg), "Training loss on all N samples under online, mini-batch "
+                           "and full-batch SGD, each at its best learning rate from the grid on the first seed, "
+                           f"against epochs (mean over {cfg['n_seeds']} seeds, band: min–max) and against training "
+                           "wall time (each seed; machine-dependent)."),
+        "lr_grid": Figure(_lr_grid_figure(rows, cfg), "Final training loss for every learning rate of the grid, on "
+                          "the first seed; each setting uses the rate with the lowest mean loss over the last half "
+                          "of the epochs, on every seed."),
     }
 
 
@@ -418,19 +521,27 @@ def _variance_figure(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def _training_figure(rows: list[dict[str, Any]]) -> Any:
+def _training_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    selected = [r for r in rows if r["part"] == "training" and r["selected"]]
-    for setting in dict.fromkeys(r["setting"] for r in selected):
-        run_ = [r for r in selected if r["setting"] == setting]
-        label = f"{setting} (lr {run_[0]['lr']:g})"
-        ax1.plot([r["epoch"] for r in run_], [r["train_loss"] for r in run_], marker=".", label=label)
-        timed = [r for r in run_ if r["epoch"] > 0]
-        ax2.plot([r["seconds"] for r in timed], [r["train_loss"] for r in timed], marker=".", label=label)
-    ax1.set(yscale="log", xlabel="epoch", ylabel="training loss (all N samples)", title="loss vs epochs")
+    for setting, per in _selected_runs(rows).items():
+        table = np.full((len(per), cfg["epochs"] + 1), np.nan)
+        for i, run in enumerate(per.values()):
+            table[i, [r["epoch"] for r in run]] = [r["train_loss"] for r in run]
+        table[~np.isfinite(table)] = np.nan
+        cols = [c[~np.isnan(c)] for c in table.T]
+        epochs = np.arange(cfg["epochs"] + 1)
+        mean, lo, hi = ([f(c) if c.size else np.nan for c in cols] for f in (np.mean, np.min, np.max))
+        (line,) = ax1.plot(epochs, mean, marker=".", label=f"{setting} (lr {next(iter(per.values()))[0]['lr']:g})")
+        ax1.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2)
+        for i, run in enumerate(per.values()):
+            timed = [r for r in run if r["epoch"] > 0]
+            ax2.plot([r["seconds"] for r in timed], [r["train_loss"] for r in timed], marker=".", lw=1,
+                     color=line.get_color(), label=line.get_label() if i == 0 else None)
+    ax1.set(yscale="log", xlabel="epoch", ylabel="training loss (all N samples)",
+            title=f"loss vs epochs (mean over {cfg['n_seeds']} seeds, band min–max)")
     ax2.set_xscale("log")
-    ax2.set(xlabel="training wall time (s, this machine; epoch 0 not shown)", title="loss vs wall time")
+    ax2.set(xlabel="training wall time (s, this machine; epoch 0 not shown)", title="loss vs wall time, each seed")
     ax1.legend()
     ax2.legend()
     fig.tight_layout()
@@ -440,7 +551,8 @@ def _training_figure(rows: list[dict[str, Any]]) -> Any:
 def _lr_grid_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    training = [r for r in rows if r["part"] == "training"]
+    first = next(r["seed"] for r in rows if r["part"] == "training")
+    training = [r for r in rows if r["part"] == "training" and r["seed"] == first]
     for setting in dict.fromkeys(r["setting"] for r in training):
         finals = [r for r in training if r["setting"] == setting and r["epoch"] == cfg["epochs"]]
         ax.plot([r["lr"] for r in finals], [r["train_loss"] if math.isfinite(r["train_loss"]) else np.nan
@@ -454,16 +566,16 @@ def _lr_grid_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
 STUDY = register(Study(
     name="batch-size",
     question="Does the mini-batch gradient's variance fall as 1/B, and how do online, mini-batch and full-batch "
-             "training compare per epoch and per second?",
+             "training compare per epoch, and how many steps does an epoch cost each?",
     notes="Source notes 001 (SGD vs batch vs mini-batch: the variance of the mini-batch gradient ∝ 1/b) and 004 "
           "section 4 (online vs batch learning; mini-batches of a few dozen).",
     measure=measure, verdict=verdict, figures=figures,
     checks={"batch_sizes": POSITIVE, "draws": POSITIVE, "lr_grid": POSITIVE,
             "blas_threads": Check(low=0, low_open=True, nullable=True, hint="null: as many as BLAS likes")},
     quick={"seed": 0, "hidden": 32, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "draws": 64,
-           "pretrain_epochs": 5, "pretrain_lr": 0.1, "minibatch": 32, "epochs": 8,
+           "pretrain_epochs": 5, "pretrain_lr": 0.1, "minibatch": 32, "epochs": 8, "n_seeds": 3,
            "lr_grid": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "blas_threads": 1},
     full={"seed": 0, "hidden": 32, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], "draws": 256,
-          "pretrain_epochs": 20, "pretrain_lr": 0.1, "minibatch": 32, "epochs": 40,
+          "pretrain_epochs": 20, "pretrain_lr": 0.1, "minibatch": 32, "epochs": 40, "n_seeds": 3,
           "lr_grid": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0], "blas_threads": 1},
 ))
