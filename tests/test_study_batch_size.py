@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 
 from nablanet.studies import batch_size
 from nablanet.studies._guard import over_seeds
@@ -257,3 +258,13 @@ def test_wall_times_only_in_the_labelled_sentence(quick: tuple[StudyResult, Path
         assert h[f"{s}: seconds per epoch (wall time, mean over seeds)"] == pytest.approx(sec)
         assert f"{sec:.3g} s" in v[start:end]
         assert all(r["seconds"] > 0 for run in per.values() for r in run if r["epoch"] > 0)
+
+
+def test_the_report_answers_first(quick: tuple[StudyResult, Path]) -> None:
+    result, out = quick
+    assert_answers_first(result, out)
+    h = result.headline
+    every = h["seeds on which the final losses keep that order"] == len(h["training seeds"])
+    assert (f"about {h['noise scale B_simple = tr(Σ)/‖g‖² at init']:.0f} samples" in result.answer.text) == every
+    order = h["final training loss: settings by the mean, lowest first"]
+    assert result.answer.text.index(order[0].split(" ")[0]) < result.answer.text.index(order[-1].split(" ")[0])

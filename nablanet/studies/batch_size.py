@@ -75,7 +75,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies._guard import over_seeds, stuck
-from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
 
@@ -517,6 +517,7 @@ def _variance_figure(rows: list[dict[str, Any]]) -> Any:
         ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="E‖g_B − g‖²",
                title=f"{state} (training loss {mine[0]['train_loss']:.3f})")
         ax.legend(fontsize=8)
+    fig.suptitle("Does the mini-batch gradient's squared error fall as 1/B?")
     fig.tight_layout()
     return fig
 
@@ -563,13 +564,38 @@ def _lr_grid_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     fig.tight_layout()
     return fig
 
+def answer(records: Records, cfg: dict[str, Any]) -> Answer:
+    """The 1/B law as training draws its batches, the noise scale that says when a bigger batch stops
+    paying, and how the three settings rank per epoch (on how many seeds)."""
+    _, head = verdict(records, cfg)
+    k = head["fitted exponent k, at init, without replacement (factor divided out)"]
+    noise = head["noise scale B_simple = tr(Σ)/‖g‖² at init"]
+    law = "Yes" if abs(k + 1) < 0.1 else "Not quite"
+    text = (f"{law}: drawn as training draws them, the mini-batch gradient's squared error falls as 1/B once the "
+            "finite-sample correction is divided out.")
+    order, kept, seeds = (head["final training loss: settings by the mean, lowest first"],
+                          head["seeds on which the final losses keep that order"], head["training seeds"])
+    every = kept == len(seeds)
+    if every:
+        text += (f" The gradient noise scale at initialisation is about {noise:.0f} samples: batches much larger "
+                 "than that buy little progress per sample.")
+    name = {s: "mini-batch" if s.startswith("mini-batch") else s.replace(" ", "-") for s in order}  # no size
+    text += (f" Per epoch, {name[order[0]]} training reached the lowest training loss and {name[order[-1]]} the "
+             "highest" + (", on every seed." if every else f", on {kept} of {len(seeds)} seeds."))
+    return Answer(text, "variance")
+
+
 STUDY = register(Study(
     name="batch-size",
     question="Does the mini-batch gradient's variance fall as 1/B, and how do online, mini-batch and full-batch "
              "training compare per epoch, and how many steps does an epoch cost each?",
     notes="Source notes 001 (SGD vs batch vs mini-batch: the variance of the mini-batch gradient ∝ 1/b) and 004 "
           "section 4 (online vs batch learning; mini-batches of a few dozen).",
-    measure=measure, verdict=verdict, figures=figures,
+    measure=measure, verdict=verdict, figures=figures, answer=answer,
+    method="On a small network on digits we draw many mini-batches of each size B, with and without "
+           "replacement, and measure the squared error of their gradient against the full training-set gradient, "
+           "at initialisation and after training. Then the same network is trained online, with mini-batches and "
+           "with the full batch, each at its best learning rate, over three seeds.",
     checks={"batch_sizes": POSITIVE, "draws": POSITIVE, "lr_grid": POSITIVE,
             "blas_threads": Check(low=0, low_open=True, nullable=True, hint="null: as many as BLAS likes")},
     quick={"seed": 0, "hidden": 32, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], "draws": 64,
