@@ -101,6 +101,9 @@ def shape_hint(got: tuple[int, ...], want: tuple[int, ...], n: int | None = None
                 "instead of summing over the batch.")
     if len(got) == len(want) == 2 and got == want[::-1]:
         return " It is the right shape transposed: check the order of the factors (dW = dyᵀ x for y = x Wᵀ)."
+    if len(got) == len(want) >= 3 and got[:2] == want[:2] and all(g >= w for g, w in zip(got, want, strict=True)):
+        extra = tuple(g - w for g, w in zip(got[2:], want[2:], strict=True))
+        return f" It is larger by {extra} on the spatial axes: is the padding still on (crop it off)?"
     if len(got) > len(want) and got[len(got) - len(want):] == want:
         return f" The leading axes {got[:len(got) - len(want)]} are extra: sum them away, or are they vector axes?"
     return ""
