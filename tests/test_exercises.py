@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -122,8 +123,8 @@ CASES: dict[str, tuple[type, Callable[[], nn.Layer], tuple[int, ...]]] = {
                    (40, 4)),
     "sigmoid_vjp": (nn.Sigmoid, lambda: nn.Sequential(nn.Linear(4, 6, rng=0), nn.Sigmoid(), nn.Linear(6, 3, rng=1)),
                     (40, 4)),
-    "softmax_vjp": (nn.Softmax, lambda: nn.Sequential(nn.Linear(4, 3, rng=0), nn.Softmax(dim=1), nn.Linear(3, 3, rng=1)),
-                    (40, 4)),
+    "softmax_vjp": (nn.Softmax, lambda: nn.Sequential(nn.Linear(4, 3, rng=0), nn.Softmax(dim=1),
+                                                      nn.Linear(3, 3, rng=1)), (40, 4)),
     "cross_entropy_vjp": (nn.CrossEntropyLoss, lambda: nn.Sequential(nn.Linear(4, 3, rng=0)), (40, 4)),
     "conv2d_vjp": (nn.Conv2d, lambda: nn.Sequential(nn.Conv2d(2, 3, 3, stride=(1, 2), padding=(1, 0), dilation=(2, 1),
                                                               rng=0), nn.Tanh(), nn.Flatten(), nn.Linear(36, 3, rng=1)),
@@ -221,7 +222,7 @@ def test_check_false_trains_with_a_wrong_gradient_which_climbs_the_loss() -> Non
     with nn.testing.replace_vjp(nn.Linear, _wrong_sign, check=False) as report:
         assert report is None
         wrong = losses()
-    assert right[-1] < right[0] and all(b > a for a, b in zip(wrong, wrong[1:], strict=False))
+    assert right[-1] < right[0] and all(b > a for a, b in itertools.pairwise(wrong))
 
 
 def test_the_first_use_check_catches_a_configuration_the_entry_example_did_not_have() -> None:
