@@ -23,6 +23,14 @@ from nablanet.losses.base import Loss, LossCache, TermsVjpFn, swap_terms_vjp
 OnForward = Callable[[Layer, Any, bool], None]
 
 
+class LossVjpShapeError(ValueError):
+    """A loss's VJP function returned dinput of another shape than the input's; ``problem`` says how."""
+
+    def __init__(self, who: str, problem: str) -> None:
+        super().__init__(f"{who}: {problem}")
+        self.problem = problem
+
+
 def name_of(fn: Any) -> str:
     """How messages name a function: ``linear_vjp``."""
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
@@ -37,7 +45,7 @@ def loss_vjp(fn: Callable[..., Any]) -> TermsVjpFn:
         g = np.asarray(fn(loss, cache.aux, d))
         problem = loss_shape_problem(g.shape, cache.input_shape)
         if problem:
-            raise ValueError(f"{type(loss).__name__} (with the VJP {name_of(fn)}): {problem}")
+            raise LossVjpShapeError(f"{type(loss).__name__} (with the VJP {name_of(fn)})", problem)
         return g
 
     return run

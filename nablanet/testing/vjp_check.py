@@ -51,7 +51,7 @@ from nablanet.layers.contract import spot_checks_off
 from nablanet.layers.kernels.recurrent import lstm_vjp_with_cell
 from nablanet.layers.recurrent import LSTMStep, lstm_cell_vjp, lstm_gate_derivatives
 from nablanet.losses.base import Loss, swap_terms_vjp
-from nablanet.testing.adapters import loss_shape_problem, loss_vjp, lstm_cell, name_of
+from nablanet.testing.adapters import LossVjpShapeError, loss_vjp, lstm_cell, name_of
 from nablanet.testing.examples import example
 from nablanet.testing.layer_check import Check
 
@@ -230,17 +230,13 @@ def _loss_checks(loss: Loss, fn: Callable[..., Any], z: Any, target: Any) -> tup
     z = _float64(z)
     where = f"{loss!r} with input of shape {z.shape}, float64"
     _, cache = loss.forward(z, target)
-    d = np.full(cache.terms.shape, 1.0 / cache.normalizer if loss.reduction in ("mean", "batchmean") else 1.0)
-    try:
-        g = np.asarray(fn(loss, cache.aux, d))
-    except Exception as exc:
-        return [Check("call", name_of(fn), "FAIL", detail=_raised(fn, exc))], where
-    problem = loss_shape_problem(g.shape, z.shape)
-    if problem:
-        return [Check("shape", "dinput", "FAIL", detail=problem)], where
     end = swap_terms_vjp(type(loss), loss_vjp(fn))
     try:  # through the loss's own vjp: the reduction's dterms, as training gets them
         g, doubled = loss.vjp(cache), loss.vjp(cache, 2.0 if loss.reduction != "none" else None)
+    except LossVjpShapeError as exc:
+        return [Check("shape", "dinput", "FAIL", detail=exc.problem)], where
+    except Exception as exc:
+        return [Check("call", name_of(fn), "FAIL", detail=_raised(fn, exc))], where
     finally:
         end()
     numeric = central_differences(lambda: float(np.sum(loss.forward(z, target)[0])), z, np.arange(z.size), _EPS)
