@@ -87,7 +87,7 @@ def test_the_page_prints_what_it_shows(index: int) -> None:
 def test_the_page_quotes_a_message_for_each_classic_mistake() -> None:
     """The issue's list: transposed weight gradient, missing batch sum, wrong sign, forgotten σ′ (quoted in
     output blocks, which the test above checks against the code)."""
-    shown = "\n".join(out for _, out in _with_outputs())
+    shown = " ".join(" ".join(out for _, out in _with_outputs()).split())  # the reports wrap their lines
     for message in ("It is the right shape transposed: check the order of the factors",
                     "The extra leading axis has the batch size N = 4: sum over the samples (axis 0).",
                     "It is about -1× the right value: a wrong sign?",
@@ -322,7 +322,7 @@ def test_a_loss_function_of_the_wrong_shape_is_named_when_it_runs() -> None:
 
     x, y = _data((6, 4))
     with nn.testing.replace_vjp(nn.CrossEntropyLoss, summed, check=False), \
-            pytest.raises(ValueError, match=r"\(with the VJP .*summed\): it returned dinput of shape \(3,\), expected "
+            pytest.raises(ValueError, match=r"\(with the VJP .*summed\): It returned dinput of shape \(3,\), expected "
                           r"the input's \(6, 3\)\. The batch axis is missing"):
         nn.value_and_grad(nn.Sequential(nn.Linear(4, 3, rng=0)), nn.CrossEntropyLoss(), x, y)
 

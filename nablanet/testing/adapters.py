@@ -57,7 +57,7 @@ def loss_shape_problem(got: tuple[int, ...], want: tuple[int, ...]) -> str:
         return ""
     hint = (" The batch axis is missing: dinput has one row per sample, each ∂L/∂(that sample's input); "
             "no sum over the samples." if got == want[1:] else shape_hint(got, want))
-    return f"it returned dinput of shape {got}, expected the input's {want}.{hint}"
+    return f"It returned dinput of shape {got}, expected the input's {want}.{hint}"
 
 
 def lstm_cell(fn: Callable[..., Any], layer: LSTM) -> CellVjp:

@@ -27,6 +27,7 @@ derivative (σ′, tanh′) is missing.
 from __future__ import annotations
 
 import copy
+import textwrap
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -57,13 +58,15 @@ from nablanet.testing.layer_check import Check
 
 _EPS = 1e-6
 _ATOL = 1e-10
+_WIDTH = 100
+"""A report's lines wrap at this many characters (a terminal, a notebook, a code block on the site)."""
 _SEED = 1729
 """Seeds the random dy of every check: not 0 or 1, which a caller's own input is likely drawn with."""
 _OPT = Options(train=False, seed=0, eps=_EPS, rtol=FD_RTOL, atol=_ATOL, max_entries=None)
-_UNNAMED = ("it disagrees with central differences, and not by a sign, a constant factor, a transpose or a "
+_UNNAMED = ("It disagrees with central differences, and not by a sign, a constant factor, a transpose or a "
             "forgotten dy: check each term against the equations.")
 _NO_DTERMS = "It does not change when dterms doubles: dterms (∂L/∂ℓₙ, 1/N under the mean) is left out."
-_FROM_STEP = "follows from the step's mistake above (backpropagation through time runs the step at every t)."
+_FROM_STEP = "It follows from the step's mistake above (BPTT runs the step at every t)."
 _DIAGONAL = ("It is dy ⊙ diag(J), the Jacobian's diagonal alone: each output also depends on the other inputs of "
              "its sample (for a softmax ∂yⱼ/∂xᵢ = −yᵢyⱼ off the diagonal), so dx = Jᵀdy sums over them.")
 
@@ -87,15 +90,16 @@ class VjpCheckReport:
         return not self.failures
 
     def head(self) -> str:
+        """Two lines: the verdict, then what it was checked on."""
         who = f"check_vjp({self.target}, {self.function})"
         if self.passed:
             arrays = list(dict.fromkeys(c.tensor for c in self.checks if c.check == "central differences"))
             verb = "agrees" if len(arrays) == 1 else "agree"
-            return f"{who}: right. {', '.join(arrays)} {verb} with central differences on {self.example}."
-        return f"{who}: wrong, {len(self.failures)} of {len(self.checks)} checks failed on {self.example}"
+            return f"{who}: right. {', '.join(arrays)} {verb} with central differences\n  on {self.example}."
+        return f"{who}: wrong, {len(self.failures)} of {len(self.checks)} checks failed\n  on {self.example}"
 
     def __str__(self) -> str:
-        return self.head() if self.passed else "\n".join([self.head() + ":", *(f"  {_row(c)}" for c in self.checks)])
+        return self.head() if self.passed else "\n".join([self.head() + ":", *(_row(c) for c in self.checks)])
 
 
 class VjpCheckError(AssertionError):
@@ -103,15 +107,18 @@ class VjpCheckError(AssertionError):
     failed checks with the likely mistakes."""
 
     def __init__(self, report: VjpCheckReport) -> None:
-        lines = [report.head() + " (fix the first one first; later ones often follow from it):"]
-        super().__init__("\n".join(lines + [f"  {_row(c)}" for c in report.failures]))
+        lines = [report.head() + " (fix the first failure first; later ones often follow from it):"]
+        super().__init__("\n".join(lines + [_row(c) for c in report.failures]))
         self.report = report
 
 
 def _row(c: Check) -> str:
+    """``  FAIL  check · array  error …``, then what is wrong, wrapped and indented under it."""
     err = f"  error {c.error:.1e} (allowed {c.tol:g})" if c.status == "FAIL" and c.error is not None \
         and c.tol is not None and np.isfinite(c.error) else ""
-    return f"{c.status:<4}  {c.check} · {c.tensor}{err}{': ' + c.detail if c.detail else ''}"
+    line = f"  {c.status:<4}  {c.check} · {c.tensor}{err}"
+    return line + ("\n" + textwrap.fill(c.detail, width=_WIDTH, initial_indent=" " * 8,
+                                        subsequent_indent=" " * 8, break_on_hyphens=False) if c.detail else "")
 
 
 def check_vjp(layer_or_loss: Any, vjp: Callable[..., Any], *inputs: Any,
@@ -189,10 +196,10 @@ def _call_problem(m: Layer, fn: Callable[..., Any], cache: Any, dy: np.ndarray) 
         return _raised(fn, exc)
     names = [k for k, _ in m.named_parameters()]
     if not isinstance(out, tuple | list) or len(out) != 2:
-        return f"it returned {type(out).__name__}; return a pair (dx, grads)."
+        return f"It returned {type(out).__name__}; return a pair (dx, grads)."
     if not isinstance(out[1], dict):
         example = "{" + ", ".join(f'"{k}": d{k}' for k in names) + "}" if names else "{}"
-        return (f"it returned its gradients as {type(out[1]).__name__}; return them as a dict keyed by the parameter "
+        return (f"It returned its gradients as {type(out[1]).__name__}; return them as a dict keyed by the parameter "
                 f"names, {example}{'' if names else ' (the layer has no parameters)'}.")
     return ""
 
@@ -218,7 +225,7 @@ def _fd_rows(m: Layer, xs: Any, y: np.ndarray, vjp: Callable[[Any, Any], Any]) -
 
 def _as_check(r: LayerCheck) -> Check:
     if r.status == "skip":  # no dx where the input is floating point: for an exercise, a mistake
-        return Check("call", r.tensor, "FAIL", detail=f"it returns no {r.tensor}: return ∂L/∂x, of the input's shape.")
+        return Check("call", r.tensor, "FAIL", detail=f"It returns no {r.tensor}: return ∂L/∂x, of the input's shape.")
     check = {"vjp": "central differences", "vjp shape": "shape"}.get(r.check, r.check)
     detail = r.detail.strip() or (_UNNAMED if r.status == "FAIL" else "")
     return Check(check, r.tensor, r.status, r.error, r.tol, detail)
@@ -297,7 +304,6 @@ def _step_row(tensor: str, got: np.ndarray, want: np.ndarray, without: dict[str,
     hint = factor_hint(got, want) or missing_factor_hint(got, want, factors)
     for name, value in without.items():
         if not hint and relative_error(got, value) <= EXACT_RTOL:
-            hint = (f" It is what the right formula gives with {name} = 0: the gradient {name} arriving at the step "
-                    "is left out of it.")
+            hint = f" It equals the right formula with {name} = 0: {name} is left out."
     return Check("LSTM step", tensor, "FAIL", rel, EXACT_RTOL, hint.strip() or _UNNAMED.replace("forgotten dy", "a "
                  "forgotten input"))
