@@ -1,7 +1,7 @@
 """``replace_vjp``: a student's VJP function in place of a layer's or loss's own, for one block of code.
 
     with nn.testing.replace_vjp(nn.Sigmoid, sigmoid_vjp):
-        nn.fit(model, nn.CrossEntropyLoss(), optimizer, x, y, epochs=3)
+        nn.fit(model, nn.CrossEntropyLoss(), optimizer, (x, y), epochs=3)
 
 Inside the block the function runs wherever nablanet runs the class's VJP: ``Sequential``'s backward
 (so ``nn.fit``, ``Layer.backward`` and every callback's tape), ``nn.value_and_grad``, and the lab
@@ -11,12 +11,13 @@ Recorder, the Gauss-Newton products). It is swapped in at nablanet's dispatch po
 afterwards, also after an exception, the class's own VJP (and its measured fast variant) is back.
 
 What stays the reference's: a layer's own methods called directly (``layer.vjp(...)``,
-``lstm.vjp_state(...)``, ``nn.testing.check_layer``, which checks a class's own code), a layer
-that calls another's VJP inside its own (``MultiheadAttention``'s ``out_proj``), subclasses of the
-class, and the curvature lab's second-order rules (R-op, the losses' Hessians). Blocks nest, for
-one class or several, and may even be left in another order than entered: the latest block still
-active is in force. A swap holds for the whole process: threads are out of scope (another thread
-training at the same time also gets the function).
+``lstm.vjp_state(...)``), a layer that calls another's VJP inside its own (``MultiheadAttention``'s
+``out_proj``), subclasses of the class, and the curvature lab's second-order rules (R-op, the
+losses' Hessians). ``nn.testing.check_layer`` checks a class's own code: run it outside a block.
+
+Blocks nest, for one class or several, and may even be left in another order than entered: the
+latest block still active is in force. A swap holds for the whole process: threads are out of
+scope (another thread training at the same time also gets the function).
 
 ``check=True`` (the default) checks the function with ``check_vjp`` on entering, on nablanet's
 example of the class or on ``example=(instance, *inputs)``, and again at the first forward of each
