@@ -56,6 +56,26 @@ def factor_hint(got: Any, want: Any, n: int | None = None) -> str:
     return ratio_hint(k, n) or f" It is a constant {k:.4g}× the right value: a constant factor is wrong."
 
 
+def passthrough_hint(got: Any, want: Any, dy: Any) -> str:
+    """The sentence for an input gradient that is ``dy`` passed through unchanged where ``want`` is not, or ""."""
+    g, w, d = (np.asarray(a, dtype=np.float64) for a in (got, want, dy))
+    if g.shape != d.shape or g.shape != w.shape or not np.allclose(g, d, rtol=1e-10, atol=0.0) \
+            or np.allclose(w, d, rtol=1e-5, atol=1e-12):
+        return ""
+    return (" It is dy passed through unchanged: the layer's own derivative is missing (an activation f gives "
+            "dx = dy ⊙ f′(x), e.g. σ′(x) = σ(x)(1 − σ(x))).")
+
+
+def missing_factor_hint(got: Any, want: Any, factors: dict[str, Any]) -> str:
+    """The sentence for ``got`` that times one of ``factors`` (name: array) would be ``want``, or ""."""
+    g, w = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    for name, factor in factors.items():
+        fixed = g * np.asarray(factor, dtype=np.float64)
+        if fixed.shape == w.shape and np.allclose(fixed, w, rtol=1e-8, atol=1e-12) and not np.allclose(g, w):
+            return f" It lacks the factor {name}: multiply by it."
+    return ""
+
+
 def ratio_hint(k: float, n: int | None = None) -> str:
     """The sentence for a ratio got/want ≈ ``k`` that names a mistake (−1, 2, ½, N, 1/N), or ""."""
     for value, meaning in _NAMED:
@@ -81,6 +101,9 @@ def shape_hint(got: tuple[int, ...], want: tuple[int, ...], n: int | None = None
                 "instead of summing over the batch.")
     if len(got) == len(want) == 2 and got == want[::-1]:
         return " It is the right shape transposed: check the order of the factors (dW = dyᵀ x for y = x Wᵀ)."
+    if len(got) == len(want) >= 3 and got[:2] == want[:2] and all(g >= w for g, w in zip(got, want, strict=True)):
+        extra = tuple(g - w for g, w in zip(got[2:], want[2:], strict=True))
+        return f" It is larger by {extra} on the spatial axes: is the padding still on (crop it off)?"
     if len(got) > len(want) and got[len(got) - len(want):] == want:
         return f" The leading axes {got[:len(got) - len(want)]} are extra: sum them away, or are they vector axes?"
     return ""

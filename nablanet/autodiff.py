@@ -31,6 +31,6 @@ def value_and_grad(
     check_finite(xa, "x")
     y, cache = kernels.forward(model, xa, train=train, rng=rng)  # a model of the user's own layer: checked
     value, lcache = loss.forward(y, target)
-    _, grads = model.vjp(cache, loss.vjp(lcache))
+    _, grads = kernels.vjp(model, cache, loss.vjp(lcache), per_sample=False, need_dx=False)  # the forward's pair
     names = [name for name, _ in model.named_parameters()]
     return float(value), {name: grads[name] for name in names}

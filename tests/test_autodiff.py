@@ -34,6 +34,25 @@ def test_value_and_grad_names_shapes_and_torch_parity() -> None:
     assert all(p.grad is None for p in model.parameters())  # pure: .grad untouched
 
 
+def test_value_and_grad_of_a_model_that_is_one_layer_of_your_own() -> None:
+    """The model's forward and VJP go through the same dispatch: a layer of the user's gets its own cache
+    back (it used to get the contract's LeafCache, and a gradient of the wrong shape)."""
+    class Scale(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(np.array([1.0, 2.0, 3.0]))
+
+        def forward(self, x, *, train=False, rng=None):  # type: ignore[no-untyped-def]
+            return x * self.weight.data, x
+
+        def vjp(self, cache, dy):  # type: ignore[no-untyped-def]
+            return dy * self.weight.data, {"weight": (dy * cache).sum(axis=0)}
+
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    _, grads = nn.value_and_grad(Scale(), nn.MSELoss(reduction="sum"), x, np.zeros((4, 3)))
+    np.testing.assert_allclose(grads["weight"], (2 * x * np.array([1.0, 2.0, 3.0]) * x).sum(axis=0), rtol=1e-12)
+
+
 def test_jacobian_of_model_matches_torch_per_sample() -> None:
     torch = pytest.importorskip("torch")
     tmodel = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Sigmoid(), torch.nn.Linear(5, 3)).double()

@@ -20,7 +20,7 @@ from nablanet.testing import LayerCheckError, LayerCheckReport, check_layer
 
 
 def _documented_example() -> dict[str, Any]:
-    """Run the "write your own layer" example of nablanet/testing.py's docstring; return its namespace."""
+    """Run the "write your own layer" example of nablanet.testing's docstring; return its namespace."""
     doc = nablanet.testing.__doc__ or ""
     block = doc.split("its two R-op rules::\n", 1)[1].split("\nIt raises", 1)[0]
     namespace: dict[str, Any] = {"__name__": "example"}

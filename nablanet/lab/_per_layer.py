@@ -19,16 +19,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from nablanet._diagnose import factor_hint, shape_hint
+from nablanet._diagnose import factor_hint, passthrough_hint, shape_hint
 from nablanet.lab import rop
 from nablanet.lab._tape import Trace, forward_trace
 from nablanet.lab.registry import Registry, jvp_rules, rules_home, vjp_rop_rules
 from nablanet.lab.rules import missing_rules
-from nablanet.layers import Layer, Sequential, contract
+from nablanet.layers import Layer, Sequential, contract, kernels
 from nablanet.layers.base import TapeEntry
 from nablanet.layers.contract import spot_checks_off
 
@@ -40,6 +41,9 @@ _DIRECTIONS = 2
 """Random directions per tensor for the first, cheap comparison; entry by entry only where it fails."""
 _KINK = 1e-4
 """An entry is on a kink when its one-sided differences differ by more than this × the array's scale."""
+
+VjpOf = Callable[[Any, Any], tuple[Any, Any]]
+"""One layer's VJP as the checks call it: ``vjp(cache, dy) -> (dx, grads)``."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,12 @@ class Options:
     max_entries: int | None
 
 
-def check_vjp(t: Trace, opt: Options, rng: np.random.Generator) -> list[LayerCheck]:
+def check_vjp(t: Trace, opt: Options, rng: np.random.Generator, vjp: VjpOf | None = None) -> list[LayerCheck]:
     """The layer's ``vjp(cache, dy)`` for a random dy against central differences of ⟨dy, f(x)⟩ over its
-    floating inputs and its parameters, at the input ``t.x`` it saw in the model."""
+    floating inputs and its parameters, at the input ``t.x`` it saw in the model. ``vjp`` is the function
+    checked: by default the one nablanet runs for the layer (its own, or one swapped in for its class)."""
     layer, kind = t.layer, type(t.layer).__name__
+    vjp = vjp if vjp is not None else _vjp_run_for(layer)
     several = isinstance(t.x, tuple | list)
     xs = [np.array(a, dtype=np.float64) if _is_float(np.asarray(a)) else a for a in _parts(t.x)]
 
@@ -168,7 +174,7 @@ def check_vjp(t: Trace, opt: Options, rng: np.random.Generator) -> list[LayerChe
     dys = [rng.standard_normal(a.shape) for a in _parts(y)]
     dy: Any = tuple(dys) if isinstance(y, tuple | list) else dys[0]
     try:
-        dx, grads = layer.vjp(cache, dy)
+        dx, grads = vjp(cache, dy)
     except Exception as exc:
         return [LayerCheck(t.name, kind, "vjp", "vjp", "FAIL",
                            detail=f"vjp(cache, dy) raised {type(exc).__name__}: {exc}")]
@@ -192,7 +198,7 @@ def check_vjp(t: Trace, opt: Options, rng: np.random.Generator) -> list[LayerChe
         rel, err = relative_error(analytic, numeric), float(np.max(np.abs(analytic - numeric), initial=0.0))
         ok = rel <= opt.rtol or err <= opt.atol
         whole = idx.size == arr.size
-        detail = "" if ok else _vjp_hint(layer, cache, dy, tensor, g, analytic, numeric, whole, n, several)
+        detail = "" if ok else _vjp_hint(vjp, cache, dy, tensor, g, analytic, numeric, whole, n, several)
         rows.append(LayerCheck(t.name, kind, "vjp", tensor, "pass" if ok else "FAIL", rel, opt.rtol, detail))
     return rows
 
@@ -288,16 +294,27 @@ def _returned(dx: Any, grads: Any, several: bool) -> dict[str, Any]:
     return out | {f"d{k}": g for k, g in (grads.items() if isinstance(grads, dict) else ())}
 
 
-def _vjp_hint(layer: Layer, cache: Any, dy: Any, tensor: str, g: Any, analytic: np.ndarray, numeric: np.ndarray,
+def _vjp_run_for(layer: Layer) -> VjpOf:
+    """The VJP nablanet runs for ``layer`` on a cache of its own forward: a function swapped in for its class
+    (``nablanet.testing.replace_vjp``) through the dispatch, else the layer's own."""
+    if kernels.swapped(type(layer)):
+        return partial(kernels.vjp, layer, per_sample=False, need_dx=True, vector_axes=0)
+    return layer.vjp
+
+
+def _vjp_hint(vjp: VjpOf, cache: Any, dy: Any, tensor: str, g: Any, analytic: np.ndarray, numeric: np.ndarray,
               whole: bool, n: int | None, several: bool) -> str:
-    """The likely mistake: a constant factor, a transpose (on the whole array), or a forgotten dy."""
+    """The likely mistake: a constant factor, a transpose (on the whole array), dy passed through
+    unchanged (the local derivative left out), or a forgotten dy."""
     shaped = np.shape(g) if whole else (len(analytic),)
     hint = factor_hint(analytic.reshape(shaped), numeric.reshape(shaped), n)
+    if not hint and whole and tensor == "dx" and isinstance(dy, np.ndarray):
+        hint = passthrough_hint(g, numeric.reshape(shaped), dy)
     if hint:
         return hint
     try:  # a VJP is linear in dy: one whose result does not change when dy doubles forgot it
         doubled: Any = tuple(2 * d for d in dy) if isinstance(dy, tuple) else 2 * dy
-        again = _returned(*layer.vjp(cache, doubled), several)
+        again = _returned(*vjp(cache, doubled), several)
         if relative_error(again.get(tensor), g) <= EXACT_RTOL:
             return " It does not change when dy doubles: dy is forgotten (every term of a VJP is linear in dy)."
     except Exception:  # the hint is optional; the failure itself is already reported

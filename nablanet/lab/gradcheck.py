@@ -30,6 +30,7 @@ from nablanet.lab._per_layer import (
 from nablanet.lab.curvature import hvp
 from nablanet.lab.registry import loss_hvp_rules
 from nablanet.lab.rules import missing_rules
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer
 from nablanet.layers.contract import spot_checks_off
 from nablanet.losses.base import Loss
@@ -177,11 +178,11 @@ class _ModelCheck:
 
     def gradient(self, with_grad: bool = True) -> tuple[float, Any, dict[str, np.ndarray]]:
         """L, and backprop's dx and parameter gradients (with_grad) at the model's current parameters."""
-        y, cache = self.m.forward(self.xa, train=self.opt.train, rng=np.random.default_rng(self.opt.seed))
+        y, cache = kernels.forward(self.m, self.xa, train=self.opt.train, rng=np.random.default_rng(self.opt.seed))
         value, lcache = self.loss.forward(y, self.target)
         if not with_grad:
             return float(value), None, {}
-        dx, grads = self.m.vjp(cache, self.loss.vjp(lcache))
+        dx, grads = kernels.vjp(self.m, cache, self.loss.vjp(lcache), per_sample=False, need_dx=True)
         return float(value), dx, grads
 
     def run(self, inputs: list[np.ndarray], several: bool) -> None:

@@ -41,7 +41,8 @@ import numpy as np
 from nablanet._random import RNGLike
 from nablanet.lab._tape import batch_size_of, per_sample_factor, run_tape
 from nablanet.lab.registry import per_sample_grad_norms_rules
-from nablanet.lab.rules.base import layer_per_sample_grads
+from nablanet.lab.rules.base import layer_per_sample_grads, materialized_norms
+from nablanet.layers import kernels
 from nablanet.layers.base import Layer, Tape, TapeEntry
 from nablanet.losses.base import Loss
 
@@ -81,7 +82,10 @@ def per_sample_grad_norms_from_tape(tape: Tape, factor: float) -> dict[str, np.n
     for entry in tape:
         if not entry.grads:
             continue
-        rule: NormRule = per_sample_grad_norms_rules[entry.layer]
+        # a VJP swapped in for the class (nn.testing.replace_vjp) is what backward ran: materialize its gradients
+        # rather than trust the class's closed form
+        swapped = kernels.swapped(type(entry.layer))
+        rule: NormRule = materialized_norms if swapped else per_sample_grad_norms_rules[entry.layer]
         got = rule(entry, factor)
         lengths = {np.shape(v) for v in got.values()}
         if set(got) != set(entry.grads) or len(lengths) != 1 or len(next(iter(lengths))) != 1:

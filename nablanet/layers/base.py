@@ -35,7 +35,7 @@ from nablanet._dtype import resolve_dtype
 from nablanet._random import RNGLike
 from nablanet._validation import a_type, as_float_input, check_finite
 from nablanet.layers import contract, kernels
-from nablanet.layers.contract import LeafCache
+from nablanet.layers.contract import ADOPTED, LeafCache
 from nablanet.parameter import Parameter
 
 NO_DX = np.empty(0)
@@ -142,8 +142,9 @@ class Layer:
         overrides this to run its children's, giving each child ``prefix + child name + "."``.
         """
         dx, grads = kernels.vjp(self, cache, dy, per_sample=per_sample, need_dx=need_dx, prefix=prefix)
-        if type(cache) is LeafCache:  # a layer of the user's: the tape holds its own cache
-            tape.append(TapeEntry(prefix[:-1], self, cache.cache, dy, grads, cache.x, cache.y))
+        if type(cache) is LeafCache:  # a layer of the user's, or one with a swapped VJP: the tape holds its own cache
+            xy = (cache.x, cache.y) if type(self) in ADOPTED else ()
+            tape.append(TapeEntry(prefix[:-1], self, cache.cache, dy, grads, *xy))
         else:
             tape.append(TapeEntry(prefix[:-1], self, cache, dy, grads))
         return dx

@@ -33,6 +33,10 @@ dispatch point, ``nablanet.layers.kernels``, so inside any model:
   raises ``LayerContractError`` naming the layer, the array, both shapes and the likely mistake.
 
 nablanet's own layers are tested by the conformance suite and skip all of this (no cost).
+
+A short-form VJP written outside any class, for a layer class of nablanet's or anyone's (a student's
+exercise: ``nablanet.testing.replace_vjp``), goes through the same machinery while it is swapped in
+(``swap_short_form``): the loops for vector axes and per-sample gradients, and every shape checked.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import copy
 import inspect
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
@@ -78,18 +83,28 @@ class VjpForm(NamedTuple):
     need_dx: bool
 
 
+SHORT_FORM = VjpForm(per_sample=False, need_dx=False)
+
+ShortVjp = Callable[[Any, np.ndarray], tuple[Any, Any]]
+"""A short-form VJP bound to its layer: ``vjp(cache, dy) -> (dx, grads)``."""
+
+ADOPTED: set[type] = set()
+"""The layer classes defined outside nablanet (``adopt``): the tape keeps their input and output."""
+
+
 def vjp_form(cls: type) -> VjpForm:
     params = inspect.signature(cast(Any, cls).vjp).parameters
     anything = any(p.kind is p.VAR_KEYWORD for p in params.values())
     return VjpForm("per_sample" in params or anything, "need_dx" in params or anything)
 
 
-def describe(layer: Layer, prefix: str = "") -> str:
+def describe(layer: Layer, prefix: str = "", vjp_name: str = "") -> str:
     """``layer '1' (Swish, defined in my_module)``, or ``Swish (defined in my_module)`` where the
-    position is unknown (the spot check runs inside the layer's forward)."""
+    position is unknown (the spot check runs inside the layer's forward). ``vjp_name`` names a VJP
+    swapped in for the class: ``layer '0' (Linear, with the VJP linear_vjp of __main__)``."""
     cls = type(layer)
-    where = f"{cls.__name__}, defined in {cls.__module__}"
-    return f"layer {prefix[:-1]!r} ({where})" if prefix else f"{cls.__name__} (defined in {cls.__module__})"
+    where = f"with the VJP {vjp_name}" if vjp_name else f"defined in {cls.__module__}"
+    return f"layer {prefix[:-1]!r} ({cls.__name__}, {where})" if prefix else f"{cls.__name__} ({where})"
 
 
 def batch_axis(layer: Layer) -> int:
@@ -114,22 +129,50 @@ def adopt(cls: type) -> None:
     kernels.forward_kernel(cls)(forward)
     kernels.vjp_kernel(cls)(vjp)
     kernels._CONTRACT.add(vjp)
+    ADOPTED.add(cls)
+
+
+def swap_short_form(cls: type, fn: Callable[..., tuple[Any, Any]], vjp_name: str,
+                    on_forward: Callable[[Layer, Any, bool], None] | None = None) -> Callable[[], None]:
+    """Run ``fn(layer, cache, dy) -> (dx, grads)``, a short-form VJP written outside the class, for layers of
+    exactly ``cls`` until the returned function is called; swaps nest (``nablanet.layers.kernels.swap``).
+
+    The forward stays the class's (its fast variant included) and keeps its cache as ``LeafCache(cache, x,
+    y)``, so that vector axes are recognised and dx's shape is checked; ``on_forward(layer, x, train)``
+    runs before each forward (the first-use check of ``nablanet.testing.replace_vjp``). Messages name
+    the function as ``vjp_name``.
+    """
+    def forward(layer: Layer, x: Any, *, train: bool, rng: Any) -> tuple[Any, LeafCache]:
+        if on_forward is not None:
+            on_forward(layer, x, train)
+        y, cache = kernels.unswapped_forward(layer, x, train=train, rng=rng)
+        return y, cache if type(cache) is LeafCache else LeafCache(cache, x, y)
+
+    def vjp(layer: Layer, cache: Any, dy: Any, *, per_sample: bool, need_dx: bool, prefix: str = "",
+            vector_axes: int | None = None) -> tuple[Any, dict[str, Any]]:
+        return call_vjp(layer, SHORT_FORM, cache, dy, per_sample, need_dx, prefix, vector_axes,
+                        short=partial(fn, layer), vjp_name=vjp_name)
+
+    return kernels.swap(cls, vjp, forward)
 
 
 def call_vjp(layer: Layer, form: VjpForm, cache: Any, dy: Any, per_sample: bool, need_dx: bool, prefix: str,
-             vector_axes: int | None) -> tuple[Any, dict[str, Any]]:
-    """The layer's VJP in its form, the missing parts supplied, every array's shape checked."""
+             vector_axes: int | None, *, short: ShortVjp | None = None,
+             vjp_name: str = "") -> tuple[Any, dict[str, Any]]:
+    """The layer's VJP in its form, the missing parts supplied, every array's shape checked. ``short`` is a
+    short-form VJP run in place of the layer's own (named ``vjp_name`` in messages)."""
     x_shape, y_shape = None, None
     if type(cache) is LeafCache:
         x_shape = np.shape(cache.x) if isinstance(cache.x, np.ndarray) else None
         cache, y_shape = cache.cache, np.shape(cache.y)
+    own = layer.vjp if short is None else short
     if not isinstance(dy, np.ndarray):
-        return layer.vjp(cache, dy)  # several outputs: nothing to check here
+        return own(cache, dy)  # several outputs: nothing to check here
     nv = vector_axes if vector_axes is not None else (dy.ndim - len(y_shape) if y_shape is not None else 0)
     if y_shape is not None and (nv < 0 or dy.shape[nv:] != y_shape):
-        raise LayerContractError(f"{describe(layer, prefix)} got dy of shape {dy.shape}; its output y has shape "
-                                 f"{y_shape}, so dy must be (*V, *y.shape). The layer after it returned a dx of the "
-                                 "wrong shape.")
+        raise LayerContractError(f"{describe(layer, prefix, vjp_name)} got dy of shape {dy.shape}; its output y has "
+                                 f"shape {y_shape}, so dy must be (*V, *y.shape). The layer after it returned a dx of "
+                                 "the wrong shape.")
     if form.per_sample:
         kw: dict[str, Any] = {"per_sample": per_sample, **({"need_dx": need_dx} if form.need_dx else {})}
         try:
@@ -144,19 +187,20 @@ def call_vjp(layer: Layer, form: VjpForm, cache: Any, dy: Any, per_sample: bool,
                 "vjp(self, cache, dy) and nablanet loops over the vectors (slower)."
             ) from exc
     else:
-        dx, grads = short_form_vjp(layer, cache, dy, nv, per_sample, need_dx)
+        dx, grads = short_form_vjp(layer, cache, dy, nv, per_sample, need_dx, own)
     if isinstance(grads, dict):  # a gradient written as np.sum(...) is a NumPy scalar: make it an array
         grads = {k: np.asarray(g) for k, g in grads.items()}
-    check_vjp_shapes(layer, prefix, dx, grads, dy, nv, per_sample, x_shape if need_dx else None)
+    check_vjp_shapes(layer, prefix, dx, grads, dy, nv, per_sample, x_shape if need_dx else None, vjp_name)
     return dx, grads
 
 
 def short_form_vjp(layer: Layer, cache: Any, dy: np.ndarray, nv: int, per_sample: bool,
-                   need_dx: bool) -> tuple[Any, dict[str, Any]]:
-    """A short-form VJP extended to vector axes (one call per vector) and per-sample gradients (one
-    call per sample, dy masked to it: gₙ = J_θᵀ (dy ⊙ 1ₙ))."""
+                   need_dx: bool, vjp: ShortVjp | None = None) -> tuple[Any, dict[str, Any]]:
+    """A short-form VJP (the layer's own, or ``vjp``) extended to vector axes (one call per vector) and
+    per-sample gradients (one call per sample, dy masked to it: gₙ = J_θᵀ (dy ⊙ 1ₙ))."""
+    own = layer.vjp if vjp is None else vjp
     if nv == 0 and not per_sample:
-        return layer.vjp(cache, dy)
+        return own(cache, dy)
     axis = batch_axis(layer)
     rows = dy.reshape(-1, *dy.shape[nv:])
     dxs: list[Any] = []
@@ -164,15 +208,15 @@ def short_form_vjp(layer: Layer, cache: Any, dy: np.ndarray, nv: int, per_sample
     for row in rows:
         dx: Any
         if not per_sample:
-            dx, g = layer.vjp(cache, row)
+            dx, g = own(cache, row)
         else:
-            dx = layer.vjp(cache, row)[0] if need_dx else None
+            dx = own(cache, row)[0] if need_dx else None
             per = []
             for s in range(row.shape[axis]):
                 only = np.zeros_like(row)
                 pick = (slice(None),) * axis + (s,)
                 only[pick] = row[pick]
-                per.append(layer.vjp(cache, only)[1])
+                per.append(own(cache, only)[1])
             g = {k: np.stack([np.asarray(p[k]) for p in per]) for k in (per[0] if per else {})}
         dxs.append(dx)
         grads_rows.append(g)
@@ -184,10 +228,10 @@ def short_form_vjp(layer: Layer, cache: Any, dy: np.ndarray, nv: int, per_sample
 
 
 def check_vjp_shapes(layer: Layer, prefix: str, dx: Any, grads: Any, dy: np.ndarray, nv: int, per_sample: bool,
-                     x_shape: tuple[int, ...] | None) -> None:
+                     x_shape: tuple[int, ...] | None, vjp_name: str = "") -> None:
     """Raise ``LayerContractError`` unless dx is (*V, *x.shape) (when x's shape is known) and every
     gradient is (*V, *param), or (*V, N, *param) with ``per_sample``, one per parameter."""
-    who = describe(layer, prefix)
+    who = describe(layer, prefix, vjp_name)
     params = dict(layer.named_parameters())  # a layer with sub-layers of its own keys them "f.weight"
     if not isinstance(grads, dict):
         raise LayerContractError(f"{who}: vjp returned {type(grads).__name__} as its gradients; expected a dict "

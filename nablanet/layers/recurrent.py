@@ -654,6 +654,40 @@ class GRU(RNNBase):
 
 
 
+class LSTMStep(NamedTuple):
+    """One time step t of an LSTM cell, as its VJP reads it: each array (N, H)."""
+
+    i: np.ndarray  # input gate σ(aᵢ)
+    f: np.ndarray  # forget gate σ(a_f)
+    g: np.ndarray  # candidate tanh(a_g)
+    o: np.ndarray  # output gate σ(aₒ)
+    c_prev: np.ndarray  # cₜ₋₁
+    tanh_c: np.ndarray  # tanh(cₜ)
+
+
+CellVjp = Callable[[LSTMStep, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""One step's cell VJP: (step, dh, dc) → (da, dcₜ₋₁); see ``lstm_cell_vjp``."""
+
+
+def lstm_gate_derivatives(step: LSTMStep) -> np.ndarray:
+    """[i(1−i), f(1−f), 1−g², o(1−o)] (N, 4H): each gate's derivative with respect to its pre-activation."""
+    i, f, g, o = step.i, step.f, step.g, step.o
+    return np.concatenate([i * (1.0 - i), f * (1.0 - f), 1.0 - g * g, o * (1.0 - o)], axis=-1)
+
+
+def lstm_cell_vjp(step: LSTMStep, dh: np.ndarray, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The VJP of one LSTM step's cell: dh = ∂L/∂hₜ (the output's and step t + 1's), dc = ∂L/∂cₜ from step
+    t + 1, both (*V, N, H), to da = ∂L/∂aₜ (*V, N, 4H), gates i, f, g, o, and dcₜ₋₁ = ∂L/∂cₜ₋₁ (*V, N, H):
+
+        dcₜ = dc + dh ⊙ oₜ ⊙ (1 − tanh²cₜ)
+        [diₜ, dfₜ, dgₜ, doₜ] = [dcₜ ⊙ gₜ, dcₜ ⊙ cₜ₋₁, dcₜ ⊙ iₜ, dh ⊙ tanh cₜ]
+        daₜ = [diₜ, dfₜ, dgₜ, doₜ] ⊙ [i(1−i), f(1−f), 1−g², o(1−o)]ₜ        dcₜ₋₁ = dcₜ ⊙ fₜ
+    """
+    dct = dc + dh * step.o * (1.0 - step.tanh_c ** 2)
+    dgates = np.concatenate([dct * step.g, dct * step.c_prev, dct * step.i, dh * step.tanh_c], axis=-1)
+    return dgates * lstm_gate_derivatives(step), dct * step.f
+
+
 class LSTM(RNNBase):
     """Long short-term memory (PyTorch's ``nn.LSTM``), gates stacked i, f, g, o:
 
@@ -666,6 +700,7 @@ class LSTM(RNNBase):
         doₜ = dhₜ ⊙ tanh cₜ     diₜ = dcₜ ⊙ gₜ     dfₜ = dcₜ ⊙ cₜ₋₁     dgₜ = dcₜ ⊙ iₜ
         daₜ = [diₜ, dfₜ, dgₜ, doₜ] ⊙ [i(1−i), f(1−f), 1−g², o(1−o)]ₜ   (one product over the 4H gates)
         carry_c = dcₜ ⊙ fₜ (→ dcₜ₋₁)      carryₕ = daₜ W_hh (→ dhₜ₋₁)      (after t = 0: dc₀, dh₀)
+    The first three lines are one step's cell VJP, ``lstm_cell_vjp``; the loop around it is ``_bptt``.
     ``proj_size`` (PyTorch's projected LSTM) is not supported: only 0.
     """
 
@@ -685,26 +720,22 @@ class LSTM(RNNBase):
 
     def _bptt(
         self, dc: _DirCache, dys: np.ndarray, dh_last: np.ndarray | None, dc_last: np.ndarray | None,
-        w_hh: np.ndarray, need_dh0: bool,
+        w_hh: np.ndarray, need_dh0: bool, cell: CellVjp = lstm_cell_vjp,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """One direction's BPTT around ``cell``, one step's cell VJP (``lstm_cell_vjp``, or one swapped in)."""
         H = self.hidden_size
         if dc.cs is None or dc.tcs is None:  # only a cache made by LSTM._scan reaches here
             raise ValueError("LSTM.vjp needs a cache from LSTM.forward")
         i, f, g, o = (dc.acts[..., j * H:(j + 1) * H] for j in range(4))
-        tc = dc.tcs
-        # the gates' derivatives, all t at once: [i(1−i), f(1−f), 1−g², o(1−o)]
-        dgates = np.concatenate([i * (1.0 - i), f * (1.0 - f), 1.0 - g * g, o * (1.0 - o)], axis=-1)
         da = np.empty((*dys.shape[:-1], 4 * H), dys.dtype)  # (L, V, N, 4H)
         carry_h = np.zeros(dys.shape[1:], dys.dtype) if dh_last is None else dh_last
         carry_c = np.zeros(dys.shape[1:], dys.dtype) if dc_last is None else dc_last
         for s in reversed(range(len(da))):
-            dh = dys[s] + carry_h
-            dcs = carry_c + dh * o[s] * (1.0 - tc[s] ** 2)
-            da[s] = np.concatenate([dcs * g[s], dcs * dc.cs[s], dcs * i[s], dh * tc[s]], axis=-1) * dgates[s]
+            da[s], dc_prev = cell(LSTMStep(i[s], f[s], g[s], o[s], dc.cs[s], dc.tcs[s]), dys[s] + carry_h, carry_c)
             if self._cut(s):
                 carry_h, carry_c = np.zeros_like(carry_h), np.zeros_like(carry_c)
             else:
-                carry_h, carry_c = da[s] @ w_hh, dcs * f[s]  # → dhₛ₋₁, dcₛ₋₁
+                carry_h, carry_c = da[s] @ w_hh, dc_prev  # → dhₛ₋₁, dcₛ₋₁
         return da, da, carry_h if need_dh0 else None, carry_c if need_dh0 else None
 
     def __init__(

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from nablanet._swaps import Swaps
 from nablanet._validation import as_float_input, as_numeric_array, check_finite
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -43,6 +44,18 @@ def terms_kernel(cls: type) -> Callable[[TermsFn], TermsFn]:
         _TERMS_KERNELS[cls] = fn
         return fn
     return register
+
+
+# A function run in place of a loss's ``_terms_vjp`` for a while, by the loss's exact type (a student's, through
+# nablanet.testing.replace_vjp): ``fn(loss, cache, dterms) -> ∂(Σ dterms ⊙ terms)/∂input``, with the whole cache.
+TermsVjpFn = Callable[..., np.ndarray]
+_TERMS_VJP_SWAPS: Swaps[TermsVjpFn] = Swaps()
+
+
+def swap_terms_vjp(cls: type, fn: TermsVjpFn) -> Callable[[], None]:
+    """Run ``fn`` for losses of exactly ``cls`` in place of their ``_terms_vjp`` until the returned function is
+    called (``vjp``, ``per_sample_vjp`` and so every caller of them); swaps nest (``nablanet._swaps``)."""
+    return _TERMS_VJP_SWAPS.push(cls, fn)
 
 
 class LossCache(NamedTuple):
@@ -134,7 +147,13 @@ class Loss:
                 raise ValueError(f"vjp with reduction='none' needs dvalue.shape={cache.terms.shape}; got {d.shape}")
         else:
             d = np.asarray(self._scale(cache) * (1.0 if dvalue is None else float(dvalue)), dtype=cache.dtype)
-        return self._terms_vjp(cache.aux, d).astype(cache.dtype, copy=False)
+        return self._input_grad(cache, d)
+
+    def _input_grad(self, cache: LossCache, dterms: np.ndarray) -> np.ndarray:
+        """∂(Σ dterms ⊙ terms)/∂input in the input's dtype: ``_terms_vjp``, or the function swapped in for the class."""
+        swapped = _TERMS_VJP_SWAPS.current.get(type(self))
+        g = self._terms_vjp(cache.aux, dterms) if swapped is None else swapped(self, cache, dterms)
+        return g.astype(cache.dtype, copy=False)
 
     def per_sample(self, cache: LossCache) -> np.ndarray:
         """ℓₙ (N,): L = mean(ℓ) under "mean", L = Σ ℓ under "sum" (see the module docstring)."""
@@ -148,8 +167,7 @@ class Loss:
         """∂ℓₙ/∂inputₙ stacked over n (the input's shape): each sample's gradient of its own ℓₙ."""
         n = cache.input_shape[0]
         scale = n * self._scale(cache) if self.reduction in _AVERAGING else 1.0
-        d = np.full(cache.terms.shape, scale, dtype=cache.dtype)
-        return self._terms_vjp(cache.aux, d).astype(cache.dtype, copy=False)
+        return self._input_grad(cache, np.full(cache.terms.shape, scale, dtype=cache.dtype))
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

@@ -49,7 +49,7 @@ def sqrt_nonneg(sq: np.ndarray) -> np.ndarray:
 
 
 @per_sample_grad_norms_rules.register(Layer)
-def _materialized_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
+def materialized_norms(entry: TapeEntry, factor: float) -> dict[str, np.ndarray]:
     """Generic rule for any parameterized layer without a closed form (LayerNorm, batch norm in eval
     mode, new layers): materialize gₙ with ``vjp(per_sample=True)`` and take ‖gₙ‖.
     Cost: the layer's per-sample VJP; memory N·|θ|."""

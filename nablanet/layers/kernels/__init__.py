@@ -12,12 +12,18 @@ reference itself. A layer class defined outside nablanet is registered here too,
 ``nablanet.layers.contract.adopt``: its "variant" is the reference wrapped in the contract's checks.
 Variants register with ``@forward_kernel(Cls)`` / ``@vjp_kernel(Cls)`` in a
 module of this package, imported at the end of this file.
+
+``swap`` puts a VJP written outside the class in force for a while (a student's, through
+``nablanet.testing.replace_vjp``): it is installed in the same tables, so a swap costs the dispatch
+nothing, and the class's own registration returns when the last swap ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from nablanet._swaps import Swaps
 
 if TYPE_CHECKING:
     from nablanet.layers.base import Layer
@@ -72,6 +78,55 @@ def vjp(
     if fast in _CONTRACT:
         return fast(layer, cache, dy, per_sample=per_sample, need_dx=need_dx, prefix=prefix, vector_axes=vector_axes)
     return fast(layer, cache, dy, per_sample=per_sample, need_dx=need_dx)
+
+
+# -- swaps: a VJP written outside the class, in force for a while --------------------------------------
+_BEFORE: dict[type, tuple[ForwardFn | None, VjpFn | None]] = {}
+"""What was registered for a class before its first swap, put back when its last swap ends."""
+
+
+def _install(cls: type) -> None:
+    """Install the swap now in force for ``cls``, or put back what was there before the first one."""
+    before = _BEFORE[cls]
+    old = _VJP.get(cls)
+    if old is not None and old is not before[1]:  # a swap's function leaves the contract's set with it
+        _CONTRACT.discard(old)
+    forward: ForwardFn | None
+    vjp: VjpFn | None
+    if cls in _SWAPS.current:
+        forward, vjp = _SWAPS.current[cls]
+        forward = before[0] if forward is None else forward
+        _CONTRACT.add(vjp)
+    else:
+        forward, vjp = _BEFORE.pop(cls)
+    for table, fn in ((_FORWARD, forward), (_VJP, vjp)):
+        if fn is None:
+            table.pop(cls, None)
+        else:
+            table[cls] = fn
+
+
+_SWAPS: Swaps[tuple[ForwardFn | None, VjpFn]] = Swaps(_install)
+
+
+def swap(cls: type, vjp: VjpFn, forward: ForwardFn | None = None) -> Callable[[], None]:
+    """Run ``vjp`` for layers of exactly ``cls`` (and ``forward``, where given) until the returned function is
+    called. ``vjp(layer, cache, dy, *, per_sample, need_dx, prefix, vector_axes)`` takes the contract's two
+    keywords. Swaps nest and may end in any order: the latest still active is in force."""
+    if cls not in _BEFORE:
+        _BEFORE[cls] = (_FORWARD.get(cls), _VJP.get(cls))
+    return _SWAPS.push(cls, (forward, vjp))
+
+
+def swapped(cls: type) -> bool:
+    """True while a swap is in force for ``cls``: its VJP is not its own (the lab then avoids closed forms)."""
+    return cls in _SWAPS.current
+
+
+def unswapped_forward(layer: Layer, x: Any, *, train: bool, rng: Any) -> tuple[Any, Any]:
+    """``layer``'s forward as the dispatch runs it without swaps: its registered variant, or its own."""
+    fast = _BEFORE[type(layer)][0] if type(layer) in _BEFORE else _FORWARD.get(type(layer))
+    return layer.forward(x, train=train, rng=rng) if fast is None else fast(layer, x, train=train, rng=rng)
 
 
 # The variants (each module registers its own):

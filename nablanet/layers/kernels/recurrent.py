@@ -17,13 +17,14 @@ the loop instead of step by step make the backward pass 1.18 slower.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
 import numpy as np
 
-from nablanet.layers.kernels import forward_kernel, vjp_kernel
-from nablanet.layers.recurrent import GRU, LSTM, RecurrentCache, RNNBase, _DirCache, _project
+from nablanet.layers.kernels import VjpFn, forward_kernel, vjp_kernel
+from nablanet.layers.recurrent import GRU, LSTM, CellVjp, RecurrentCache, RNNBase, _DirCache, _project
 
 
 @forward_kernel(LSTM)
@@ -43,6 +44,20 @@ def recurrent_vjp(
     dx, _, grads = layer._vjp_stack(cache, dy, None, per_sample=per_sample, need_dx=need_dx, need_dhx=False,
                                     bptt=bptt)
     return dx, grads
+
+
+def lstm_vjp_with_cell(cell_for: Callable[[LSTM], CellVjp]) -> VjpFn:
+    """An LSTM VJP for ``nablanet.layers.kernels.swap`` whose BPTT runs ``cell_for(layer)`` as each step's cell
+    VJP in place of ``lstm_cell_vjp`` (a student's: ``nablanet.testing.replace_vjp(nn.LSTM, …)``). The rest of
+    backpropagation through time (the recurrence, truncation, parameter sums, vector axes, per-sample
+    gradients) is the reference's own code."""
+    def vjp(layer: LSTM, cache: RecurrentCache, dy: np.ndarray, *, per_sample: bool, need_dx: bool,
+            prefix: str = "", vector_axes: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        dx, _, grads = layer._vjp_stack(cache, dy, None, per_sample=per_sample, need_dx=need_dx, need_dhx=False,
+                                        bptt=partial(layer._bptt, cell=cell_for(layer)))
+        return dx, grads
+
+    return vjp
 
 
 def _sigmoid_(a: np.ndarray) -> np.ndarray:
