@@ -10,7 +10,9 @@ help(), is untouched):
   kept exactly as written;
 * every other line is prose: Markdown's special characters are escaped outside code spans (````x````
   stays code), so the text reads as written, and ``* item`` / ``- item`` lines stay bullet lists;
-* the first line, the summary, is always prose; an RST ``::`` at the end of a line becomes ``:``.
+* the first line, the summary, is always prose; an RST ``::`` at the end of a line becomes ``:``;
+* a class whose body computes its ``__doc__`` (BatchNorm1d's shares its text with BatchNorm2d's) gets
+  it from the imported class, which a static reading of the source cannot see.
 
 mkdocs.yml loads it with mkdocstrings' ``extensions:`` option (docstring_style null: no section parsing).
 """
@@ -18,6 +20,8 @@ mkdocs.yml loads it with mkdocstrings' ``extensions:`` option (docstring_style n
 from __future__ import annotations
 
 import html
+import importlib
+import inspect
 import re
 from typing import Any
 
@@ -97,9 +101,25 @@ def markdown_from_docstring(text: str) -> str:
     return "\n\n".join(blocks)
 
 
+def runtime_docstring(path: str) -> str | None:
+    """The class's own ``__doc__`` when its body computes it (``__doc__ = "…" + SHARED``), which a static
+    reading of the source cannot see; None otherwise."""
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    doc = vars(cls).get("__doc__") if isinstance(cls, type) else None
+    return inspect.cleandoc(doc) if isinstance(doc, str) else None
+
+
 class PlainTextDocstrings(Extension):  # type: ignore[misc,valid-type]
     """Rewrite every docstring griffe reads with ``markdown_from_docstring``."""
 
     def on_instance(self, *, obj: Any, **kwargs: Any) -> None:
+        if obj.docstring is None and obj.is_class and (doc := runtime_docstring(obj.path)):
+            from griffe import Docstring
+
+            obj.docstring = Docstring(doc, parent=obj)
         if obj.docstring is not None:
             obj.docstring.value = markdown_from_docstring(obj.docstring.value)

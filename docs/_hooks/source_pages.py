@@ -29,7 +29,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 log = logging.getLogger("mkdocs.hooks.source_pages")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(importlib.import_module("nablanet").__file__ or "").resolve().parents[1]  # the nablanet that is built
 PACKAGES = ("nablanet/layers", "nablanet/losses", "nablanet/lab/rules")
 LINK = re.compile(r"\]\(source:([\w.]+)\)")
 _strict = False
