@@ -113,7 +113,7 @@ def runtime_docstring(path: str) -> str | None:
     return inspect.cleandoc(doc) if isinstance(doc, str) else None
 
 
-class PlainTextDocstrings(Extension):  # type: ignore[misc,valid-type]
+class PlainTextDocstrings(Extension):
     """Rewrite every docstring griffe reads with ``markdown_from_docstring``."""
 
     def on_instance(self, *, obj: Any, **kwargs: Any) -> None:

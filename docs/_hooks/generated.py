@@ -48,7 +48,8 @@ def _cell(text: str) -> str:
 def study_table() -> str:
     from nablanet.studies import REGISTRY
 
-    rows = [f"| `{name}` | {_cell(study.question)} | {_cell(study.notes)} |" for name, study in sorted(REGISTRY.items())]
+    rows = [f"| `{name}` | {_cell(study.question)} | {_cell(study.notes)} |"
+            for name, study in sorted(REGISTRY.items())]
     return "\n".join(["| study | question | source |", "|---|---|---|", *rows])
 
 

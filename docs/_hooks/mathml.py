@@ -101,8 +101,9 @@ def on_config(config: Any) -> None:
 
 
 def _local_script(m: re.Match[str]) -> str:
-    """The script, or nothing for MathJax, its configuration, Mermaid, or anything loaded from the network."""
-    remote = re.search(r"\bsrc=[\"']?(https?:)?//", m[1]) is not None
+    """The script, or nothing for MathJax, its configuration, Mermaid, anything loaded from the network,
+    and an empty ``src=""`` (mkdocs-jupyter's MathJax tag when its URL is unset)."""
+    remote = re.search(r"""\bsrc=(""|''|["']?(https?:)?//)""", m[1]) is not None
     return "" if remote or re.search(r"mathjax|mermaid", m[0], re.I) else m[0]
 
 

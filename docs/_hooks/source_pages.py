@@ -82,7 +82,8 @@ def target(dotted: str) -> tuple[str, str]:
             obj = getattr(obj, attr)
     except AttributeError as exc:
         raise ValueError(f"{dotted}: {exc}") from None
-    obj = inspect.unwrap(obj.fget if isinstance(obj, property) else obj)
+    code: Any = obj.fget if isinstance(obj, property) else obj
+    obj = inspect.unwrap(code)
     path = Path(inspect.getsourcefile(obj) or "").resolve()
     if not any(path.is_relative_to(ROOT / package) for package in PACKAGES):
         raise ValueError(f"{dotted} is defined in {path}, which has no source page (pages: {', '.join(PACKAGES)})")
