@@ -31,8 +31,8 @@ except ImportError:  # the rewriting alone is tested without the docs extra inst
     Extension = object  # type: ignore[assignment,misc]
 
 ALIGNED = re.compile(r"\S(?<![.?!]) {2,}\S")  # two spaces between words; two after a full stop are prose
-BULLET = re.compile(r"^[*-] ")
-CODE_SPAN = re.compile(r"(``.+?``|`[^`\n]+`)", re.S)
+BULLET = re.compile(r"^(?:[*-]|\d+\.) ")  # a list item: "* ", "- " or "1. "
+CODE_SPAN = re.compile(r"(``.+?``|`[^`\n]+`|\*\*[^\s*](?:[^*]*[^\s*])?\*\*)", re.S)  # code, and **bold** as RST has it
 ESCAPE = re.compile(r"([\\*_\[\]])")
 
 
@@ -42,15 +42,17 @@ def _indent(line: str) -> int:
 
 def _kinds(lines: list[str]) -> list[str]:
     """'blank', 'pre', 'bullet' (a list item or its two-space continuation) or 'prose' per line."""
-    kinds = []
+    kinds: list[str] = []
+    width = 0  # the indent of a list item's continuation lines: "* " 2, "1. " 3
     for k, line in enumerate(lines):
         if not line.strip():
             kinds.append("blank")
         elif k == 0:
             kinds.append("prose")
-        elif BULLET.match(line):
+        elif item := BULLET.match(line):
             kinds.append("bullet")
-        elif _indent(line) == 2 and kinds[-1] == "bullet" and not ALIGNED.search(line.strip()):
+            width = len(item[0])
+        elif _indent(line) == width and kinds[-1] == "bullet" and not ALIGNED.search(line.strip()):
             kinds.append("bullet")
         elif _indent(line) > 0 or ALIGNED.search(line):
             kinds.append("pre")
@@ -67,7 +69,8 @@ def _escape_prose(text: str) -> str:
     parts = CODE_SPAN.split(text)
     for k in range(0, len(parts), 2):
         plain = ESCAPE.sub(r"\\\1", parts[k]).replace("<", "&lt;").replace("$", "&#36;")
-        parts[k] = re.sub(r"(?m)^(\s*)([#>+]|\d+\.)", lambda m: m[1] + "\\" + m[2], plain)
+        plain = re.sub(r"(?m)^(\s*)([#>+])", r"\1\\\2", plain)  # a heading, a quote, a list
+        parts[k] = re.sub(r"(?m)^(\s*\d+)\.", r"\1\\.", plain)  # not an ordered list
     return "".join(parts)
 
 
@@ -90,11 +93,11 @@ def markdown_from_docstring(text: str) -> str:
         elif kind == "bullet":  # each item with its continuation lines, escaped as one text
             items: list[list[str]] = []
             for line in chunk:
-                if BULLET.match(line):
-                    items.append([line[:2], line[2:]])
+                if item := BULLET.match(line):
+                    items.append([item[0], line[len(item[0]):]])
                 else:
                     items[-1].append(line.strip())
-            blocks.append("\n".join(marker + _escape_prose("\n".join(text)).replace("\n", "\n  ")
+            blocks.append("\n".join(marker + _escape_prose("\n".join(text)).replace("\n", "\n" + " " * len(marker))
                                     for marker, *text in items))
         elif kind == "prose":
             blocks.append(_escape_prose("\n".join(chunk)))
