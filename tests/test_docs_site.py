@@ -332,6 +332,7 @@ def test_tutorials_are_executed_with_their_math_converted(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr[-4000:]
     html = (tmp_path / "site" / "tutorials" / "probe" / "index.html").read_text(encoding="utf-8")
     assert "six times seven is 42 (3, 2)" in html  # executed: the output is on the page
+    assert (tmp_path / "site" / "tutorials" / "probe" / "probe.py").read_text() == TUTORIAL  # to download
     assert html.count("<math ") == 2 and "$" not in prose(html)
     scripts = re.findall(r"<script\b[^>]*>.*?</script>", html, flags=re.S)
     assert not [s for s in scripts if re.search(r"mathjax|mermaid|src=\"(https?:|\")", s, flags=re.I)]
