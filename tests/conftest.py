@@ -17,9 +17,10 @@ from mnist_mirror import mnist_dir, server, srv  # noqa: F401  (fixtures: real M
 import nablanet as nn
 
 # NABLANET_REQUIRE=torch,mnist,extras (comma-separated names below; .ci/run sets it for its run with
-# PyTorch and ../shared/data) turns a skip for that missing dependency into a failure, so CI cannot go
-# green with the parity tests or the MNIST tests silently skipped, nor with a test that needs a package
-# the test extra lacks. A user's plain `python -m pytest` still skips them.
+# PyTorch and ../shared/data, and =docs for its build of the documentation site) turns a skip for that
+# missing dependency into a failure, so CI cannot go green with the parity tests or the MNIST tests
+# silently skipped, nor with a test that needs a package the test extra lacks. A user's plain
+# `python -m pytest` still skips them.
 REQUIRABLE = {
     # pytest.importorskip("torch"), and test_readme's "example 1 needs torch"
     "torch": re.compile(r"could not import 'torch'|\bneeds torch\b"),
@@ -27,6 +28,8 @@ REQUIRABLE = {
     "mnist": re.compile(r"\bMNIST\b(?!-1D)"),
     # any other package: everything the tests import is in pyproject's test extra
     "extras": re.compile(r"could not import '(?!torch')|\bneeds (?!torch\b)[\w.]+$"),
+    # the documentation site's build and its checks (tests/test_docs_site.py): pip install ".[docs]"
+    "docs": re.compile(r"\bneeds the docs extra\b"),
 }
 
 

@@ -13,8 +13,10 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DOCS = sorted((README.parent / "docs").glob("*.md"))  # the documentation pages' examples run too
-BLOCKS = [block for page in [README, *DOCS]
-          for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)]
+# (code, the output a page shows right under it in a ```text block, or None)
+EXAMPLES = [(m[1], m[2]) for page in [README, *DOCS] for m in re.finditer(
+    r"```python\n(.*?)```(?:[ \t]*\n(?:[ \t]*\n)*```text\n(.*?)```)?", page.read_text(encoding="utf-8"), flags=re.S)]
+BLOCKS = [code for code, _ in EXAMPLES]
 
 
 def test_readme_has_examples() -> None:
@@ -30,6 +32,9 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
             pytest.skip(f"example {index} needs {module}")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    shown = EXAMPLES[index][1]
+    if shown is not None:  # a page that shows the output under its example shows what it prints
+        assert proc.stdout == shown, f"the page shows\n{shown}\nbut the example prints\n{proc.stdout}"
 
 
 SHELL_LINES = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", README.read_text(
