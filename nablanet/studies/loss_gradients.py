@@ -332,6 +332,11 @@ def layer_spread(w_ratio: np.ndarray) -> np.ndarray:
     return np.nanmax(w_ratio, axis=0) / np.nanmin(w_ratio, axis=0)
 
 
+def _lengths(name: str, cfg: dict[str, Any]) -> list[int]:
+    """The checkpoints (epochs) of a seed run with loss ``name``: ``epochs``, and ``long_epochs`` for ``LONG``."""
+    return sorted({cfg["epochs"], cfg["long_epochs"]}) if name in LONG else [cfg["epochs"]]
+
+
 class _Checkpoints(nn.callbacks.Callback):
     """For a ``LONG`` loss, one ``part="path"`` row (``probe_medians``) at step 0 and after every ``every``
     updates until the end of epoch ``at[0]``. At the end of each epoch in ``at``: one ``part="seed"`` row
@@ -395,7 +400,7 @@ def _seed_runs(cfg: dict[str, Any], data: tuple[np.ndarray, ...], probe_set: tup
         for name in LOSSES:
             body = relu_mlp(cfg["depth"], cfg["width"], x.shape[1], 10, seed)
             model, loss = with_head(body, name)
-            at = sorted({cfg["epochs"], cfg["long_epochs"]}) if name in LONG else [cfg["epochs"]]
+            at = _lengths(name, cfg)
             marks = _Checkpoints(body, {"seed": seed, "loss": name}, data, probe_set, at, cfg["probe_every"])
             rec = nn.lab.Recorder(every=cfg["record_every"], quantities=["grad_norm"])
             nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), train=(x, target_for(name, y, 10)),
@@ -632,11 +637,6 @@ def _sweep_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
         factor(c, "batch_ratio") for k, c in cells.items() if k[0] == "trained")
     head["sweep: first-layer median ratio quad/CE, max"] = max(c[0]["median_ratio"] for c in cells.values())
     return head
-
-
-def _lengths(name: str, cfg: dict[str, Any]) -> list[int]:
-    """The checkpoints (epochs) of a seed run with loss ``name``: ``epochs``, and ``long_epochs`` for ``LONG``."""
-    return sorted({cfg["epochs"], cfg["long_epochs"]}) if name in LONG else [cfg["epochs"]]
 
 
 def _seed_values(rows: list[dict[str, Any]], loss: str, epoch: int, key: str) -> list[Any]:
