@@ -304,12 +304,13 @@ def test_the_quadratic_gradient_grows_then_shrinks_on_every_seed(study: tuple[St
         shrank.append(whole[-1] / whole.max())
     assert len(grew) == cfg["seeds"]
     assert over_seeds(grew) in result.verdict and over_seeds(shrank) in result.verdict
-    claim = f"grows over the first {short} epochs (on every seed), then shrinks by {long} epochs (on every seed)"
+    claim = (f"grows, ending the first {short} epochs larger than it began (on every seed), and by {long} epochs it "
+             "has shrunk from its largest (on every seed)")
     assert claim in result.verdict
     key = f"seeds: quad ‖∇L‖ over {short} epochs, last tenth / first tenth, per seed"
     assert h[key] == pytest.approx(grew)
     one_flat = lg._growth_sentence({**h, key: [grew[0], 0.9, grew[2]]}, cfg)
-    assert f"grows over the first {short} epochs (on 2 of 3 seeds)" in one_flat
+    assert f"ending the first {short} epochs larger than it began (on 2 of 3 seeds)" in one_flat
     assert "grows" not in lg._growth_sentence({**h, key: [0.9, 0.8, 0.95]}, cfg)
 
 
@@ -339,3 +340,25 @@ def test_the_quad_trajectory_and_the_layers_rest_on_every_seed(study: tuple[Stud
         worst.append(max(max(v) / min(v) for v in cells.values()))
     assert max(worst) < 1.5 and over_seeds(worst) in result.verdict
     assert "so, on every seed and (L, m), the loss rescales" in result.verdict
+
+
+def test_the_quad_and_layers_sentences_say_what_holds_when_the_seeds_or_stages_differ(
+        study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h, cfg = result.headline, lg.STUDY.quick
+    short, long = cfg["epochs"], cfg["long_epochs"]
+    start = h["seeds: quad path: ‖J(p)‖₂ at step 0, per seed"]
+    below = {**h, f"seeds: quad median ‖J(p)‖₂ at {short} epochs, per seed": [0.5 * j for j in start],
+             f"seeds: quad median ‖J(p)‖₂ at {long} epochs, per seed": [0.1 * j for j in start]}
+    sentence = lg._quad_trajectory_sentence(below, cfg)  # J already below its start after the first epochs
+    assert "has not yet" not in sentence and f"and was already below it after {short} epochs" in sentence
+    one_stuck = [start[0], *(0.1 * j for j in start[1:])]  # seed 0 back at its start after long_epochs
+    stuck = {**below, f"seeds: quad median ‖J(p)‖₂ at {long} epochs, per seed": one_stuck}
+    assert f"has not driven p to the vertices, where J vanishes, by {long} epochs on 1 of 3 seeds" in \
+        lg._quad_trajectory_sentence(stuck, cfg)
+    rough_init = {**h, "sweep init: max over seeds and (L, m) of max/min layer ratio": 1.7}
+    sentence = lg._layers_sentence(rough_init, np.array([0.1, 0.2]), cfg)
+    assert "so after CE training, on every seed and (L, m), the loss rescales" in sentence
+    assert "at initialization some nets' layers differ by up to 1.700" in sentence
+    rough = {**rough_init, "sweep trained: max over seeds and (L, m) of max/min layer ratio": 1.6}
+    assert "the rescaling is not uniform" in lg._layers_sentence(rough, np.array([0.1, 0.2]), cfg)

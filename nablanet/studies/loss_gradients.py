@@ -818,12 +818,15 @@ def _quad_trajectory_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
     rose = [s > i for s, i in zip(j_short, j0, strict=True)]
     fell = [lo < min(s, i) for lo, s, i in zip(j_long, j_short, j0, strict=True)]
     slower = _on_seeds([q > c for q, c in zip(j_long, j_ce, strict=True)])
-    if all(fell):
-        finding = ((f"after {e} epochs the quadratic loss has not yet driven p to the vertices, where J vanishes "
-                    f"(J grew {_on_seeds(rose)}), but it does with longer training (J fell below its start by "
-                    f"{long} epochs {_on_seeds(fell)}), more slowly than CE ({slower})") if all(rose) else
-                   f"the quadratic loss drives p to the vertices, where J vanishes ({_on_seeds(fell)}), more slowly "
-                   f"than CE ({slower}; J had grown after {e} epochs {_on_seeds(rose)})")
+    if all(fell) and all(rose):
+        finding = (f"after {e} epochs the quadratic loss has not yet driven p to the vertices, where J vanishes "
+                   f"(J grew {_on_seeds(rose)}), but it does with longer training (J fell below its start by "
+                   f"{long} epochs {_on_seeds(fell)}), more slowly than CE ({slower})")
+    elif all(fell):
+        finding = (f"the quadratic loss drives p to the vertices, where J vanishes, more slowly than CE ({slower}): "
+                   f"J fell below its start by {long} epochs on every seed, "
+                   + (f"after growing over the first {e} epochs {_on_seeds(rose)}" if any(rose) else
+                      f"and was already below it after {e} epochs"))
     else:
         finding = (f"the quadratic loss has not driven p to the vertices, where J vanishes, by {long} epochs "
                    f"{_on_seeds([not f for f in fell])}")
@@ -850,8 +853,9 @@ def _growth_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
         f"steps, divided by the first tenth's and by the largest tenth's, is over {e} epochs {pair('quad', e)} for "
         f"quad, {pair('ce', e)} for CE and {pair('mse', e)} for MSE-sigmoid"
         + (f", and over {long} epochs {pair('quad', long)} for quad and {pair('ce', long)} for CE" if long != e else "")
-        + ((f": the quadratic gradient starts small (J ≈ I/C at uniform p) and grows over the first {e} epochs "
-            f"({_on_seeds(grow)})" + (f", then shrinks by {long} epochs ({_on_seeds(shrink)})" if any(shrink) else "")
+        + ((f": the quadratic gradient starts small (J ≈ I/C at uniform p) and grows, ending the first {e} epochs "
+            f"larger than it began ({_on_seeds(grow)})"
+            + (f", and by {long} epochs it has shrunk from its largest ({_on_seeds(shrink)})" if any(shrink) else "")
             + ".") if any(grow) else "."))
 
 
@@ -925,7 +929,7 @@ def _accuracy_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
 def _layers_sentence(h: dict[str, Any], hidden: np.ndarray, cfg: dict[str, Any]) -> str:
     spreads = {stage: h[f"sweep {stage}: max over seeds and (L, m) of max/min layer ratio"]
                for stage in ("init", "trained")}
-    uniform = spreads["trained"] < 1.5 and spreads["init"] < 1.5
+    flat = {stage: spread < 1.5 for stage, spread in spreads.items()}
     k, e, spread = cfg["seeds"], cfg["epochs"], "seeds: per sample max/min ratio over layers after"
     return (
         f"Earlier layers: along seed {cfg['seed']}'s CE trajectory (the scatter figure) the per-sample ratio of the "
@@ -944,7 +948,12 @@ def _layers_sentence(h: dict[str, Any], hidden: np.ndarray, cfg: dict[str, Any])
         f"{h['sweep trained: max over seeds and (L, m) of max/min layer ratio of batch-gradient norms']:.2f}), "
         + ("so, on every seed and (L, m), the loss rescales the backpropagated signal nearly uniformly: it changes "
            "the earlier layers' gradients by the same factor as the output layer's, not only the output layer's."
-           if uniform else
+           if flat["init"] and flat["trained"] else
+           "so after CE training, on every seed and (L, m), the loss rescales the backpropagated signal nearly "
+           "uniformly (it changes the earlier layers' gradients by about the same factor as the output layer's, not "
+           "only the output layer's), though at initialization some nets' layers differ by up to "
+           f"{spreads['init']:.3f}."
+           if flat["trained"] else
            "so the rescaling is not uniform: the earlier layers' ratio differs from the output layer's, "
            "though every layer's gradient changes with the loss."))
 
