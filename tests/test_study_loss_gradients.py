@@ -15,6 +15,7 @@ import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.studies import StudyResult, run_study
 from nablanet.studies import loss_gradients as lg
+from nablanet.studies._guard import over_seeds
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
@@ -98,8 +99,9 @@ def test_the_loss_rescales_every_layer_alike(study: tuple[StudyResult, Path]) ->
     result, _ = study
     cfg = lg.STUDY.quick
     sweep = [r for r in result.records if r["part"] == "sweep"]
-    assert len(sweep) == 2 * sum(d + 1 for d in cfg["sweep_depths"]) * len(cfg["sweep_widths"])
-    assert result.headline["sweep trained: max over (L, m) of max/min layer ratio"] < 1.5
+    assert len(sweep) == cfg["seeds"] * 2 * sum(d + 1 for d in cfg["sweep_depths"]) * len(cfg["sweep_widths"])
+    assert {r["seed"] for r in sweep} == set(range(cfg["seed"], cfg["seed"] + cfg["seeds"]))
+    assert result.headline["sweep trained: max over seeds and (L, m) of max/min layer ratio"] < 1.5
     assert result.headline["per sample: max/min ratio over layers, median"] < 1.1
     for r in sweep:  # every layer's gradient changes with the loss: the ratio is far from 1
         assert r["median_ratio"] < 0.5
@@ -109,8 +111,8 @@ def test_reports_are_written_and_the_verdict_quotes_the_numbers(study: tuple[Stu
     result, out = study
     h = result.headline
     assert f"{h['max ‖∂ℓ_quad/∂z‖ / ‖∂ℓ_CE/∂z‖ (bound ½)']:.3f}" in result.verdict
-    assert f"{h['output W: median ratio at step 0']:.3f}" in result.verdict
-    assert f"{h['sweep trained: max over (L, m) of max/min layer ratio']:.3f}" in result.verdict
+    assert h["seeds: ce path: ratio at step 0"] in result.verdict
+    assert f"{h['sweep trained: max over seeds and (L, m) of max/min layer ratio']:.3f}" in result.verdict
     assert "within the analytic bound ½" in result.verdict
     meta = json.loads((out / "result.json").read_text())
     assert meta["study"] == "loss-gradients" and meta["verdict"] == result.verdict
@@ -214,3 +216,149 @@ def test_accuracies_are_over_seeds_at_one_shared_rate_and_a_chance_level_run_is_
 def test_long_epochs_shorter_than_epochs_is_refused() -> None:
     with pytest.raises(ValueError, match="long_epochs=5 < epochs=10"):
         lg.check_config({**lg.STUDY.quick, "long_epochs": 5})
+
+
+# -- the claims about training rest on every seed ----------------------------------------------------
+def _by_seed(result: StudyResult, part: str, loss: str) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in result.records:
+        if r["part"] == part and r["loss"] == loss:
+            out.setdefault(r["seed"], []).append(r)
+    return out
+
+
+def _tenths(values: list[float]) -> np.ndarray:
+    k = max(1, len(values) // 10)
+    return np.array([np.mean(values[i : i + k]) for i in range(0, len(values) - k + 1, k)])
+
+
+def test_the_seed_runs_of_seed_zero_repeat_the_probed_runs(study: tuple[StudyResult, Path]) -> None:
+    # the seed runs' closed-form medians and batch gradient norms are the probed runs' own numbers on seed 0
+    result, _ = study
+    cfg = lg.STUDY.quick
+    n_layers = cfg["depth"] + 1
+    for loss in ("ce", "quad"):
+        path = _by_seed(result, "path", loss)[cfg["seed"]]
+        assert len(path) == len({r["step"] for r in _probes(result, "z") if r["trajectory"] == loss}) == 11
+        for r in path:
+            out = [q for q in _probes(result, f"W{n_layers}") if q["trajectory"] == loss and q["step"] == r["step"]]
+            assert r["probe_median_ratio"] == pytest.approx(np.median([q["ratio"] for q in out]), rel=1e-9)
+            assert r["probe_median_ce_W_out"] == pytest.approx(np.median([q["ce"] for q in out]), rel=1e-9)
+            assert r["probe_median_quad_W_out"] == pytest.approx(np.median([q["quad"] for q in out]), rel=1e-9)
+        for seed, rows in _by_seed(result, "path", loss).items():  # the path ends at the epochs checkpoint
+            end = next(r for r in _by_seed(result, "seed", loss)[seed] if r["epoch"] == cfg["epochs"])
+            assert rows[-1]["step"] == end["steps"] and rows[-1]["probe_median_ratio"] == end["probe_median_ratio"]
+    for loss in lg.LOSSES:
+        steps = next(r["steps"] for r in _by_seed(result, "seed", loss)[cfg["seed"]] if r["epoch"] == cfg["epochs"])
+        mine = [r["grad_norm"] for r in _by_seed(result, "seed_grad", loss)[cfg["seed"]] if r["step"] < steps]
+        probed = [r["value"] for r in result.records if r["part"] == "train" and r["loss"] == loss
+                  and r["quantity"] == "grad_norm" and r["parameter"] == "" and r["layer"] == ""]
+        assert mine == pytest.approx(probed, rel=1e-12)
+
+
+def test_the_ce_trajectory_claims_hold_on_every_seed(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h, cfg = result.headline, lg.STUDY.quick
+    paths = _by_seed(result, "path", "ce")
+    assert sorted(paths) == [0, 1, 2]
+    start, peak, end, ce_fall, quad_fall = [], [], [], [], []
+    for rows in paths.values():
+        ratio = [r["probe_median_ratio"] for r in rows]
+        top = int(np.argmax(ratio))
+        assert ratio[0] == pytest.approx(0.1, abs=0.01)  # 1/C at uniform p
+        assert 0 < top < len(rows) - 1 and ratio[top] > 2 * ratio[0]  # p leaves uniform: J grows, then shrinks
+        assert ratio[-1] < 0.5 * ratio[0]
+        fall = {k: rows[-1][f"probe_median_{k}_W_out"] / rows[0][f"probe_median_{k}_W_out"] for k in ("ce", "quad")}
+        assert fall["quad"] < fall["ce"] < 1  # the quadratic gradient falls further at the same weights
+        start.append(ratio[0])
+        peak.append(ratio[top])
+        end.append(ratio[-1])
+        ce_fall.append(fall["ce"])
+        quad_fall.append(fall["quad"])
+    for values in (start, peak, end, ce_fall, quad_fall):
+        assert over_seeds(values) in result.verdict
+    assert "vanishes faster as p saturates, on every seed" in result.verdict
+    assert "a peak inside the run on every seed" in result.verdict
+    p_min = [(rows[0]["probe_median_p_min"], rows[-1]["probe_median_p_min"]) for rows in paths.values()]
+    assert all(last < 1e-2 * first for first, last in p_min)
+    assert over_seeds([last for _, last in p_min]) in result.verdict
+    # where a seed disagrees the sentence says on how many seeds the claim holds
+    mixed = lg._ce_trajectory_sentence({**h, "seeds: ce path: quad fell further than CE, per seed": [True, False, True],
+                                        "seeds: ce path: peak inside the run, per seed": [False, True, True]}, cfg)
+    assert "fell further on 2 of 3 seeds" in mixed and "vanishes faster" not in mixed
+    assert "a peak inside the run on 2 of 3 seeds" in mixed
+
+
+def test_the_quadratic_gradient_grows_then_shrinks_on_every_seed(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h, cfg = result.headline, lg.STUDY.quick
+    short, long = cfg["epochs"], cfg["long_epochs"]
+    grew, shrank = [], []
+    for seed, rows in _by_seed(result, "seed_grad", "quad").items():
+        steps = {r["epoch"]: r["steps"] for r in _by_seed(result, "seed", "quad")[seed]}
+        first = _tenths([r["grad_norm"] for r in rows if r["step"] < steps[short]])
+        whole = _tenths([r["grad_norm"] for r in rows if r["step"] < steps[long]])
+        assert first[-1] > 1.5 * first[0]  # starts small (J ≈ I/C) and grows over the first epochs
+        assert whole[-1] < 0.95 * whole.max()  # and has shrunk from its largest by long_epochs
+        grew.append(first[-1] / first[0])
+        shrank.append(whole[-1] / whole.max())
+    assert len(grew) == cfg["seeds"]
+    assert over_seeds(grew) in result.verdict and over_seeds(shrank) in result.verdict
+    claim = (f"grows, ending the first {short} epochs larger than it began (on every seed), and by {long} epochs it "
+             "has shrunk from its largest (on every seed)")
+    assert claim in result.verdict
+    key = f"seeds: quad ‖∇L‖ over {short} epochs, last tenth / first tenth, per seed"
+    assert h[key] == pytest.approx(grew)
+    one_flat = lg._growth_sentence({**h, key: [grew[0], 0.9, grew[2]]}, cfg)
+    assert f"ending the first {short} epochs larger than it began (on 2 of 3 seeds)" in one_flat
+    assert "grows" not in lg._growth_sentence({**h, key: [0.9, 0.8, 0.95]}, cfg)
+
+
+def test_the_quad_trajectory_and_the_layers_rest_on_every_seed(study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    cfg = lg.STUDY.quick
+    short, long = cfg["epochs"], cfg["long_epochs"]
+    for seed, rows in _by_seed(result, "path", "quad").items():
+        j = {r["epoch"]: r["probe_median_J_norm"] for r in _by_seed(result, "seed", "quad")[seed]}
+        ce_long = next(r["probe_median_J_norm"] for r in _by_seed(result, "seed", "ce")[seed] if r["epoch"] == long)
+        assert j[short] > rows[0]["probe_median_J_norm"] > j[long] > ce_long  # up, then down, more slowly than CE
+    assert over_seeds([rows[-1]["probe_median_ratio"] for rows in _by_seed(result, "path", "quad").values()]) \
+        in result.verdict
+    assert "(J grew on every seed), but it does with longer training (J fell below its start by" in result.verdict
+    # the per-sample spread of the ratio over the layers after CE training, seed by seed
+    spread = [r["layer_spread_median"] for r in result.records
+              if r["part"] == "seed" and r["loss"] == "ce" and r["epoch"] == short]
+    assert len(spread) == cfg["seeds"] and max(spread) < 1.1
+    assert over_seeds(spread) in result.verdict
+    # the sweep's largest across-layer factor after training, seed by seed, every one below 1.5
+    worst = []
+    for seed in range(cfg["seed"], cfg["seed"] + cfg["seeds"]):
+        cells: dict[tuple[int, int], list[float]] = {}
+        for r in result.records:
+            if r["part"] == "sweep" and r["stage"] == "trained" and r["seed"] == seed:
+                cells.setdefault((r["depth"], r["width"]), []).append(r["median_ratio"])
+        worst.append(max(max(v) / min(v) for v in cells.values()))
+    assert max(worst) < 1.5 and over_seeds(worst) in result.verdict
+    assert "so, on every seed and (L, m), the loss rescales" in result.verdict
+
+
+def test_the_quad_and_layers_sentences_say_what_holds_when_the_seeds_or_stages_differ(
+        study: tuple[StudyResult, Path]) -> None:
+    result, _ = study
+    h, cfg = result.headline, lg.STUDY.quick
+    short, long = cfg["epochs"], cfg["long_epochs"]
+    start = h["seeds: quad path: ‖J(p)‖₂ at step 0, per seed"]
+    below = {**h, f"seeds: quad median ‖J(p)‖₂ at {short} epochs, per seed": [0.5 * j for j in start],
+             f"seeds: quad median ‖J(p)‖₂ at {long} epochs, per seed": [0.1 * j for j in start]}
+    sentence = lg._quad_trajectory_sentence(below, cfg)  # J already below its start after the first epochs
+    assert "has not yet" not in sentence and f"and was already below it after {short} epochs" in sentence
+    one_stuck = [start[0], *(0.1 * j for j in start[1:])]  # seed 0 back at its start after long_epochs
+    stuck = {**below, f"seeds: quad median ‖J(p)‖₂ at {long} epochs, per seed": one_stuck}
+    assert f"has not driven p to the vertices, where J vanishes, by {long} epochs on 1 of 3 seeds" in \
+        lg._quad_trajectory_sentence(stuck, cfg)
+    rough_init = {**h, "sweep init: max over seeds and (L, m) of max/min layer ratio": 1.7}
+    sentence = lg._layers_sentence(rough_init, np.array([0.1, 0.2]), cfg)
+    assert "so after CE training, on every seed and (L, m), the loss rescales" in sentence
+    assert "at initialization some nets' layers differ by up to 1.700" in sentence
+    rough = {**rough_init, "sweep trained: max over seeds and (L, m) of max/min layer ratio": 1.6}
+    assert "the rescaling is not uniform" in lg._layers_sentence(rough, np.array([0.1, 0.2]), cfg)

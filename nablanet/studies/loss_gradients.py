@@ -48,16 +48,29 @@ same trajectory (both losses' per-sample gradients evaluated at the same weights
 sweeps depth L and width m to see whether the ratio is the same in every layer (the loss rescales
 the backpropagated signal uniformly) or only the output layer's gradient changes.
 
-Records (one row per measurement): ``part="train"`` the Recorder rows of each run (its own loss:
-per-layer ‖∂L/∂θ‖ and per-sample norm mean/std/max); ``part="probe"`` one row per trajectory, step,
-probe sample and layer with the three losses' per-sample norms at those weights (layer "z": the
+Seeds. Every claim about training rests on ``seeds`` runs (seed, seed + 1, …: initialization and batch
+order; same split, shared lr) and is reported as mean ± std with the range (``_guard.over_seeds``), or
+says on how many seeds it holds. Each seed trains each loss to ``epochs`` and CE and quad on to
+``long_epochs``; along the way the CE and quad runs keep the output layer's median ratio, ‖∂ℓ/∂W_out‖,
+‖J(p)‖₂ and p_min on the probe set every ``probe_every`` steps up to ``epochs`` (closed form, from the
+logits and hₙ), and every run the batch ‖∇L‖ every ``record_every`` steps (the rise and fall of the
+quadratic gradient: its last tenth against its first and its largest tenth). The (L, m) sweep runs
+on every seed. The run of seed ``seed`` is also probed layer by layer through backprop (all three
+losses, every probe sample): the figures draw it, and the verdict quotes its numbers as that one
+seed's.
+
+Records (one row per measurement): ``part="train"`` the Recorder rows of each run of seed ``seed`` (its
+own loss: per-layer ‖∂L/∂θ‖ and per-sample norm mean/std/max); ``part="probe"`` one row per trajectory,
+step, probe sample and layer with the three losses' per-sample norms at those weights (layer "z": the
 logit gradients ‖∂ℓ/∂zₙ‖, with ‖J(pₙ)‖₂ and the analytic ‖J(pₙ)(pₙ − qₙ)‖, ``Je_norm``);
 ``part="check"`` the analytic-vs-backprop checks; ``part="test"`` the test accuracy of each run;
-``part="sweep"`` the per-layer ratios over (L, m); ``part="seed"`` one row per seed, loss and checkpoint
-(``epochs`` and, for CE and quad, ``long_epochs``; same split and shared lr, seeds seed … seed + seeds − 1):
-test/train accuracy, median ‖J(p)‖₂ and ratio on the probes; ``part="sample"`` per training sample at
-``long_epochs`` (CE and quad runs): both losses' ‖∂ℓ/∂zₙ‖, p_y, p_max, correct. The verdict and the
-figures read these rows only.
+``part="sweep"`` the per-layer ratios over (seed, L, m); ``part="seed"`` one row per seed, loss and
+checkpoint (``epochs`` and, for CE and quad, ``long_epochs``): updates done, test/train accuracy,
+``probe_medians`` and, for CE at ``epochs``, the per-sample spread of the ratio over the layers;
+``part="path"`` the CE and quad runs' ``probe_medians`` per seed and step up to ``epochs``;
+``part="seed_grad"`` the batch ‖∇L‖ per seed, loss and recorded step; ``part="sample"`` per training
+sample at ``long_epochs`` (CE and quad runs): both losses' ‖∂ℓ/∂zₙ‖, p_y, p_max, correct. The verdict
+and the figures read these rows only.
 """
 
 from __future__ import annotations
@@ -74,6 +87,8 @@ from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, regis
 from nablanet.studies.settings import POSITIVE, Check
 
 LOSSES = ("ce", "quad", "mse")
+LONG = ("ce", "quad")
+"""The losses the seed runs train on to ``long_epochs`` and follow step by step: the pair the questions compare."""
 LABELS = {"ce": "cross-entropy (softmax)", "quad": "½‖softmax − onehot‖²", "mse": "MSE (sigmoid)"}
 
 
@@ -136,14 +151,15 @@ def logit_stats(z: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
             "p_max": p.max(axis=1), "correct": z.argmax(axis=1) == y}
 
 
-def probe(body: nn.Sequential, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+def probe(body: nn.Sequential, x: np.ndarray, y: np.ndarray, n_classes: int,
+          losses: tuple[str, ...] = LOSSES) -> dict[str, np.ndarray]:
     """At the current weights, for the same samples: per-sample ‖∂ℓₙ/∂W‖ of every Linear weight under
-    each loss (``{loss}_W`` (layers, N), by the lab's closed forms through backprop), the logit
+    each of ``losses`` (``{loss}_W`` (layers, N), by the lab's closed forms through backprop), the logit
     gradients ‖∂ℓₙ/∂zₙ‖ = ‖∂ℓₙ/∂b_out‖ (``{loss}_dz``), ‖hₙ‖ and the analytic ``logit_stats``."""
     names = weight_names(body)
     out_bias = names[-1].replace("weight", "bias")
     res: dict[str, np.ndarray] = {}
-    for name in LOSSES:
+    for name in losses:
         model, loss = with_head(body, name)
         norms = nn.lab.per_sample_grad_norms(model, loss, x, target_for(name, y, n_classes))
         res[f"{name}_W"] = np.stack([norms[w] for w in names])
@@ -251,70 +267,120 @@ def _closed_form_check(body: nn.Sequential, x: np.ndarray, y: np.ndarray) -> dic
 
 def _sweep(cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, probe_set: tuple[np.ndarray, np.ndarray]
            ) -> list[dict[str, Any]]:
-    """For each depth L and width m: per-layer ratios quad/CE at the same weights, at initialization and
-    after training with CE (median over the probe samples of the per-sample ratio, and the ratio of the
-    probe batch's mean-gradient norms)."""
+    """For each seed (seed … seed + seeds − 1), depth L and width m: per-layer ratios quad/CE at the same
+    weights, at initialization and after training with CE (median over the probe samples of the per-sample
+    ratio, and the ratio of the probe batch's mean-gradient norms)."""
+    rows: list[dict[str, Any]] = []
+    for seed in range(cfg["seed"], cfg["seed"] + cfg["seeds"]):
+        for depth in cfg["sweep_depths"]:
+            for width in cfg["sweep_widths"]:
+                rows += _sweep_cell({**cfg, "seed": seed}, depth, width, x, y, probe_set)
+    return rows
+
+
+def _sweep_cell(cfg: dict[str, Any], depth: int, width: int, x: np.ndarray, y: np.ndarray,
+                probe_set: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]]:
+    """One (seed, L, m) of ``_sweep``: one row per stage and layer."""
     xp, yp = probe_set
     rows: list[dict[str, Any]] = []
-    for depth in cfg["sweep_depths"]:
-        for width in cfg["sweep_widths"]:
-            body = relu_mlp(depth, width, x.shape[1], 10, cfg["seed"])
-            for stage in ("init", "trained"):
-                if stage == "trained":
-                    model, loss = with_head(body, "ce")
-                    nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), train=(x, y),
-                           epochs=cfg["sweep_epochs"], batch_size=cfg["batch_size"], seed=cfg["seed"])
-                r = probe(body, xp, yp, 10)
-                ratios = _ratio(r["quad_W"], r["ce_W"])
-                batch = {}
-                for name in ("ce", "quad"):
-                    model, loss = with_head(body, name)
-                    gn = nn.lab.grad_norms(model, loss, xp, target_for(name, yp, 10))
-                    batch[name] = np.array([gn[w] for w in weight_names(body)])
-                accuracy = float(np.mean(body(xp).argmax(axis=1) == yp))
-                for layer in range(depth + 1):
-                    rows.append({"part": "sweep", "depth": depth, "width": width, "stage": stage,
-                                 "layer": layer + 1, "output_layer": layer == depth,
-                                 "median_ratio": float(np.nanmedian(ratios[layer])),
-                                 "batch_ratio": float(batch["quad"][layer] / batch["ce"][layer]),
-                                 "ce_median": float(np.median(r["ce_W"][layer])),
-                                 "quad_median": float(np.median(r["quad_W"][layer])),
-                                 "probe_accuracy": accuracy})
+    body = relu_mlp(depth, width, x.shape[1], 10, cfg["seed"])
+    for stage in ("init", "trained"):
+        if stage == "trained":
+            model, loss = with_head(body, "ce")
+            nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), train=(x, y),
+                   epochs=cfg["sweep_epochs"], batch_size=cfg["batch_size"], seed=cfg["seed"])
+        r = probe(body, xp, yp, 10, losses=LONG)
+        ratios = _ratio(r["quad_W"], r["ce_W"])
+        batch = {}
+        for name in LONG:
+            model, loss = with_head(body, name)
+            gn = nn.lab.grad_norms(model, loss, xp, target_for(name, yp, 10))
+            batch[name] = np.array([gn[w] for w in weight_names(body)])
+        accuracy = float(np.mean(body(xp).argmax(axis=1) == yp))
+        for layer in range(depth + 1):
+            rows.append({"part": "sweep", "seed": cfg["seed"], "depth": depth, "width": width, "stage": stage,
+                         "layer": layer + 1, "output_layer": layer == depth,
+                         "median_ratio": float(np.nanmedian(ratios[layer])),
+                         "batch_ratio": float(batch["quad"][layer] / batch["ce"][layer]),
+                         "ce_median": float(np.median(r["ce_W"][layer])),
+                         "quad_median": float(np.median(r["quad_W"][layer])),
+                         "probe_accuracy": accuracy})
     return rows
 
 
 # -- seeds: accuracy at a shared rate, and whether the gradients die out ----------------------------
-LONG = ("ce", "quad")
 BOUND_RTOL = 1e-6
 """Relative slack of a bound checked on measured gradients (backprop matches the analytic form to ~1e-9)."""
 DELTA_MIN = 1e-6
 """Samples with 1 − p_y (or 1 − p_max) below this are left out of the rate checks: 1 − p in float64 has
 lost its digits there."""
-"""The losses the seed runs train on to ``long_epochs``: the pair question 2 compares."""
+
+
+def probe_medians(body: nn.Sequential, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The output layer at the current weights in closed form (‖∂ℓ/∂W_out,ₙ‖ = ‖∂ℓ/∂zₙ‖‖hₙ‖, no backprop):
+    medians over the samples of the ratio quad/CE, of both losses' ‖∂ℓ/∂W_out,ₙ‖, of ‖J(pₙ)‖₂ and of p_min."""
+    h = body[:-1](x)
+    s, h_norm = logit_stats(body[-1](h), y), np.linalg.norm(h, axis=1)
+    return {"probe_median_ratio": float(np.nanmedian(_ratio(s["Je_norm"], s["e_norm"]))),
+            "probe_median_ce_W_out": float(np.median(s["e_norm"] * h_norm)),
+            "probe_median_quad_W_out": float(np.median(s["Je_norm"] * h_norm)),
+            "probe_median_J_norm": float(np.median(s["J_norm"])), "probe_median_p_min": float(np.median(s["p_min"]))}
+
+
+def layer_spread(w_ratio: np.ndarray) -> np.ndarray:
+    """Per sample, max/min over the layers of the per-sample ratio quad/CE (``w_ratio`` (layers, N))."""
+    return np.nanmax(w_ratio, axis=0) / np.nanmin(w_ratio, axis=0)
+
+
+def _lengths(name: str, cfg: dict[str, Any]) -> list[int]:
+    """The checkpoints (epochs) of a seed run with loss ``name``: ``epochs``, and ``long_epochs`` for ``LONG``."""
+    return sorted({cfg["epochs"], cfg["long_epochs"]}) if name in LONG else [cfg["epochs"]]
 
 
 class _Checkpoints(nn.callbacks.Callback):
-    """At the end of each epoch in ``at``: one ``part="seed"`` row (test and train accuracy, medians of
-    ``logit_stats`` on the probe set and the training set); at the last, one ``part="sample"`` row per
-    training sample with its logit-gradient norms under both losses at these weights."""
+    """For a ``LONG`` loss, one ``part="path"`` row (``probe_medians``) at step 0 and after every ``every``
+    updates until the end of epoch ``at[0]``. At the end of each epoch in ``at``: one ``part="seed"`` row
+    (updates done, test and train accuracy, ``probe_medians``, training-set medians of ``logit_stats``; for CE
+    at ``at[0]`` also the per-sample spread of the ratio over the layers); at the last, one ``part="sample"``
+    row per training sample with its logit-gradient norms under both losses at these weights."""
 
     def __init__(self, body: nn.Sequential, tags: dict[str, Any], data: tuple[np.ndarray, ...],
-                 probe_set: tuple[np.ndarray, np.ndarray], at: list[int]) -> None:
-        self.body, self.tags, self.data, self.probe_set, self.at = body, tags, data, probe_set, at
+                 probe_set: tuple[np.ndarray, np.ndarray], at: list[int], every: int) -> None:
+        self.body, self.tags, self.data, self.probe_set, self.at, self.every = body, tags, data, probe_set, at, every
         self.rows: list[dict[str, Any]] = []
+        self._done, self._path_open = 0, tags["loss"] in LONG
+
+    def _path(self) -> None:
+        if self._path_open and not (self.rows and self.rows[-1]["step"] == self._done):
+            medians = probe_medians(self.body, *self.probe_set)
+            self.rows.append({"part": "path", **self.tags, "step": self._done, **medians})
+
+    def on_train_begin(self, logs: dict[str, Any]) -> None:
+        self._path()
+
+    def on_batch_end(self, step: int, logs: dict[str, Any], tape: nn.Tape) -> None:
+        self._done = step + 1
+        if self._done % self.every == 0:
+            self._path()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if epoch + 1 not in self.at:
             return
+        if epoch + 1 == self.at[0]:
+            self._path()
+            self._path_open = False
         x, y, xt, yt = self.data
-        train, at_probe = logit_stats(self.body(x), y), logit_stats(self.body(self.probe_set[0]), self.probe_set[1])
-        self.rows.append({"part": "seed", **self.tags, "epoch": epoch + 1,
-                          "test_accuracy": float(np.mean(self.body(xt).argmax(axis=1) == yt)),
-                          "train_accuracy": float(np.mean(train["correct"])),
-                          "probe_median_J_norm": float(np.median(at_probe["J_norm"])),
-                          "probe_median_ratio": float(np.nanmedian(_ratio(at_probe["Je_norm"], at_probe["e_norm"]))),
-                          "train_median_ce": float(np.median(train["e_norm"])),
-                          "train_median_quad": float(np.median(train["Je_norm"]))})
+        train = logit_stats(self.body(x), y)
+        row = {"part": "seed", **self.tags, "epoch": epoch + 1, "steps": self._done,
+               "test_accuracy": float(np.mean(self.body(xt).argmax(axis=1) == yt)),
+               "train_accuracy": float(np.mean(train["correct"])), **probe_medians(self.body, *self.probe_set),
+               "train_median_ce": float(np.median(train["e_norm"])),
+               "train_median_quad": float(np.median(train["Je_norm"]))}
+        if self.tags["loss"] == "ce" and epoch + 1 == self.at[0]:
+            r = probe(self.body, *self.probe_set, 10, losses=LONG)
+            spread = layer_spread(_ratio(r["quad_W"], r["ce_W"]))
+            row |= {"layer_spread_median": float(np.nanmedian(spread)), "layer_spread_max": float(np.nanmax(spread))}
+        self.rows.append(row)
         if epoch + 1 == max(self.at) and self.tags["loss"] in LONG:
             self.rows += [{"part": "sample", **self.tags, "epoch": epoch + 1, "sample": i,
                            "ce": float(train["e_norm"][i]), "quad": float(train["Je_norm"][i]),
@@ -326,18 +392,22 @@ class _Checkpoints(nn.callbacks.Callback):
 def _seed_runs(cfg: dict[str, Any], data: tuple[np.ndarray, ...], probe_set: tuple[np.ndarray, np.ndarray]
                ) -> list[dict[str, Any]]:
     """``seeds`` initializations and batch orders (seed, seed + 1, …) on the same split and rate: each loss
-    to ``epochs``, the ``LONG`` pair on to ``long_epochs``, with ``_Checkpoints`` rows at both."""
+    to ``epochs``, the ``LONG`` pair on to ``long_epochs``, with ``_Checkpoints`` rows and the batch ‖∇L‖
+    every ``record_every`` updates (``part="seed_grad"``, the Recorder's model-level ``grad_norm``)."""
     x, y = data[0], data[1]
     rows: list[dict[str, Any]] = []
     for seed in range(cfg["seed"], cfg["seed"] + cfg["seeds"]):
         for name in LOSSES:
             body = relu_mlp(cfg["depth"], cfg["width"], x.shape[1], 10, seed)
             model, loss = with_head(body, name)
-            at = sorted({cfg["epochs"], cfg["long_epochs"]}) if name in LONG else [cfg["epochs"]]
-            marks = _Checkpoints(body, {"seed": seed, "loss": name}, data, probe_set, at)
+            at = _lengths(name, cfg)
+            marks = _Checkpoints(body, {"seed": seed, "loss": name}, data, probe_set, at, cfg["probe_every"])
+            rec = nn.lab.Recorder(every=cfg["record_every"], quantities=["grad_norm"])
             nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), train=(x, target_for(name, y, 10)),
-                   epochs=max(at), batch_size=cfg["batch_size"], seed=seed, callbacks=[marks])
-            rows += marks.rows
+                   epochs=max(at), batch_size=cfg["batch_size"], seed=seed, callbacks=[marks, rec])
+            rows += marks.rows + [{"part": "seed_grad", "seed": seed, "loss": name, "step": r["step"],
+                                   "grad_norm": r["value"]}
+                                  for r in rec.to_records() if r["layer"] == "" and r["parameter"] == ""]
     return rows
 
 
@@ -353,8 +423,9 @@ def check_config(cfg: dict[str, Any]) -> None:
 
 
 def measure(cfg: dict[str, Any]) -> Records:
-    """Train the network once per loss from the same start (Recorder rows, probes along the chosen
-    trajectories, test accuracy), check the closed forms on the CE-trained net, and sweep (L, m)."""
+    """Train the network of seed ``seed`` once per loss from the same start (Recorder rows, probes along the
+    chosen trajectories, test accuracy), check the closed forms on the CE-trained net, sweep (L, m) on every
+    seed, and run every seed (``_seed_runs``)."""
     splits = nn.data.load_digits(seed=cfg["seed"], dtype=np.float64)
     (x, y), (xt, yt) = splits.train, splits.test
     pick = np.random.default_rng(cfg["seed"]).choice(len(x), size=min(cfg["probe_size"], len(x)), replace=False)
@@ -419,13 +490,11 @@ def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
     rows = records.rows
     traj = _trajectories(rows)
     h = {**_output_numbers(traj, rows), **_layer_numbers(traj["ce"]), **_trajectory_numbers(traj),
-         **_training_numbers(rows), **_sweep_numbers(rows, cfg), **_seed_numbers(rows, cfg)}
-    last_step = traj["ce"][-1][0]
-    sentences = [_bound_sentence(h), _lower_bound_sentence(h), _ce_trajectory_sentence(h, last_step, cfg)]
-    if "quad" in traj:
-        sentences.append(_quad_trajectory_sentence(h, cfg))
-    sentences += [_vanishing_sentence(h, cfg), _layers_sentence(h, _weight_ratios(traj["ce"])[:-1], cfg),
-                  _accuracy_sentence(h, cfg)]
+         **_training_numbers(rows), **_sweep_numbers(rows), **_seed_numbers(rows, cfg), **_path_numbers(rows),
+         **_grad_numbers(rows, cfg)}
+    sentences = [_bound_sentence(h), _lower_bound_sentence(h, cfg), _ce_trajectory_sentence(h, cfg),
+                 _quad_trajectory_sentence(h, cfg), _growth_sentence(h, cfg), _vanishing_sentence(h, cfg),
+                 _layers_sentence(h, _weight_ratios(traj["ce"])[:-1], cfg), _accuracy_sentence(h, cfg)]
     return Verdict(" ".join(sentences), h)
 
 
@@ -479,9 +548,9 @@ def _layer_numbers(ce: Probes) -> dict[str, Any]:
         head[f"{tag}: ratio quad/CE max over samples × steps"] = float(np.nanmax(w_ratio[layer]))
         head[f"{tag}: median ratio at step 0"] = _median_ratio(first, layer)
         head[f"{tag}: median ratio at step {last_step}"] = _median_ratio(last, layer)
-    layer_spread = np.nanmax(w_ratio, axis=0) / np.nanmin(w_ratio, axis=0)  # per sample: max/min over layers
-    head["per sample: max/min ratio over layers, median"] = float(np.nanmedian(layer_spread))
-    head["per sample: max/min ratio over layers, max"] = float(np.nanmax(layer_spread))
+    spread = layer_spread(w_ratio)
+    head["per sample: max/min ratio over layers, median"] = float(np.nanmedian(spread))
+    head["per sample: max/min ratio over layers, max"] = float(np.nanmax(spread))
     # near the correct vertex (p_y = 1 − δ) the ratio is δ·[C/(C − 1), 2] to first order in δ (docstring)
     sure = last["correct"] & (last["p_y"] > 0.9)
     vertex = _ratio(last["quad_dz"], last["ce_dz"])[sure] / (1 - last["p_y"][sure])
@@ -523,69 +592,140 @@ def _trajectory_numbers(traj: dict[str, Probes]) -> dict[str, Any]:
     return head
 
 
+def _tenth_ratios(total: np.ndarray) -> tuple[float, float]:
+    """The batch ‖∇L‖ averaged over the last tenth of the recorded steps against the first tenth's and against
+    the largest tenth's (means over tenths smooth the mini-batch noise)."""
+    k = max(1, len(total) // 10)
+    tenths = np.array([np.mean(total[i : i + k]) for i in range(0, len(total) - k + 1, k)])
+    return float(tenths[-1] / tenths[0]), float(tenths[-1] / tenths.max())
+
+
 def _training_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each loss's own training: the batch ‖∇L‖ late against early and against its largest, test accuracy."""
+    """Each loss's own training (the probed run, seed ``seed``): ``_tenth_ratios`` of the batch ‖∇L‖ and the
+    test accuracy."""
     accuracy = {r["loss"]: r["test_accuracy"] for r in rows if r["part"] == "test"}
     head: dict[str, Any] = {}
     for name in LOSSES:
-        _, total = _series(rows, name, "grad_norm", parameter="", layer="")
-        k = max(1, len(total) // 10)  # means over tenths of the recorded steps smooth the mini-batch noise
-        tenths = np.array([np.mean(total[i : i + k]) for i in range(0, len(total) - k + 1, k)])
-        head[f"own training {name}: ‖∇L‖ last/first tenth"] = float(tenths[-1] / tenths[0])
-        head[f"own training {name}: ‖∇L‖ last/largest tenth"] = float(tenths[-1] / tenths.max())
+        first, top = _tenth_ratios(_series(rows, name, "grad_norm", parameter="", layer="")[1])
+        head[f"own training {name}: ‖∇L‖ last/first tenth"] = first
+        head[f"own training {name}: ‖∇L‖ last/largest tenth"] = top
         head[f"test accuracy {name}"] = accuracy[name]
     return head
 
 
-def _sweep_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Over the (L, m) sweep: how far the median ratio differs across the layers of one net."""
-    sweep = [r for r in rows if r["part"] == "sweep"]
+def _sweep_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over the (L, m) sweep and its seeds: how far the median ratio (and the ratio of the batch-gradient
+    norms) differs across the layers of one net, the largest factor per seed and over all."""
+    cells: dict[tuple[str, int, int, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["part"] == "sweep":  # rows come layer by layer, first layer to output layer
+            cells.setdefault((r["stage"], r["seed"], r["depth"], r["width"]), []).append(r)
+
+    def factor(cell: list[dict[str, Any]], key: str) -> float:
+        return max(r[key] for r in cell) / min(r[key] for r in cell)
+
+    seeds = sorted({key[1] for key in cells})
     head: dict[str, Any] = {}
     for stage in ("init", "trained"):
-        worst, first_vs_out = 1.0, []
-        for depth in cfg["sweep_depths"]:
-            for width in cfg["sweep_widths"]:
-                vals = np.array([r["median_ratio"] for r in sweep if r["stage"] == stage and r["depth"] == depth
-                                 and r["width"] == width])
-                worst = max(worst, float(np.max(vals) / np.min(vals)))
-                first_vs_out.append(float(vals[0] / vals[-1]))
-        head[f"sweep {stage}: max over (L, m) of max/min layer ratio"] = worst
+        per_seed = [max(factor(c, "median_ratio") for k, c in cells.items() if k[:2] == (stage, s)) for s in seeds]
+        head[f"sweep {stage}: max over seeds and (L, m) of max/min layer ratio"] = max(per_seed)
+        head[f"sweep {stage}: max over (L, m) of max/min layer ratio, over seeds"] = over_seeds(per_seed)
+        first_vs_out = [c[0]["median_ratio"] / c[-1]["median_ratio"] for k, c in cells.items() if k[0] == stage]
         head[f"sweep {stage}: first-layer / output-layer ratio, range"] = (
             f"{min(first_vs_out):.3g} … {max(first_vs_out):.3g}")
-    head["sweep trained: max over (L, m) of max/min layer ratio of batch-gradient norms"] = max(
-        max(r["batch_ratio"] for r in sweep if (r["stage"], r["depth"], r["width"]) == key)
-        / min(r["batch_ratio"] for r in sweep if (r["stage"], r["depth"], r["width"]) == key)
-        for key in {(r["stage"], r["depth"], r["width"]) for r in sweep if r["stage"] == "trained"})
-    head["sweep: first-layer median ratio quad/CE, max"] = float(max(r["median_ratio"] for r in sweep
-                                                                    if r["layer"] == 1))
+    head["sweep trained: max over seeds and (L, m) of max/min layer ratio of batch-gradient norms"] = max(
+        factor(c, "batch_ratio") for k, c in cells.items() if k[0] == "trained")
+    head["sweep: first-layer median ratio quad/CE, max"] = max(c[0]["median_ratio"] for c in cells.values())
     return head
 
 
-def _seed_values(rows: list[dict[str, Any]], loss: str, epoch: int, key: str) -> list[float]:
-    """``key`` of the ``part="seed"`` rows of ``loss`` at ``epoch``, one per seed."""
-    return [r[key] for r in rows if r["part"] == "seed" and r["loss"] == loss and r["epoch"] == epoch]
+def _seed_values(rows: list[dict[str, Any]], loss: str, epoch: int, key: str) -> list[Any]:
+    """``key`` of the ``part="seed"`` rows of ``loss`` at ``epoch``, one per seed, in seed order."""
+    picked = [r for r in rows if r["part"] == "seed" and r["loss"] == loss and r["epoch"] == epoch]
+    return [r[key] for r in sorted(picked, key=lambda r: r["seed"])]
 
 
 def _seed_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Over the seed runs: test accuracy at both lengths, median ‖J(p)‖₂ on the probes, and question 2 on
-    the training set at ``long_epochs``: log-log slope of ‖∂ℓ/∂zₙ‖ against 1 − p_y on the correct samples
-    near their vertex, the exact rate bounds, and the misclassified samples."""
+    """Over the seed runs: test accuracy at both lengths, median ‖J(p)‖₂ on the probes, the per-sample spread
+    of the ratio over the layers after CE training, and question 2 on the training set at ``long_epochs``:
+    log-log slope of ‖∂ℓ/∂zₙ‖ against 1 − p_y on the correct samples near their vertex, the exact rate
+    bounds, and the misclassified samples."""
     head: dict[str, Any] = {}
     for name in LOSSES:
-        for epoch in sorted({cfg["epochs"], cfg["long_epochs"]} if name in LONG else {cfg["epochs"]}):
+        for epoch in _lengths(name, cfg):
             acc = _seed_values(rows, name, epoch, "test_accuracy")
             head[f"seeds: test accuracy {name} at {epoch} epochs, mean"] = float(np.mean(acc))
             head[f"seeds: test accuracy {name} at {epoch} epochs"] = over_seeds(acc)
             if name in LONG:
                 j_norm = _seed_values(rows, name, epoch, "probe_median_J_norm")
                 head[f"seeds: {name} median ‖J(p)‖₂ at {epoch} epochs, mean"] = float(np.mean(j_norm))
+                head[f"seeds: {name} median ‖J(p)‖₂ at {epoch} epochs, per seed"] = j_norm
                 head[f"seeds: {name} median ‖J(p)‖₂ at {epoch} epochs"] = over_seeds(j_norm)
                 head[f"seeds: {name} median ratio quad/CE at {epoch} epochs"] = over_seeds(
                     _seed_values(rows, name, epoch, "probe_median_ratio"))
                 head[f"seeds: {name} training-set median ‖∂ℓ_quad/∂z‖ at {epoch} epochs"] = over_seeds(
                     _seed_values(rows, name, epoch, "train_median_quad"))
+    for key in ("median", "max"):
+        head[f"seeds: per sample max/min ratio over layers after {cfg['epochs']} epochs CE, {key}"] = over_seeds(
+            _seed_values(rows, "ce", cfg["epochs"], f"layer_spread_{key}"))
     for name in LONG:
         head |= _rate_numbers([r for r in rows if r["part"] == "sample" and r["loss"] == name], name)
+    return head
+
+
+def _path_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over the seed runs' paths (``part="path"``, the output layer on the probe set up to ``epochs``), per
+    ``LONG`` loss: the median ratio quad/CE at step 0, at its peak and at the end, how far each loss's median
+    ‖∂ℓ/∂W_out‖ fell, ‖J(p)‖₂ at step 0 and p_min at both ends; each as a list per seed (``…, per seed``)
+    and, for the values, ``over_seeds``."""
+    head: dict[str, Any] = {}
+    for name in LONG:
+        paths: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r["part"] == "path" and r["loss"] == name:
+                paths.setdefault(r["seed"], []).append(r)
+        per_seed = [_one_path(paths[s]) for s in sorted(paths)]
+        for key in per_seed[0]:
+            values = [p[key] for p in per_seed]
+            head[f"seeds: {name} path: {key}, per seed"] = values
+            if not key.endswith(" step"):
+                head[f"seeds: {name} path: {key}"] = over_seeds(values)
+        head[f"seeds: {name} path: peak inside the run, per seed"] = [
+            0 < p["peak step"] < p["last step"] for p in per_seed]
+        head[f"seeds: {name} path: quad fell further than CE, per seed"] = [
+            p["‖∂ℓ_quad/∂W_out‖ end/start"] < p["‖∂ℓ_CE/∂W_out‖ end/start"] for p in per_seed]
+    return head
+
+
+def _one_path(path: list[dict[str, Any]]) -> dict[str, Any]:
+    """One seed's path (rows in step order): its start, peak and end."""
+    ratio = [r["probe_median_ratio"] for r in path]
+    peak, first, last = int(np.argmax(ratio)), path[0], path[-1]
+    return {"ratio at step 0": ratio[0], "peak ratio": ratio[peak], "peak step": path[peak]["step"],
+            "ratio at end": ratio[-1], "last step": last["step"],
+            "‖∂ℓ_CE/∂W_out‖ end/start": last["probe_median_ce_W_out"] / first["probe_median_ce_W_out"],
+            "‖∂ℓ_quad/∂W_out‖ end/start": last["probe_median_quad_W_out"] / first["probe_median_quad_W_out"],
+            "‖J(p)‖₂ at step 0": first["probe_median_J_norm"], "p_min at step 0": first["probe_median_p_min"],
+            "p_min at end": last["probe_median_p_min"]}
+
+
+def _grad_numbers(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Over the seed runs, each loss's own training up to each checkpoint: ``_tenth_ratios`` of the batch
+    ‖∇L‖ (``part="seed_grad"``, the steps before the checkpoint's updates done), per seed and over seeds."""
+    grads: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["part"] == "seed_grad":
+            grads.setdefault((r["loss"], r["seed"]), []).append(r)
+    head: dict[str, Any] = {}
+    for name in LOSSES:
+        for epoch in _lengths(name, cfg):
+            ratios = [_tenth_ratios(np.array([g["grad_norm"] for g in grads[name, seed] if g["step"] < steps]))
+                      for seed, steps in zip(_seed_values(rows, name, epoch, "seed"),
+                                             _seed_values(rows, name, epoch, "steps"), strict=True)]
+            for i, which in enumerate(("first", "largest")):
+                tag = f"seeds: {name} ‖∇L‖ over {epoch} epochs, last tenth / {which} tenth"
+                head[tag + ", per seed"] = [r[i] for r in ratios]
+                head[tag] = over_seeds([r[i] for r in ratios])
     return head
 
 
@@ -640,54 +780,87 @@ def _bound_sentence(h: dict[str, Any]) -> str:
         "(checked against materialized per-sample gradients) the same bounds hold for the last layer's weights.")
 
 
-def _ce_trajectory_sentence(h: dict[str, Any], last_step: int, cfg: dict[str, Any]) -> str:
-    out_start, out_end = h["output W: median ratio at step 0"], h[f"output W: median ratio at step {last_step}"]
-    peak_step = h["CE trajectory: step of the peak"]
+def _on_seeds(flags: list[bool]) -> str:
+    """How many seeds a claim holds on: "on every seed", "on 2 of 3 seeds", "on no seed"."""
+    n = sum(bool(f) for f in flags)
+    return "on every seed" if n == len(flags) else f"on {n} of {len(flags)} seeds" if n else "on no seed"
+
+
+def _steps(steps: list[int]) -> str:
+    """One step, or the steps seed by seed."""
+    return f"step {steps[0]} on every seed" if len(set(steps)) == 1 else f"steps {steps} (seed by seed)"
+
+
+def _ce_trajectory_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
+    p = "seeds: ce path: "
+    inside, faster = h[p + "peak inside the run, per seed"], h[p + "quad fell further than CE, per seed"]
     sure = h["end, correct with p_y > 0.9: samples"]
     return (
-        "Along the CE trajectory the median per-sample ratio quad/CE of the output weights goes from "
-        f"{out_start:.3f} at step 0 (1/C = 0.1 at uniform p)"
-        + (f", up to {h['CE trajectory: peak output median ratio']:.3f} at step {peak_step} (p leaving uniform, "
-           "J growing)," if 0 < peak_step < last_step else "")
-        + f" to {out_end:.4f} at step {last_step}: "
-        f"‖∂ℓ_CE/∂W_out‖ fell to {h['CE trajectory: median ‖∂ℓ_CE/∂W_out‖ end / start']:.3g}× its start and "
-        f"‖∂ℓ_quad/∂W_out‖ to {h['CE trajectory: median ‖∂ℓ_quad/∂W_out‖ end / start']:.3g}×, so the quadratic "
-        f"gradient vanishes {'faster' if out_end < out_start else 'no faster'} as p saturates"
-        + (f" (for the {sure} probe samples with p_y > 0.9 at the end the ratio lies in "
-           f"[{h['end, p_y > 0.9: min ratio/(1 − p_y) (first order: C/(C−1))']:.2f}, "
+        f"Along the CE trajectory ({cfg['seeds']} seeds, {cfg['epochs']} epochs) the median per-sample ratio quad/CE "
+        f"of the output weights goes from {h[p + 'ratio at step 0']} at step 0 (1/C = 0.1 at uniform p)"
+        + (f", up to {h[p + 'peak ratio']} at {_steps(h[p + 'peak step, per seed'])} (p leaving uniform, J "
+           f"growing; a peak inside the run {_on_seeds(inside)})," if any(inside) else "")
+        + f" to {h[p + 'ratio at end']} at step {max(h[p + 'last step, per seed'])}: the median ‖∂ℓ_CE/∂W_out‖ ended "
+        f"at {h[p + '‖∂ℓ_CE/∂W_out‖ end/start']} of its start and ‖∂ℓ_quad/∂W_out‖ at "
+        f"{h[p + '‖∂ℓ_quad/∂W_out‖ end/start']} of its start, so the quadratic gradient "
+        + ("vanishes faster as p saturates, on every seed" if all(faster) else f"fell further {_on_seeds(faster)}")
+        + (f" (on seed {cfg['seed']}'s trajectory, the one the figures draw, the {sure} probe samples with p_y > 0.9 "
+           f"at the end have the ratio in [{h['end, p_y > 0.9: min ratio/(1 − p_y) (first order: C/(C−1))']:.2f}, "
            f"{h['end, p_y > 0.9: max ratio/(1 − p_y) (first order: 2)']:.2f}] × (1 − p_y); first-order theory: "
-           f"[{10 / 9:.2f}, 2])" if sure else "")
-        + f"; over {cfg['seeds']} seeds the median ratio on the probes after {cfg['epochs']} epochs of CE is "
-        + h[f"seeds: ce median ratio quad/CE at {cfg['epochs']} epochs"] + ".")
+           f"[{10 / 9:.2f}, 2])" if sure else "") + ".")
 
 
 def _quad_trajectory_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
-    qs, qe = h["quad trajectory: output median ratio start"], h["quad trajectory: output median ratio end"]
-    j0, e, long = h["median ‖J(p)‖₂ at init"], cfg["epochs"], cfg["long_epochs"]
-    own = {name: h[f"own training {name}: ‖∇L‖ last/first tenth"] for name in LOSSES}
-    top = {name: h[f"own training {name}: ‖∇L‖ last/largest tenth"] for name in LOSSES}
-    j_short, j_long = (h[f"seeds: quad median ‖J(p)‖₂ at {n} epochs, mean"] for n in (e, long))
-    spread = (f"over {cfg['seeds']} seeds at the shared lr {cfg['lr']} the median ‖J(p)‖₂ on the probes is "
-              f"{h[f'seeds: quad median ‖J(p)‖₂ at {e} epochs']} after {e} epochs and "
-              f"{h[f'seeds: quad median ‖J(p)‖₂ at {long} epochs']} after {long} (CE: "
-              f"{h[f'seeds: ce median ‖J(p)‖₂ at {e} epochs']} and {h[f'seeds: ce median ‖J(p)‖₂ at {long} epochs']})")
-    if j_long < min(j_short, j0):
-        finding = ((f"after {e} epochs the quadratic loss has not yet driven p to the vertices, where J vanishes, "
-                    "but it does with longer training, more slowly than CE: ") if j_short > j0 else
-                   "the quadratic loss drives p to the vertices, where J vanishes, more slowly than CE: ") + spread
+    p, e, long = "seeds: quad path: ", cfg["epochs"], cfg["long_epochs"]
+    j0 = h[p + "‖J(p)‖₂ at step 0, per seed"]
+    j_short, j_long, j_ce = (h[f"seeds: {n} median ‖J(p)‖₂ at {t} epochs, per seed"]
+                             for n, t in (("quad", e), ("quad", long), ("ce", long)))
+    rose = [s > i for s, i in zip(j_short, j0, strict=True)]
+    fell = [lo < min(s, i) for lo, s, i in zip(j_long, j_short, j0, strict=True)]
+    slower = _on_seeds([q > c for q, c in zip(j_long, j_ce, strict=True)])
+    if all(fell) and all(rose):
+        finding = (f"after {e} epochs the quadratic loss has not yet driven p to the vertices, where J vanishes "
+                   f"(J grew {_on_seeds(rose)}), but it does with longer training (J fell below its start by "
+                   f"{long} epochs {_on_seeds(fell)}), more slowly than CE ({slower})")
+    elif all(fell):
+        finding = (f"the quadratic loss drives p to the vertices, where J vanishes, more slowly than CE ({slower}): "
+                   f"J fell below its start by {long} epochs on every seed, "
+                   + (f"after growing over the first {e} epochs {_on_seeds(rose)}" if any(rose) else
+                      f"and was already below it after {e} epochs"))
     else:
-        finding = f"the quadratic loss has not driven p to the vertices, where J vanishes, by {long} epochs: {spread}"
+        finding = (f"the quadratic loss has not driven p to the vertices, where J vanishes, by {long} epochs "
+                   f"{_on_seeds([not f for f in fell])}")
     return (
-        f"Along the quad-trained trajectory the ratio goes from {qs:.3f} to {qe:.3f} (median ‖J(p)‖₂ {j0:.3f} → "
-        f"{h['quad trajectory: median ‖J(p)‖₂ end']:.3f}): {finding}; in each loss's own training the batch ‖∇L‖ "
-        f"averaged over the last tenth of the steps is {own['quad']:.2f}× the first tenth's and {top['quad']:.2f}× "
-        f"the largest tenth's for quad (CE {own['ce']:.2f}× and {top['ce']:.2f}×, MSE-sigmoid {own['mse']:.2f}× and "
-        f"{top['mse']:.2f}×)"
-        + (": the quadratic gradient starts small (J ≈ I/C at uniform p) and grows before it shrinks."
-           if own["quad"] > 1 > top["quad"] else "."))
+        f"Along the quad-trained trajectory ({cfg['seeds']} seeds, shared lr {cfg['lr']}) the median ratio goes from "
+        f"the same start to {h[p + 'ratio at end']} after {e} epochs, and the median ‖J(p)‖₂ "
+        f"on the probes from {h[p + '‖J(p)‖₂ at step 0']} to {h[f'seeds: quad median ‖J(p)‖₂ at {e} epochs']} "
+        f"after {e} epochs and {h[f'seeds: quad median ‖J(p)‖₂ at {long} epochs']} after {long} (CE: "
+        f"{h[f'seeds: ce median ‖J(p)‖₂ at {e} epochs']} and {h[f'seeds: ce median ‖J(p)‖₂ at {long} epochs']}): "
+        f"{finding}.")
 
 
-def _lower_bound_sentence(h: dict[str, Any]) -> str:
+def _growth_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
+    e, long = cfg["epochs"], cfg["long_epochs"]
+
+    def pair(name: str, epoch: int) -> str:
+        tag = f"seeds: {name} ‖∇L‖ over {epoch} epochs, last tenth / "
+        return f"{h[tag + 'first tenth']} and {h[tag + 'largest tenth']}"
+
+    grow = [r > 1 for r in h[f"seeds: quad ‖∇L‖ over {e} epochs, last tenth / first tenth, per seed"]]
+    shrink = [r < 1 for r in h[f"seeds: quad ‖∇L‖ over {long} epochs, last tenth / largest tenth, per seed"]]
+    return (
+        f"In each loss's own training ({cfg['seeds']} seeds) the batch ‖∇L‖ averaged over the last tenth of the "
+        f"steps, divided by the first tenth's and by the largest tenth's, is over {e} epochs {pair('quad', e)} for "
+        f"quad, {pair('ce', e)} for CE and {pair('mse', e)} for MSE-sigmoid"
+        + (f", and over {long} epochs {pair('quad', long)} for quad and {pair('ce', long)} for CE" if long != e else "")
+        + ((f": the quadratic gradient starts small (J ≈ I/C at uniform p) and grows, ending the first {e} epochs "
+            f"larger than it began ({_on_seeds(grow)})"
+            + (f", and by {long} epochs it has shrunk from its largest ({_on_seeds(shrink)})" if any(shrink) else "")
+            + ".") if any(grow) else "."))
+
+
+def _lower_bound_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
+    p = "seeds: ce path: "
     return (
         "From below: J(p) = diag(p) − ppᵀ is a rank-one downdate of diag(p), so its eigenvalues interlace with the "
         "p_c and, on the sum-zero vectors e = p − q lives in, p_min‖e‖ ≤ ‖J(p)e‖ ≤ min(p_max, ½)‖e‖; hence "
@@ -696,9 +869,9 @@ def _lower_bound_sentence(h: dict[str, Any]) -> str:
         f"{h['lower bound: fraction of samples with ‖∂ℓ_quad/∂z‖ ≥ p_min ‖∂ℓ_CE/∂z‖']:.1%} (min ratio/p_min "
         f"{h['lower bound: min ‖∂ℓ_quad/∂z‖ / (p_min ‖∂ℓ_CE/∂z‖) (≥ 1)']:.3f} ≥ 1) and the upper one with "
         f"ratio/min(p_max, ½) ≤ {h['upper bound: max ‖∂ℓ_quad/∂z‖ / (min(p_max, ½) ‖∂ℓ_CE/∂z‖) (≤ 1)']:.3f}; but "
-        f"the median p_min is {h['median p_min at init']:.3g} at init and {h['median p_min at end (CE)']:.2g} at "
-        "the end of CE training: without an assumption on p (p_min bounded away from 0) there is no lower bound, "
-        "since J vanishes at every vertex.")
+        f"the median p_min on the probes is {h[p + 'p_min at step 0']} at init and {h[p + 'p_min at end']} after "
+        f"{cfg['epochs']} epochs of CE ({cfg['seeds']} seeds): without an assumption on p (p_min bounded away from "
+        "0) there is no lower bound, since J vanishes at every vertex.")
 
 
 def _vanishing_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -748,28 +921,39 @@ def _accuracy_sentence(h: dict[str, Any], cfg: dict[str, Any]) -> str:
     return (
         f"Test accuracy, all at one shared learning rate (SGD, lr {cfg['lr']}, not tuned per loss) over "
         f"{cfg['seeds']} seeds: " + "; ".join(parts) + ". A gap at the shared rate measures the step each loss's "
-        f"gradient gets at that rate (the quadratic one starts at {h['output W: median ratio at step 0']:.3f}× "
-        "CE's, the sigmoid-MSE one carries σ′ ≤ ¼), not the accuracy the loss can reach; MSE-sigmoid was trained "
-        "neither longer nor at its own rate." + "".join(" " + f for f in failed))
+        f"gradient gets at that rate (the quadratic one starts at a median {h['seeds: ce path: ratio at step 0']} "
+        "of CE's per sample, about 1/C, the sigmoid-MSE one carries σ′ ≤ ¼), not the accuracy the loss can reach; "
+        "MSE-sigmoid was trained neither longer nor at its own rate." + "".join(" " + f for f in failed))
 
 
 def _layers_sentence(h: dict[str, Any], hidden: np.ndarray, cfg: dict[str, Any]) -> str:
-    spreads = {stage: h[f"sweep {stage}: max over (L, m) of max/min layer ratio"] for stage in ("init", "trained")}
-    uniform = spreads["trained"] < 1.5 and spreads["init"] < 1.5
+    spreads = {stage: h[f"sweep {stage}: max over seeds and (L, m) of max/min layer ratio"]
+               for stage in ("init", "trained")}
+    flat = {stage: spread < 1.5 for stage, spread in spreads.items()}
+    k, e, spread = cfg["seeds"], cfg["epochs"], "seeds: per sample max/min ratio over layers after"
     return (
-        f"Earlier layers: the per-sample ratio of the hidden weights ranged over [{np.nanmin(hidden):.3g}, "
-        f"{np.nanmax(hidden):.3g}] ({h['hidden layers: fraction of per-sample ratios ≤ ½']:.1%} ≤ ½, though no ½ "
-        "bound is guaranteed there), and for one sample the ratios of its layers differ by a median factor "
+        f"Earlier layers: along seed {cfg['seed']}'s CE trajectory (the scatter figure) the per-sample ratio of the "
+        f"hidden weights ranged over [{np.nanmin(hidden):.3g}, {np.nanmax(hidden):.3g}] "
+        f"({h['hidden layers: fraction of per-sample ratios ≤ ½']:.1%} ≤ ½, though no ½ bound is guaranteed there), "
+        "and for one sample the ratios of its layers differ by a median factor "
         f"{h['per sample: max/min ratio over layers, median']:.3f} "
-        f"(max {h['per sample: max/min ratio over layers, max']:.2f}). Sweep over L ∈ {cfg['sweep_depths']}, "
-        f"m ∈ {cfg['sweep_widths']}: the median ratio differs across layers by at most a factor "
-        f"{spreads['init']:.3f} at init and {spreads['trained']:.3f} after CE training (first-layer/output-layer "
-        f"ratio {h['sweep trained: first-layer / output-layer ratio, range']}; the norms of the probe batch's mean "
+        f"(max {h['per sample: max/min ratio over layers, max']:.2f}); after {e} epochs of CE on {k} seeds that "
+        f"factor has median {h[f'{spread} {e} epochs CE, median']} and max {h[f'{spread} {e} epochs CE, max']}. "
+        f"Sweep over L ∈ {cfg['sweep_depths']}, m ∈ {cfg['sweep_widths']} ({k} seeds each): the median ratio differs "
+        f"across layers by at most a factor {spreads['init']:.3f} at init and {spreads['trained']:.3f} after CE "
+        f"training (the largest factor over (L, m) after training, per seed: "
+        f"{h['sweep trained: max over (L, m) of max/min layer ratio, over seeds']}; first-layer/output-layer ratio "
+        f"{h['sweep trained: first-layer / output-layer ratio, range']}; the norms of the probe batch's mean "
         f"gradients, where per-sample directions partly cancel, differ across layers by at most a factor "
-        f"{h['sweep trained: max over (L, m) of max/min layer ratio of batch-gradient norms']:.2f}), "
-        + ("so the loss rescales the backpropagated signal nearly uniformly: it changes the earlier layers' "
-           "gradients by the same factor as the output layer's, not only the output layer's."
-           if uniform else
+        f"{h['sweep trained: max over seeds and (L, m) of max/min layer ratio of batch-gradient norms']:.2f}), "
+        + ("so, on every seed and (L, m), the loss rescales the backpropagated signal nearly uniformly: it changes "
+           "the earlier layers' gradients by the same factor as the output layer's, not only the output layer's."
+           if flat["init"] and flat["trained"] else
+           "so after CE training, on every seed and (L, m), the loss rescales the backpropagated signal nearly "
+           "uniformly (it changes the earlier layers' gradients by about the same factor as the output layer's, not "
+           "only the output layer's), though at initialization some nets' layers differ by up to "
+           f"{spreads['init']:.3f}."
+           if flat["trained"] else
            "so the rescaling is not uniform: the earlier layers' ratio differs from the output layer's, "
            "though every layer's gradient changes with the loss."))
 
@@ -787,13 +971,15 @@ def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
                           "Per-sample gradient norms of the two losses at the same weights and samples along the "
                           "CE-trained trajectory, colored by step: output layer (left, bounded by ½) and first "
                           "layer."),
-        "bound": Figure(_bound_figure(traj, n_layers),
+        "bound": Figure(_bound_figure(traj, [r for r in rows if r["part"] == "path"], n_layers),
                         "Left: the logit-gradient ratio against the softmax Jacobian's spectral norm (every point "
                         "lies under the diagonal ‖J‖₂ and under ½). Right: median per-sample ratio quad/CE per layer "
-                        "over training, along the CE and the quad trajectories."),
+                        f"over training, along the CE and the quad trajectories of seed {cfg['seed']}, and in grey the "
+                        "output layer's along every seed's."),
         "sweep": Figure(_sweep_figure([r for r in rows if r["part"] == "sweep"], cfg),
                         "Median per-sample ratio quad/CE in each layer of ReLU nets of depth L and width m, at the "
-                        "same weights: at initialization and after CE training."),
+                        "same weights: at initialization and after CE training (mean over the seeds, bars from the "
+                        "smallest to the largest)."),
     }
 
 
@@ -833,7 +1019,7 @@ def _scatter_figure(ce: Probes, n_layers: int) -> Any:
     return fig
 
 
-def _bound_figure(traj: dict[str, Probes], n_layers: int) -> Any:
+def _bound_figure(traj: dict[str, Probes], paths: list[dict[str, Any]], n_layers: int) -> Any:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     every = [r for probes in traj.values() for _, r in probes]
@@ -851,6 +1037,10 @@ def _bound_figure(traj: dict[str, Probes], n_layers: int) -> Any:
             med = [_median_ratio(r, layer) for _, r in probes]
             axes[1].semilogy(probe_steps, med, ls="-" if name == "ce" else "--", marker="os^v<>"[layer % 6], ms=4,
                              label=f"W{layer + 1}{' (out)' if layer == n_layers - 1 else ''}, {name} trajectory")
+    for name, seed in dict.fromkeys((r["loss"], r["seed"]) for r in paths):
+        path = [r for r in paths if (r["loss"], r["seed"]) == (name, seed)]
+        axes[1].semilogy([r["step"] for r in path], [r["probe_median_ratio"] for r in path], color="0.6", lw=0.8,
+                         ls="-" if name == "ce" else "--", zorder=0)
     axes[1].set(xlabel="step", ylabel="median per-sample ratio quad/CE", title="ratio at the same weights")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
@@ -864,10 +1054,14 @@ def _sweep_figure(sweep: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
         for depth in cfg["sweep_depths"]:
             for width in cfg["sweep_widths"]:
                 cell = [r for r in sweep if r["stage"] == stage and r["depth"] == depth and r["width"] == width]
-                pos = np.array([r["layer"] for r in cell]) / (depth + 1)
-                ax.semilogy(pos, [r["median_ratio"] for r in cell], marker="o", label=f"L={depth}, m={width}")
+                layers = sorted({r["layer"] for r in cell})
+                by_layer = np.array([[r["median_ratio"] for r in cell if r["layer"] == la] for la in layers])
+                mean = by_layer.mean(axis=1)  # (layers,): over the seeds; the bar spans their min–max
+                ax.errorbar(np.array(layers) / (depth + 1), mean, marker="o", capsize=2, label=f"L={depth}, m={width}",
+                            yerr=[mean - by_layer.min(axis=1), by_layer.max(axis=1) - mean])
         ax.set(title=f"sweep, {stage}" + (f" ({cfg['sweep_epochs']} epochs CE)" if stage == "trained" else ""),
                xlabel="layer l / (L + 1)  (1 = output layer)", ylabel="median per-sample ratio quad/CE")
+        ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
