@@ -151,8 +151,9 @@ def figure_problems(fig: Any) -> list[str]:
     problems = [] if fig._suptitle is not None or any(ax.get_title() for ax in fig.axes) else ["no title"]
     has_legend = bool(fig.legends) or any(ax.get_legend() is not None for ax in fig.axes)
     for ax in fig.axes:
-        if not (ax.get_visible() and ax.axison and (ax.lines or ax.collections or ax.images or ax.patches)):
-            continue
+        if ax.get_label() == "<colorbar>" or not (ax.get_visible() and ax.axison and (
+                ax.lines or ax.collections or ax.images or ax.patches)):
+            continue  # a colourbar is labelled as a whole (fig.colorbar(label=...)), not per axis
         for which, shared, label in (("x", ax.get_shared_x_axes(), "get_xlabel"),
                                      ("y", ax.get_shared_y_axes(), "get_ylabel")):
             categories = which == "y" and all(t.get_text() and not t.get_text().lstrip("−-").replace(".", "").isdigit()

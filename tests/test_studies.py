@@ -316,3 +316,10 @@ def test_the_figure_check_finds_what_makes_a_figure_hard_to_read() -> None:
     ax.legend(loc="lower left")
     assert figure_problems(fig) == []
     plt.close(fig)
+
+
+def test_every_study_answers_and_says_how_it_knows() -> None:
+    # the report form every study follows (and a new one must): an answer with its figure, a method
+    missing = {name: [part for part in ("answer", "method") if not getattr(study, part)]
+               for name, study in REGISTRY.items()}
+    assert {name: parts for name, parts in missing.items() if parts} == {}

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_answers_first
 
 import nablanet as nn
 from nablanet.layers.softmax import softmax
@@ -362,3 +363,16 @@ def test_the_quad_and_layers_sentences_say_what_holds_when_the_seeds_or_stages_d
     assert "at initialization some nets' layers differ by up to 1.700" in sentence
     rough = {**rough_init, "sweep trained: max over seeds and (L, m) of max/min layer ratio": 1.6}
     assert "the rescaling is not uniform" in lg._layers_sentence(rough, np.array([0.1, 0.2]), cfg)
+
+
+def test_the_report_answers_first(study: tuple[StudyResult, Path]) -> None:
+    result, out = study
+    assert_answers_first(result, out)
+    h, text = result.headline, result.answer.text
+    assert text.startswith("The quadratic loss's gradient is never more than half the cross-entropy gradient")
+    assert h["fraction of samples with ‖∂ℓ_quad/∂z‖ ≤ ½‖∂ℓ_CE/∂z‖"] == 1.0
+    slope = "quad-trained: slope of log ‖∂ℓ_{}/∂z‖ on log(1 − p_y), mean"
+    assert ("faster than cross-entropy's (like (1 − p_y)²" in text) == (
+        h[slope.format("quad")] > 1.5 * h[slope.format("CE")])
+    assert ("by nearly the same factor" in text) == (
+        h["sweep trained: max over seeds and (L, m) of max/min layer ratio"] < 1.5)

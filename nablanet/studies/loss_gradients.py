@@ -83,7 +83,7 @@ import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.losses.base import Loss
 from nablanet.studies._guard import did_not_learn, learned, over_seeds
-from nablanet.studies.base import Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
 LOSSES = ("ce", "quad", "mse")
@@ -1027,7 +1027,7 @@ def _bound_figure(traj: dict[str, Probes], paths: list[dict[str, Any]], n_layers
     axes[0].scatter(jn, _ratio(np.concatenate([r["quad_dz"] for r in every]),
                                np.concatenate([r["ce_dz"] for r in every])), s=4, alpha=0.5)
     axes[0].plot([0, 0.5], [0, 0.5], "k--", lw=1, label="ratio = ‖J‖₂ (sharpened bound)")
-    axes[0].axhline(0.5, color="r", lw=1, label="½ (bound)")
+    axes[0].axhline(0.5, color="C3", lw=1, label="½ (bound)")
     axes[0].set(xlabel="‖J_softmax(pₙ)‖₂", ylabel="‖∂ℓ_quad/∂zₙ‖ / ‖∂ℓ_CE/∂zₙ‖",
                 title="logit gradients, every sample and probe")
     axes[0].legend(fontsize=8)
@@ -1043,6 +1043,7 @@ def _bound_figure(traj: dict[str, Probes], paths: list[dict[str, Any]], n_layers
                          ls="-" if name == "ce" else "--", zorder=0)
     axes[1].set(xlabel="step", ylabel="median per-sample ratio quad/CE", title="ratio at the same weights")
     axes[1].legend(fontsize=7)
+    fig.suptitle("Is the quadratic loss's gradient at most half of cross-entropy's, and does it vanish in training?")
     fig.tight_layout()
     return fig
 
@@ -1067,6 +1068,27 @@ def _sweep_figure(sweep: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     return fig
 
 
+def answer(records: Records, cfg: dict[str, Any]) -> Answer:
+    """The ½ bound and the missing lower bound (question 1), the quadratic gradient's vanishing rate
+    against cross-entropy's (question 2), and whether the loss rescales the earlier layers alike."""
+    _, head = verdict(records, cfg)
+    upper = head["fraction of samples with ‖∂ℓ_quad/∂z‖ ≤ ½‖∂ℓ_CE/∂z‖"] == 1.0
+    text = ("The quadratic loss's gradient is " + ("never more than half" if upper else "mostly under half")
+            + " the cross-entropy gradient, because the softmax Jacobian it carries has norm at most one half, "
+            "and it can be far smaller: no lower bound holds unless every probability stays away from 0.")
+    tag = "quad-trained: slope of log ‖∂ℓ_{}/∂z‖ on log(1 − p_y), mean"
+    quad, ce = head.get(tag.format("quad")), head.get(tag.format("CE"))
+    if quad is not None and ce is not None and quad > 1.5 * ce:
+        text += (" It vanishes as training fits the data, faster than cross-entropy's (like (1 − p_y)² against "
+                 "1 − p_y), and also, wrongly, on samples confidently misclassified.")
+    spread = head.get("sweep trained: max over seeds and (L, m) of max/min layer ratio")
+    if spread is not None:
+        text += (" The loss rescales every layer's gradient by " + ("nearly the same factor, so it changes the "
+                 "earlier layers' learning as much as the output layer's." if spread < 1.5 else
+                 "different factors, so the earlier layers do not follow the output layer alike."))
+    return Answer(text, "bound")
+
+
 STUDY = register(Study(
     name="loss-gradients",
     question="How are ‖∂L/∂W‖ under cross-entropy and under the quadratic loss on softmax related, does the "
@@ -1076,6 +1098,11 @@ STUDY = register(Study(
     measure=measure,
     verdict=verdict,
     figures=figures,
+    answer=answer,
+    method="A ReLU network on digits is trained with cross-entropy, the quadratic loss on the softmax and MSE on "
+           "sigmoids over three seeds. Along the training paths we compute both losses' per-sample gradients at "
+           "the same weights for every layer, check them against the bounds the softmax Jacobian gives, and "
+           "repeat over depths and widths.",
     checks={"record_every": POSITIVE, "probe_every": POSITIVE, "probe_size": POSITIVE,
             "trajectories": Check(choices=LOSSES), "sweep_depths": POSITIVE, "sweep_widths": POSITIVE,
             "seeds": POSITIVE, "long_epochs": POSITIVE},
