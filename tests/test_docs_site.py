@@ -24,6 +24,7 @@ import http.server
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import re
 import shutil
@@ -397,3 +398,21 @@ def test_pages_load_without_errors_and_show_math(browser: WebDriver, served: str
 
 NO_CODE_TEXT = ("const a = document.querySelector('article').cloneNode(true); "
                 "a.querySelectorAll('pre, code, math, script, style').forEach(e => e.remove()); return a.textContent;")
+
+
+def test_the_site_includes_every_studys_report_answer_first(browser: WebDriver, served: str, site: Path) -> None:
+    """docs/_hooks/study_reports.py puts `nablanet study all --quick`'s folder at reports/: the index
+    lists every study with its answer, each report opens with its answer, and the studies page links them."""
+    from nablanet.studies import REGISTRY
+
+    browser.log()
+    browser.get(f"{served}/reports/index.html")
+    links = browser.run("return Array.from(document.querySelectorAll('li.study a')).map(a => a.getAttribute('href'));")
+    assert sorted(links) == sorted(f"{name}/index.html" for name in REGISTRY)
+    for name in REGISTRY:
+        meta = json.loads((site / "reports" / name / "result.json").read_text())
+        browser.get(f"{served}/reports/{name}/index.html")
+        assert browser.run("return document.querySelector('#answer').textContent") == meta["answer"]
+    assert errors(browser.log()) == []
+    page = (site / "studies" / "index.html").read_text()
+    assert all(f'href="../reports/{name}/"' in page for name in REGISTRY)

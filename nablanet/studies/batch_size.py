@@ -545,6 +545,7 @@ def _training_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax2.set(xlabel="training wall time (s, this machine; epoch 0 not shown)", title="loss vs wall time, each seed")
     ax1.legend()
     ax2.legend()
+    fig.suptitle("Which reaches a low training loss in fewer epochs: online, mini-batch or full batch?")
     fig.tight_layout()
     return fig
 
@@ -561,6 +562,7 @@ def _lr_grid_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=f"training loss after {cfg['epochs']} epochs",
            title="learning-rate grid (missing points: diverged)")
     ax.legend()
+    fig.suptitle("Which learning rate suits each batch setting?")
     fig.tight_layout()
     return fig
 

@@ -479,6 +479,7 @@ def _reliability_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             if j == 0:
                 ax.set_ylabel("accuracy in bin")
     axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Is the network as accurate as it is confident, with and without smoothing?")
     fig.tight_layout()
     return fig
 
@@ -502,6 +503,7 @@ def _gradients_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
         ax.legend(fontsize=7)
         ax_gap.set(title=f"{dataset}: logit gap z_y − mean z_c (dotted: optimum)", xlabel="epoch", ylabel="gap")
         ax_gap.legend(fontsize=7)
+    fig.suptitle("What does smoothing do to the gradients on the non-target logits and to the logit gap?")
     fig.tight_layout()
     return fig
 

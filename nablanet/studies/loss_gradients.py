@@ -996,6 +996,7 @@ def _training_figure(rows: list[dict[str, Any]], n_layers: int) -> Any:
         ax.set(title=f"trained with {LABELS[loss]}", xlabel="step")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("‖∂L/∂W‖ (solid: batch, dotted: mean per-sample)")
+    fig.suptitle("How do the two losses' gradients change while each loss trains its own net?")
     fig.tight_layout()
     return fig
 
@@ -1015,6 +1016,7 @@ def _scatter_figure(ce: Probes, n_layers: int) -> Any:
         ax.set(title=f"{title}, per sample, CE trajectory", xlabel="‖∂ℓ_CE/∂W‖", ylabel="‖∂ℓ_quad/∂W‖")
         ax.legend(fontsize=8)
         fig.colorbar(sc, ax=ax, label="step")
+    fig.suptitle("Is the quadratic gradient a fixed fraction of cross-entropy's, sample by sample?")
     fig.tight_layout()
     return fig
 
@@ -1064,6 +1066,7 @@ def _sweep_figure(sweep: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
                xlabel="layer l / (L + 1)  (1 = output layer)", ylabel="median per-sample ratio quad/CE")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
+    fig.suptitle("Does the loss rescale every layer's gradient alike, whatever the depth and width?")
     fig.tight_layout()
     return fig
 

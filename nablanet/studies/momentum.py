@@ -404,6 +404,7 @@ def _rates_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax.set(xlabel="predicted rate (spectral radius)", ylabel="measured rate (fit of log‖wₜ − w*‖)",
            title="per-step contraction factor, all κ and seeds")
     ax.legend(fontsize=8)
+    fig.suptitle("Do the measured convergence rates match the predicted ones?")
     fig.tight_layout()
     return fig
 
@@ -423,6 +424,7 @@ def _network_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
         ax.set(yscale="log", xlabel="SGD step", ylabel="training loss (cross-entropy)",
                title=f"digits, {depth} sigmoid hidden layers")
         ax.legend(fontsize=8)
+    fig.suptitle("Does momentum train a sigmoid network faster than SGD at the same effective step?")
     fig.tight_layout()
     return fig
 

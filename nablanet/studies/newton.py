@@ -522,6 +522,7 @@ def _sweep_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax.set(xscale="log", yscale="log", xlabel="condition number κ", ylabel=f"iterations to ‖∇L‖ < {cfg['grad_tol']:g}",
            title=f"quadratic, d = {cfg['dim']}")
     ax.legend(fontsize=8)
+    fig.suptitle("How do the iterations grow with the condition number?")
     fig.tight_layout()
     return fig
 
@@ -539,6 +540,7 @@ def _time_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
         ax.set(xscale="log", xlabel="seconds (this machine)", title=f"{problem}: time to ‖∇L‖ < {cfg['grad_tol']:g}")
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle("How long does each method take on this machine?")
     fig.tight_layout()
     return fig
 

@@ -67,7 +67,7 @@ def render(meta: dict[str, Any], out: Path) -> str:
     figures = [stem for stem in meta.get("figures", {}) if stem != first]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">',
         f"<title>nablanet study: {e(meta['study'])}</title><style>{STYLE}</style></head><body>",
         *([f'<p class="fallback">{e(meta["fallback"])}</p>'] if meta.get("fallback") else []),
         f'<p class="study">nablanet study {e(meta["study"])}</p>',

@@ -324,6 +324,7 @@ def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
             ax.plot([r["step"] for r in curve], [r["output"] for r in curve], label=loss_name.replace("_", "-"))
         ax.set(title=f"single neuron, {start}", xlabel="step", ylabel="output a")
         ax.legend()
+    fig1.suptitle("Does one sigmoid neuron at the wrong end learn slowly under the quadratic cost?")
     fig1.tight_layout()
     return {
         "neuron": Figure(fig1, "Output of one sigmoid neuron (input 1, target 0, η = 0.15) under the quadratic cost "

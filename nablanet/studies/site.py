@@ -55,7 +55,7 @@ def write_index(entries: list[dict[str, Any]], out: Path, *, quick: bool) -> Pat
     size = ("the quick configurations (small, for a first look; each report says what a full run would use)"
             if quick else "the full configurations")
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
             f"<title>nablanet studies</title><style>{STYLE} ul {{ list-style: none; padding: 0; }}</style></head>"
             f"<body><h1>What training does: {len(entries)} questions, answered by measurement</h1>"
             f"<p>Each study below ran with {size}. Follow a question to its report: the answer, the figure "

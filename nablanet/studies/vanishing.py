@@ -585,6 +585,7 @@ def _speeds_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
         ax.set(yscale="log", title=f"{a}, depth {fd}, at init", xlabel="hidden layer l", ylabel="‖δˡ‖",
                xticks=np.arange(1, fd + 1))
         ax.legend(fontsize=7)
+    fig.suptitle("How fast does each hidden layer learn at initialisation?")
     fig.tight_layout()
     return fig
 
@@ -602,6 +603,7 @@ def _ratio_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
         ax.set(yscale="log", title=f"{a}: ‖δᴸ‖ / ‖δ¹‖ at init", xlabel="hidden layers L", ylabel="last / first",
                xticks=cfg["depths"])
         ax.legend(fontsize=7)
+    fig.suptitle("How does the gap between the first and last layer grow with depth?")
     fig.tight_layout()
     return fig
 
@@ -619,6 +621,7 @@ def _training_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
                 ax.plot(probes, curve, label=f"hidden layer {layer}")
             ax.set(yscale="log", title=f"{a}, {i}", xlabel="SGD step", ylabel="‖δˡ‖ on the probe batch")
             ax.legend(fontsize=7)
+    fig.suptitle("Does the gap between the layers persist while the network trains?")
     fig.tight_layout()
     return fig
 
