@@ -36,6 +36,7 @@ import nablanet as nn
 from nablanet.studies.base import OKABE_ITO  # the colour-blind-safe palette of Okabe and Ito
 
 plt.rcParams["axes.prop_cycle"] = plt.cycler(color=OKABE_ITO)
+plt.rcParams["figure.constrained_layout.use"] = True
 rng = np.random.default_rng(0)
 
 # %% [markdown]
@@ -193,7 +194,7 @@ report = nn.gradcheck(model, loss, x, y)
 print("gradcheck passed:", report.passed, f"(largest relative error {report.max_rel_error:.1e})")
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.6))
+fig, ax = plt.subplots(figsize=(8, 3.8))
 names = list(errors)
 pos = np.arange(len(names))
 ax.bar(pos - 0.2, [max(errors[n_][0], 1e-18) for n_ in names], width=0.4, label="hand vs nablanet's backprop")
@@ -203,7 +204,7 @@ ax.set_xticks(pos, names)
 ax.set_ylim(1e-18, 1e-3)
 ax.set_xlabel("parameter")
 ax.set_ylabel("max relative error (dimensionless)")
-ax.set_title("Do the hand-written gradients agree with backprop and with finite differences?")
+ax.set_title("Do hand-written gradients match backprop and finite differences?")
 ax.legend(loc="upper left");
 
 # %% [markdown]
@@ -248,21 +249,31 @@ p_layer, s_cache = softmax_layer.forward(z2)
 dz_chain, _ = softmax_layer.vjp(s_cache, -Y / p_layer)
 print("softmax VJP of -Y/p vs p - Y, relative error", f"{rel_err(dz_chain, p - Y):.1e}")
 
+# %% [markdown]
+# At initialisation the network's probabilities are nearly uniform, $p \approx \mathbf{1}/c$, and $J$ is close
+# to $\frac{1}{c}(I - \mathbf{1}\mathbf{1}^\top / c)$. A confident prediction looks different; we draw both.
+
 # %%
-fig, ax = plt.subplots(figsize=(5.2, 4.2))
-lim = np.abs(J[0]).max()
-im = ax.imshow(J[0], cmap="PuOr", vmin=-lim, vmax=lim)
-ax.set_xticks(range(c))
-ax.set_yticks(range(c))
-ax.set_xlabel("logit $z_k$ (class k)")
-ax.set_ylabel("probability $p_j$ (class j)")
-ax.set_title(f"How does each probability respond to each logit? (one digit, target {y[0]})")
-fig.colorbar(im, ax=ax, label="∂p_j/∂z_k (probability per unit logit)");
+confident = np.zeros((1, c))
+confident[0, 3], confident[0, 5] = 4.0, 2.5                       # sure of class 3, hesitating with 5
+p_sure = softmax(confident)
+J_sure = nn.jacobian(nn.Softmax(dim=-1), confident)[0]
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+for ax, (jac, title) in zip(axes, ((J[0], "this network's first digit (p nearly uniform)"),
+                                    (J_sure, f"a confident prediction (p₃ = {p_sure[0, 3]:.2f}, p₅ = {p_sure[0, 5]:.2f})"))):
+    lim = np.abs(jac).max()
+    im = ax.imshow(jac, cmap="PuOr", vmin=-lim, vmax=lim)
+    ax.set(xticks=range(c), yticks=range(c), xlabel="logit z_k (class k)", ylabel="probability p_j (class j)",
+           title=title)
+    fig.colorbar(im, ax=ax, label="∂p_j/∂z_k (probability per unit logit)")
+fig.suptitle("How does each probability respond to each logit?");
 
 # %% [markdown]
 # The diagonal, $p_j(1 - p_j)$, is positive: raising a class's own logit raises its probability. Every
 # off-diagonal entry, $-p_j p_k$, is negative: the probabilities must still sum to one, so the other
-# classes pay for it.
+# classes pay for it. For the confident prediction almost all of the Jacobian sits in the block of the two
+# classes in play, and the entries of a class the network rules out are nearly zero: its logit hardly
+# matters any more.
 #
 # ## What we saw
 #

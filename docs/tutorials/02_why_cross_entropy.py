@@ -34,6 +34,7 @@ import nablanet as nn
 from nablanet.studies.base import OKABE_ITO  # the colour-blind-safe palette of Okabe and Ito
 
 plt.rcParams["axes.prop_cycle"] = plt.cycler(color=OKABE_ITO)
+plt.rcParams["figure.constrained_layout.use"] = True
 BLUE, ORANGE, GREEN, VERMILION = OKABE_ITO[:4]
 
 # %% [markdown]
