@@ -4,6 +4,7 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -259,8 +260,9 @@ confident[0, 3], confident[0, 5] = 4.0, 2.5                       # sure of clas
 p_sure = softmax(confident)
 J_sure = nn.jacobian(nn.Softmax(dim=-1), confident)[0]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-for ax, (jac, title) in zip(axes, ((J[0], "this network's first digit (p nearly uniform)"),
-                                    (J_sure, f"a confident prediction (p₃ = {p_sure[0, 3]:.2f}, p₅ = {p_sure[0, 5]:.2f})"))):
+sure_title = f"a confident prediction (p₃ = {p_sure[0, 3]:.2f}, p₅ = {p_sure[0, 5]:.2f})"
+for ax, (jac, title) in zip(axes, ((J[0], "this network's first digit (p nearly uniform)"), (J_sure, sure_title)),
+                            strict=True):
     lim = np.abs(jac).max()
     im = ax.imshow(jac, cmap="PuOr", vmin=-lim, vmax=lim)
     ax.set(xticks=range(c), yticks=range(c), xlabel="logit z_k (class k)", ylabel="probability p_j (class j)",

@@ -4,6 +4,7 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -73,7 +74,7 @@ neuron_runs = {(start, name): train_neuron(*wb, loss)
                for name, loss in (("quadratic", nn.QuadraticLoss()), ("cross-entropy", nn.BCELoss()))}
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-for ax, start in zip(axes, starts):
+for ax, start in zip(axes, starts, strict=True):
     for colour, name in ((BLUE, "quadratic"), (ORANGE, "cross-entropy")):
         ax.plot(neuron_runs[start, name], color=colour, label=name)
     ax.set(title=f"start {start}", xlabel="gradient step", ylabel="output a (target 0)")
@@ -185,7 +186,7 @@ for loss_name, lr in (("ce", 0.1), ("quad", 0.1), ("quad", 1.0), ("quad", 10.0))
 labels_of = {("ce", 0.1): "cross-entropy, lr 0.1", ("quad", 0.1): "quadratic, lr 0.1",
              ("quad", 1.0): "quadratic, lr 1", ("quad", 10.0): "quadratic, lr 10"}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-for colour, (key, run) in zip(OKABE_ITO, runs.items()):
+for colour, (key, run) in zip(OKABE_ITO, runs.items(), strict=False):
     steps, norms = run["recorder"].series("grad_norm", parameter="0.weight")
     ax1.semilogy(steps, norms, color=colour, lw=0.8, label=labels_of[key])
     ax2.plot(np.arange(1, 21), run["history"]["val_accuracy"], color=colour, marker=".", label=labels_of[key])
@@ -302,7 +303,8 @@ print(f"after CE training, cosine between J(p)e and e: median {np.median(cos_tra
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
-for ax, (stage, r) in zip(axes, (("at initialisation", at_init), ("after 20 epochs of cross-entropy", trained))):
+for ax, (stage, r) in zip(axes, (("at initialisation", at_init), ("after 20 epochs of cross-entropy", trained)),
+                          strict=True):
     ax.loglog(r["4.weight"], r["0.weight"], ".", ms=3, color=BLUE, label="one training sample")
     ax.loglog([1e-4, 0.5], [1e-4, 0.5], color=VERMILION, lw=1, label="same ratio in both layers")
     ax.set(xlabel="output layer: ‖∂ℓ_quad/∂W₃‖ / ‖∂ℓ_CE/∂W₃‖", ylabel="first layer: ‖∂ℓ_quad/∂W₁‖ / ‖∂ℓ_CE/∂W₁‖",

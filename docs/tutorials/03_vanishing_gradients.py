@@ -4,6 +4,7 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -29,6 +30,8 @@
 # here we use the 8×8 digits, so that everything runs in seconds.
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -137,7 +140,7 @@ for a in ACTIVATIONS:
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
-for ax, activation in zip(axes, ACTIVATIONS):
+for ax, activation in zip(axes, ACTIVATIONS, strict=True):
     for init in INITS:
         ax.semilogy(DEPTHS, [ratio[activation, init, d] for d in DEPTHS], marker="o", label=init)
     ax.axhline(1.0, color="grey", lw=0.8)
@@ -181,7 +184,7 @@ for label, (activation, init, lr) in setups.items():
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
-for ax, (label, run) in zip(axes, training.items()):
+for ax, (label, run) in zip(axes, training.items(), strict=True):
     for k in range(4):
         ax.semilogy(run["steps"], run["speeds"][k], lw=1, label=f"hidden layer {k + 1}")
     ax.set(title=f"{label} (validation accuracy {run['accuracy']:.2f})", xlabel="optimizer step")
@@ -210,7 +213,7 @@ fig.suptitle("Does the gap between the layers' speeds persist during training?")
 
 # %%
 assert ratio["sigmoid", "pytorch", 6] > 1e3 and all(factor["sigmoid", i] > 1.3 for i in INITS)
-assert all(ratio["sigmoid", "pytorch", a] < ratio["sigmoid", "pytorch", b] for a, b in zip(DEPTHS, DEPTHS[1:]))
+assert all(ratio["sigmoid", "pytorch", a] < ratio["sigmoid", "pytorch", b] for a, b in itertools.pairwise(DEPTHS))
 assert all(1 / 3 < ratio["tanh", "xavier", d] < 3 and 1 / 3 < ratio["relu", "kaiming", d] < 3 for d in DEPTHS)
 assert ratio["relu", "normal", 4] < 0.1 and ratio["tanh", "normal", 10] < 0.1
 sigmoid_ratio = training["sigmoid, pytorch"]["speeds"][-1] / training["sigmoid, pytorch"]["speeds"][0]

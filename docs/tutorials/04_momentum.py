@@ -4,6 +4,7 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -120,7 +121,8 @@ sk = math.sqrt(kappa)
 mu_cap = (1 - 1 / sk) ** 2
 methods = {
     "gradient descent": {"lr": 2 / (lam_max + lam_min), "momentum": 0.0},
-    "heavy ball (α*, μ*)": {"lr": 4 / (math.sqrt(lam_max) + math.sqrt(lam_min)) ** 2, "momentum": ((sk - 1) / (sk + 1)) ** 2},
+    "heavy ball (α*, μ*)": {"lr": 4 / (math.sqrt(lam_max) + math.sqrt(lam_min)) ** 2,
+                            "momentum": ((sk - 1) / (sk + 1)) ** 2},
     "momentum 0.9, α = 1/λ_max": {"lr": 1 / lam_max, "momentum": 0.9},
     "Nesterov": {"lr": 1 / lam_max, "momentum": (sk - 1) / (sk + 1), "nesterov": True},
     "Sutskever schedule": {"lr": 1 / lam_max,
@@ -166,7 +168,7 @@ for name, rho in closed_form.items():
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.2), width_ratios=[1.6, 1])
-for colour, (name, r) in zip(OKABE_ITO, results.items()):
+for colour, (name, r) in zip(OKABE_ITO, results.items(), strict=False):
     t = np.arange(len(r["distance"]))
     ax1.semilogy(t, r["distance"], color=colour, label=name)
     ax1.semilogy(t, r["predicted"] ** t, color=colour, ls=":", lw=1)

@@ -4,6 +4,7 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -155,7 +156,7 @@ for setting, (batch_size, rates) in grid.items():
                 first_steps.append(nn.evaluate(net, loss, x, y)["loss"])
 
         def after_epoch(epoch: int, logs: dict, net: nn.Sequential = net, losses: list = losses,
-                        scales: list = scales) -> None:
+                        scales: list = scales, batch_size: int | None = batch_size) -> None:
             losses.append(nn.evaluate(net, loss, x, y)["loss"])
             if batch_size == 32:
                 scales.append(nn.lab.gradient_stats(net, loss, x, y).total)

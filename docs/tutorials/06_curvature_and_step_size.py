@@ -4,6 +4,7 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -29,6 +30,8 @@
 # uses all of $H$.
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -157,7 +160,7 @@ for c, run in runs.items():
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4))
-for colour, (c, run) in zip(OKABE_ITO, runs.items()):
+for colour, (c, run) in zip(OKABE_ITO, runs.items(), strict=False):
     ax1.semilogy(run["loss"], color=colour, label=f"η = {c} × 2/λ_max")
     ax2.plot(np.arange(len(run["sharpness"])) * 10, run["sharpness"], color=colour, marker=".",
              label=f"λ_max, η = {c} × 2/λ_max")
@@ -230,7 +233,8 @@ fig, ax = plt.subplots(figsize=(6.4, 4))
 ax.semilogy(np.arange(1, len(gd_norms) + 1), gd_norms, label="gradient descent, η = 1/λ_max(θ₀)")
 ax.semilogy(np.arange(1, len(newton_norms) + 1), newton_norms, marker="o", label="Newton (CG on HVPs)")
 ax.set_xscale("log")
-ax.set(xlabel="iteration", ylabel="gradient norm ‖∇L‖", title="How many iterations do Newton and gradient descent need?")
+ax.set(xlabel="iteration", ylabel="gradient norm ‖∇L‖",
+       title="How many iterations do Newton and gradient descent need?")
 ax.legend();
 
 # %% [markdown]
@@ -242,7 +246,8 @@ ax.legend();
 # Newton step lands on the minimum:
 
 # %%
-least_squares, quad = nn.Sequential(nn.Linear(10, 1, dtype=np.float64, rng=np.random.default_rng(0))), nn.QuadraticLoss()
+least_squares = nn.Sequential(nn.Linear(10, 1, dtype=np.float64, rng=np.random.default_rng(0)))
+quad = nn.QuadraticLoss()
 before = grad_norm(least_squares, quad, X, t)[0]
 step = nn.lab.newton_step(least_squares, quad, X, t)
 set_flat(least_squares, flat(least_squares) + nn.lab.flatten_params(step, least_squares))
@@ -273,6 +278,6 @@ assert runs[1.5]["loss"].max() > 10 * runs[1.5]["loss"][0] and runs[1.5]["loss"]
 assert runs[1.5]["sharpness"][-1] < 2 / (1.5 * bound)                    # it found a flatter region
 assert runs[3.0]["loss"][-1] > 2.0                                       # and here it did not
 assert newton_norms[-1] < 1e-12 and len(newton_norms) <= 10 and gd_norms[-1] > 1e-2
-pairs = [(a, b) for a, b in zip(newton_norms, newton_norms[1:]) if a < 1e-2 and b > 1e-13]   # above rounding
+pairs = [(a, b) for a, b in itertools.pairwise(newton_norms) if a < 1e-2 and b > 1e-13]   # above rounding
 assert len(pairs) >= 2 and all(b < a**1.5 for a, b in pairs)             # the error (at least) squares
 assert after < 1e-8 * before
