@@ -135,47 +135,49 @@ print(f"at initialisation: tr(Σ) = {stats.trace_cov:.3f}, ‖g‖² = {stats.gr
 # with mini-batches of 32 ($\lceil N/32 \rceil = 40$ steps per epoch) and with the full batch (one step per
 # epoch). Each gets the learning rate from a small grid that gives it the lowest training loss after
 # 5 epochs. The training loss on all $N$ samples is measured after each of the first 5 steps and after every
-# epoch, and the mini-batch run also measures the noise scale after each epoch.
+# epoch, and for the mini-batches the noise scale after every epoch.
 
 # %%
 grid = {"online (B = 1)": (1, [0.03, 0.1, 0.3]),
         "mini-batch (B = 32)": (32, [0.1, 0.3, 1.0, 3.0]),
         "full batch (B = N)": (None, [0.3, 1.0, 3.0, 10.0])}
 EPOCHS = 5
-training, noise_scale = {}, {}
+
+
+def train(batch_size: int | None, lr: float) -> dict[str, np.ndarray]:
+    """Train a fresh network; the full training loss after each of the first EPOCHS steps and after each epoch,
+    and for the mini-batches gradient_stats on all N samples after each epoch (index 0: before training)."""
+    net = tanh_net()
+    start = nn.evaluate(net, loss, x, y)["loss"]
+    run = {"loss": [start], "first steps": [start], "stats": [stats]}
+
+    def after_step(step: int, logs: dict, tape: nn.Tape) -> None:
+        if step < EPOCHS:                           # steps count from 0: step + 1 steps are done
+            run["first steps"].append(nn.evaluate(net, loss, x, y)["loss"])
+
+    def after_epoch(epoch: int, logs: dict) -> None:
+        run["loss"].append(nn.evaluate(net, loss, x, y)["loss"])
+        if batch_size == 32:
+            run["stats"].append(nn.lab.gradient_stats(net, loss, x, y).total)
+
+    watch = nn.callbacks.LambdaCallback(on_batch_end=after_step, on_epoch_end=after_epoch)
+    nn.fit(net, loss, nn.optim.SGD(net.parameters(), lr=lr), train=(x, y), epochs=EPOCHS, batch_size=batch_size,
+           seed=0, callbacks=[watch])
+    return {"lr": lr, "loss": np.array(run["loss"]), "first steps": np.array(run["first steps"]),
+            "stats": run["stats"], "steps per epoch": -(-N // (batch_size or N))}
+
+
+training = {}
 for setting, (batch_size, rates) in grid.items():
-    best = None
-    for lr in rates:
-        net = tanh_net()
-        start = nn.evaluate(net, loss, x, y)["loss"]
-        losses, first_steps, scales = [start], [start], [stats]
-
-        def after_step(step: int, logs: dict, tape: nn.Tape, net: nn.Sequential = net, first_steps: list = first_steps
-                       ) -> None:
-            if step < EPOCHS:                       # steps count from 0: step + 1 steps are done
-                first_steps.append(nn.evaluate(net, loss, x, y)["loss"])
-
-        def after_epoch(epoch: int, logs: dict, net: nn.Sequential = net, losses: list = losses,
-                        scales: list = scales, batch_size: int | None = batch_size) -> None:
-            losses.append(nn.evaluate(net, loss, x, y)["loss"])
-            if batch_size == 32:
-                scales.append(nn.lab.gradient_stats(net, loss, x, y).total)
-
-        watch = nn.callbacks.LambdaCallback(on_batch_end=after_step, on_epoch_end=after_epoch)
-        nn.fit(net, loss, nn.optim.SGD(net.parameters(), lr=lr), train=(x, y), epochs=EPOCHS, batch_size=batch_size,
-               seed=0, callbacks=[watch])
-        final = losses[-1] if np.isfinite(losses[-1]) else np.inf
-        if best is None or final < best[1]:
-            best = (lr, final, np.array(losses), np.array(first_steps), scales)
-    lr, final, losses, first_steps, scales = best
-    training[setting] = {"lr": lr, "loss": losses, "first steps": first_steps,
-                         "steps per epoch": -(-N // (batch_size or N))}
-    if batch_size == 32:
-        noise_scale = np.array([s.noise_scale for s in scales])
-        trace_cov = np.array([s.trace_cov for s in scales])
-        grad_sq = np.array([s.grad_sq_norm for s in scales])
-    print(f"{setting:20s} best lr {lr:<5g} ({training[setting]['steps per epoch']:4d} steps per epoch): "
-          f"training loss after {EPOCHS} epochs {final:.3f}")
+    runs = [train(batch_size, lr) for lr in rates]
+    training[setting] = min(runs, key=lambda run: run["loss"][-1] if np.isfinite(run["loss"][-1]) else np.inf)
+    best = training[setting]
+    print(f"{setting:20s} best lr {best['lr']:<5g} ({best['steps per epoch']:4d} steps per epoch): "
+          f"training loss after {EPOCHS} epochs {best['loss'][-1]:.3f}")
+minibatch_stats = training["mini-batch (B = 32)"]["stats"]
+noise_scale = np.array([s.noise_scale for s in minibatch_stats])
+trace_cov = np.array([s.trace_cov for s in minibatch_stats])
+grad_sq = np.array([s.grad_sq_norm for s in minibatch_stats])
 print("after each epoch of mini-batch training (epoch 0 = initialisation):")
 print("  B_simple   ", " ".join(f"{v:8.0f}" for v in noise_scale))
 print("  tr(Σ)      ", " ".join(f"{v:8.3f}" for v in trace_cov))
