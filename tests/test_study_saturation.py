@@ -112,7 +112,11 @@ def test_the_accuracy_gap_stays_without_the_saturated_start(quick: tuple[StudyRe
 
 def test_a_run_that_cannot_learn_gives_the_did_not_learn_sentence() -> None:
     cfg = {**QUICK, "steps": 10, "epochs": 1, "lr": 0.05}  # one epoch at a tiny rate: chance level
-    text, head = saturation.verdict(saturation.measure(cfg), cfg)
+    records = saturation.measure(cfg)
+    text, head = saturation.verdict(records, cfg)
+    answer = saturation.answer(records, cfg)  # the answer too: no accuracy gap to read, so it says so
+    assert "stayed near chance accuracy, so their final accuracies are not a finding" in answer.text
+    assert "final accuracy gap" not in answer.text
     assert "the run did not learn, so its numbers are not a finding" in text
     assert "Fix: train longer or at a larger rate" in text
     assert "a gap of" not in text and "accuracy gap BCE − MSE, saturated" not in head

@@ -341,8 +341,8 @@ def answer(records: Records, cfg: dict[str, Any]) -> Answer:
     """Slow escape from the wrong end under the quadratic cost (the network's escape delay), and what
     the accuracy gap is really made of (the share that stays without saturation)."""
     _, head = verdict(records, cfg)
-    delay, kept = head["MSE's escape delay behind BCE, saturated"], head["gap kept without saturation "
-                                                                          "(unsaturated / saturated)"]
+    delay = head["MSE's escape delay behind BCE, saturated"]
+    kept = head.get("gap kept without saturation (unsaturated / saturated)")  # absent when a run did not learn
     neuron = ("Yes: a sigmoid output stuck at the wrong end barely moves under the quadratic cost, because its "
               "gradient carries σ′(z), which is nearly zero there, while cross-entropy's gradient does not.")
     if delay is not None and delay > 0:
@@ -350,7 +350,10 @@ def answer(records: Records, cfg: dict[str, Any]) -> Answer:
                "leave the wrong end.")
     else:
         net = " In this network run both losses left the wrong end equally fast, so saturation cost nothing here."
-    if kept is not None and kept > 0.5:
+    if "accuracy gap BCE − MSE, saturated" not in head:
+        gap = (" Some network runs stayed near chance accuracy, so their final accuracies are not a finding "
+               "(the verdict says which, and how to train them longer).")
+    elif kept is not None and kept > 0.5:
         gap = (f" But {kept:.0%} of its final accuracy gap remains without any saturation: at one shared learning "
                "rate the quadratic cost simply takes smaller steps")
         tuned, shared = head.get("tuned accuracy gap BCE − MSE, saturated"), head["accuracy gap BCE − MSE, saturated"]
