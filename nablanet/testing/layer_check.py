@@ -52,11 +52,9 @@ class Check:
         return f"{self.status:<4}  {self.check} · {self.tensor}{err}{tail}"
 
 
-@dataclass(frozen=True)
-class LayerCheckReport:
-    """Every check ``check_layer`` ran on ``layer``, in order."""
+class Outcomes:
+    """What a report of ``Check`` rows answers: which failed, and whether all passed."""
 
-    layer: str
     checks: tuple[Check, ...]
 
     @property
@@ -66,6 +64,14 @@ class LayerCheckReport:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+@dataclass(frozen=True)
+class LayerCheckReport(Outcomes):
+    """Every check ``check_layer`` ran on ``layer``, in order."""
+
+    layer: str
+    checks: tuple[Check, ...]
 
     def __str__(self) -> str:
         counts = {s: sum(c.status == s for c in self.checks) for s in ("pass", "FAIL", "skip")}

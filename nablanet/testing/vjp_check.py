@@ -54,7 +54,7 @@ from nablanet.layers.recurrent import LSTMStep, lstm_cell_vjp, lstm_gate_derivat
 from nablanet.losses.base import Loss, swap_terms_vjp
 from nablanet.testing.adapters import LossVjpShapeError, loss_vjp, lstm_cell, name_of
 from nablanet.testing.examples import example
-from nablanet.testing.layer_check import Check
+from nablanet.testing.layer_check import Check, Outcomes
 
 _EPS = 1e-6
 _ATOL = 1e-10
@@ -72,7 +72,7 @@ _DIAGONAL = ("It is dy ⊙ diag(J), the Jacobian's diagonal alone: each output a
 
 
 @dataclass(frozen=True)
-class VjpCheckReport:
+class VjpCheckReport(Outcomes):
     """What ``check_vjp`` found: ``target`` the class, ``function`` the function's name, ``example`` what it
     ran on, ``checks`` one row per check (a ``Check``: status "pass" or "FAIL", the array, the mistake)."""
 
@@ -80,14 +80,6 @@ class VjpCheckReport:
     function: str
     example: str
     checks: tuple[Check, ...]
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if c.status == "FAIL"]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
 
     def head(self) -> str:
         """Two lines: the verdict, then what it was checked on."""
