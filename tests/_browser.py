@@ -29,6 +29,15 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-
 # For every <img>: did it finish loading, and with how many pixels?
 IMAGES_JS = ("return Array.from(document.images).map(i => ({complete: i.complete, width: i.naturalWidth, "
              "height: i.naturalHeight, alt: i.alt}));")
+# For every <img>: is it blank? (all sampled pixels the same colour; data-URI images leave the canvas untainted)
+BLANK_JS = ("return Array.from(document.images).map(i => { const c = document.createElement('canvas'); "
+            "c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d'); g.drawImage(i, 0, 0); "
+            "const d = g.getImageData(0, 0, c.width, c.height).data; const seen = new Set(); "
+            "for (let k = 0; k < d.length; k += 4 * 97) seen.add(d[k] + ',' + d[k + 1] + ',' + d[k + 2]); "
+            "return seen.size <= 1; });")
+# The answer's top edge and the first figure's, in page coordinates
+ORDER_JS = ("const a = document.querySelector('#answer'), f = document.querySelector('figure'); "
+            "return [a ? a.getBoundingClientRect().top : null, f ? f.getBoundingClientRect().top : null];")
 
 
 def programs() -> tuple[str, str] | None:

@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from _browser import WebDriver, errors, open_browser
+from _browser import BLANK_JS, IMAGES_JS, ORDER_JS, WebDriver, errors, open_browser
 
 import nablanet as nn
 
@@ -409,10 +409,15 @@ def test_the_site_includes_every_studys_report_answer_first(browser: WebDriver, 
     browser.get(f"{served}/reports/index.html")
     links = browser.run("return Array.from(document.querySelectorAll('li.study a')).map(a => a.getAttribute('href'));")
     assert sorted(links) == sorted(f"{name}/index.html" for name in REGISTRY)
-    for name in REGISTRY:
+    for name in REGISTRY:  # every report: its answer above its first figure, every image loaded and not blank
         meta = json.loads((site / "reports" / name / "result.json").read_text())
         browser.get(f"{served}/reports/{name}/index.html")
         assert browser.run("return document.querySelector('#answer').textContent") == meta["answer"]
+        top_answer, top_figure = browser.run(ORDER_JS)
+        assert top_figure is not None and top_answer < top_figure, name
+        images = browser.run(IMAGES_JS)
+        assert len(images) == len(meta["figures"]), name
+        assert all(i["complete"] and i["width"] > 0 for i in images) and not any(browser.run(BLANK_JS)), name
     assert errors(browser.log()) == []
     page = (site / "studies" / "index.html").read_text()
     assert all(f'href="../reports/{name}/"' in page for name in REGISTRY)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import IMAGES_JS, WebDriver, errors, open_browser
+from _browser import BLANK_JS, IMAGES_JS, ORDER_JS, WebDriver, errors, open_browser
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +37,6 @@ def test_the_log_reports_console_errors_broken_images_and_exceptions(browser: We
     assert images == [{"complete": True, "width": 0, "height": 0, "alt": "missing"}]
     logged = "\n".join(errors(browser.log()))
     assert "missing.png" in logged and "deliberate console error" in logged and "deliberate exception" in logged
-
-
-# For every <img>: is it blank? (all sampled pixels the same colour; data-URI images leave the canvas untainted)
-BLANK_JS = ("return Array.from(document.images).map(i => { const c = document.createElement('canvas'); "
-            "c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d'); g.drawImage(i, 0, 0); "
-            "const d = g.getImageData(0, 0, c.width, c.height).data; const seen = new Set(); "
-            "for (let k = 0; k < d.length; k += 4 * 97) seen.add(d[k] + ',' + d[k + 1] + ',' + d[k + 2]); "
-            "return seen.size <= 1; });")
-# The answer's top edge and the first figure's, in page coordinates
-ORDER_JS = ("const a = document.querySelector('#answer'), f = document.querySelector('figure'); "
-            "return [a ? a.getBoundingClientRect().top : null, f ? f.getBoundingClientRect().top : null];")
 
 
 def _artifacts(tmp_path: Path) -> Path:
