@@ -3,7 +3,8 @@
 The docs site includes that folder as its studies section.
 
 The studies run one after another in the order of ``ORDER`` (the order the source notes ask their
-questions); a study that fails stops the run with its name, leaving the reports written before it.
+questions); a study that fails stops the run (the progress callback has named it), leaving the
+reports written before it.
 """
 
 from __future__ import annotations
