@@ -23,6 +23,15 @@ see ``nablanet.lab.curvature``. A zero tangent is passed as ``None`` (the model 
 anything computed from it alone), so no work is spent on zeros. Tangents carry no vector axes: one
 direction per pass. A parameter missing from θ̇ has a zero tangent.
 
+Containers (Sequential, Residual, Parallel, MultiheadAttention, …) have the same two rules and
+compose their children's along their own data flow: θ̇ and the returned (dθ)˙ are keyed by the
+container's state_dict names (``"0.weight"``, ``"out_proj.bias"``), a child gets its own slice
+through ``child_tangents`` and hands its result back through ``prefixed``. A ``vjp_rop`` rule
+returns (dθ)˙ for every parameter of its layer. Tangents of a tuple-valued input (``Pair`` into
+``Bilinear``) are tuples whose parts may be None. A container's vjp_rop recomputes what it needs
+(its children's ẋ by their jvp rules, their primal dy by their VJPs), so every rule keeps the one
+signature above and a new container or layer gets curvature by writing its two rules.
+
 An unknown layer, activation or loss fails loudly with a NotImplementedError naming its type, the
 missing rule, and the module where such a rule is registered.
 """
@@ -51,8 +60,14 @@ L = TypeVar("L", bound=Layer)
 
 
 # -- dispatch ----------------------------------------------------------------------------------------
-def jvp(layer: Layer, cache: Any, xdot: np.ndarray | None, thetadot: Tangents) -> np.ndarray | None:
-    """ẏ = ∂y/∂x ẋ + Σ ∂y/∂θ θ̇ for one layer at the point its forward cached (None: ẏ = 0)."""
+def jvp(layer: Layer, cache: Any, xdot: Any, thetadot: Tangents) -> Any:
+    """ẏ = ∂y/∂x ẋ + Σ ∂y/∂θ θ̇ for one layer at the point its forward cached (None: ẏ = 0).
+
+    With ẋ = 0 and no parameter tangent the answer is ẏ = 0 (None) whatever the layer; that case
+    returns before any rule is looked up, so a layer before every moving parameter costs nothing.
+    """
+    if xdot is None and not thetadot:
+        return None
     return jvp_rules[layer](layer, cache, xdot, thetadot)
 
 
@@ -88,13 +103,27 @@ def loss_hvp(loss: Loss, cache: LossCache, ydot: np.ndarray) -> np.ndarray:
 
 
 # -- helpers of the rules ------------------------------------------------------------------------------
-def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    """a + b where None stands for a zero array."""
+def add(a: Any, b: Any) -> Any:
+    """a + b where None stands for a zero array; tuples (a pair of inputs) add elementwise."""
     if a is None:
         return b
     if b is None:
         return a
+    if isinstance(a, tuple):
+        return tuple(add(p, q) for p, q in zip(a, b, strict=True))
     return a + b
+
+
+def child_tangents(thetadot: Tangents, prefix: str) -> dict[str, np.ndarray]:
+    """The tangents of one child of a container: θ̇ is keyed by the container's state_dict names
+    (``"0.weight"``, ``"out_proj.bias"``); the child's rule wants its own (``"weight"``)."""
+    head = prefix + "."
+    return {name[len(head):]: t for name, t in thetadot.items() if name.startswith(head)}
+
+
+def prefixed(prefix: str, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A child's (dθ)˙ renamed into its container's state_dict names (the inverse of child_tangents)."""
+    return {f"{prefix}.{name}": g for name, g in grads.items()}
 
 
 def substitute(layer: L, **params: np.ndarray | None) -> L:
