@@ -1,0 +1,86 @@
+"""Small models of every kind the library builds, for the tests that must hold on every model.
+
+Each entry builds (model, loss, x, target) in float64 from a seed, small enough that the dense
+Hessian (P parameters → P Hessian-vector products) costs well under a second: P ≤ ~60, N = 2–3.
+``tests/test_curvature_every_model.py`` runs every curvature function on each entry, and checks
+that together they cover every public layer class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import nablanet as nn
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """One model family: ``build(rng)`` returns (model, loss, x, target)."""
+
+    id: str
+    build: Callable[[np.random.Generator], tuple[nn.Layer, nn.Loss, Any, Any]]
+    train: bool = False  # run the forward in train mode (dropout masks fixed by the seed)
+
+
+def _x(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape)
+
+
+def _labels(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
+    return rng.integers(0, c, size=n)
+
+
+def _mlp(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=rng), nn.Tanh(),
+                          nn.Linear(4, 3, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 3, 3), _labels(rng, 3, 3)
+
+
+def _residual(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64, rng=rng),
+        nn.Residual(nn.Linear(4, 4, dtype=np.float64, rng=rng), nn.Tanh(), nn.Linear(4, 4, dtype=np.float64, rng=rng)),
+        nn.Linear(4, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 3, 3), _labels(rng, 3, 2)
+
+
+def _parallel(combine: str) -> Callable[[np.random.Generator], tuple[nn.Layer, nn.Loss, Any, Any]]:
+    def build(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+        width = 6 if combine == "concat" else 3
+        model = nn.Sequential(
+            nn.Parallel(nn.Sequential(nn.Linear(3, 3, dtype=np.float64, rng=rng), nn.Sigmoid()),
+                        nn.Linear(3, 3, dtype=np.float64, rng=rng), combine=combine),
+            nn.Tanh(), nn.Linear(width, 2, dtype=np.float64, rng=rng))
+        return model, nn.MSELoss(), _x(rng, 3, 3), _x(rng, 3, 2)
+    return build
+
+
+def _multiply(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Multiply(nn.Sequential(nn.Linear(3, 3, dtype=np.float64, rng=rng), nn.Sigmoid()),
+                    nn.Linear(3, 3, dtype=np.float64, rng=rng), nn.Tanh()),
+        nn.Linear(3, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 2, 3), _labels(rng, 2, 2)
+
+
+def _nested(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    inner = nn.Sequential(nn.Residual(nn.Linear(3, 3, dtype=np.float64, rng=rng), nn.GELU()),
+                          nn.Parallel(nn.Identity(), nn.Sequential(nn.Linear(3, 3, dtype=np.float64, rng=rng),
+                                                                   nn.Softplus())))
+    model = nn.Sequential(inner, nn.Sequential(nn.Tanh(), nn.Linear(3, 2, dtype=np.float64, rng=rng)))
+    return model, nn.MSELoss(), _x(rng, 2, 3), _x(rng, 2, 2)
+
+
+MODELS: list[Zoo] = [
+    Zoo("mlp", _mlp),
+    Zoo("residual", _residual),
+    Zoo("parallel-sum", _parallel("sum")),
+    Zoo("parallel-concat", _parallel("concat")),
+    Zoo("multiply-3", _multiply),
+    Zoo("nested-containers", _nested),
+    # recurrent, attention, embedding and bilinear families are added with their rules
+]
