@@ -22,6 +22,7 @@ per-sample norms, activation statistics) sits in ``nablanet/lab/rules/``, a tree
 rules with one call, ``nn.lab.rules.register(MyLayer, jvp=..., vjp_rop=...)``.
 """
 
+from nablanet.lab import parts as _parts  # noqa: F401  (registers the parts rules: recurrent stacks, attention)
 from nablanet.lab import plots, rules
 from nablanet.lab.activations import ActivationStats, activation_stats, gradient_histograms, histogram
 from nablanet.lab.curvature import (

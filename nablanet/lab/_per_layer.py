@@ -99,47 +99,11 @@ def has_children(layer: Layer) -> bool:
 
 
 # -- where each layer sits in the model -----------------------------------------------------------------
-def layer_traces(model: Layer, x: Any, *, train: bool, seed: int) -> tuple[list[Trace], list[str]]:
-    """Each leaf of ``forward_trace`` and, after a container that is not a Sequential, the layers
-    inside it (by re-running its forward with each child's forward recorded); and the names of the
-    layers inside containers that were not reached (a child called through a fast kernel)."""
-    traces: list[Trace] = []
-    missed: list[str] = []
-    for t in forward_trace(model, x, train=train, rng=np.random.default_rng(seed)):
-        traces.append(t)
-        if has_children(t.layer):
-            inner, lost = _inner_traces(t, train, seed)
-            traces += inner
-            missed += lost
-    return traces, missed
-
-
-def _inner_traces(t: Trace, train: bool, seed: int) -> tuple[list[Trace], list[str]]:
-    """The first call of every layer inside the container ``t.layer`` (Sequentials are walked)."""
-    start = f"{t.name}." if t.name else ""
-    inside = [(pre[:-1], layer) for pre, layer in t.layer._walk(start)][1:]
-    seen: dict[int, Trace] = {}
-
-    def recording(name: str, layer: Layer) -> Callable[..., tuple[Any, Any]]:
-        own = layer.forward
-
-        def forward(h: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            y, cache = own(h, *args, **kwargs)
-            seen.setdefault(id(layer), Trace(name, layer, h, y, cache))
-            return y, cache
-
-        return forward
-
-    try:  # an instance attribute shadows the class's forward on our private float64 copy only
-        for name, layer in inside:
-            object.__setattr__(layer, "forward", recording(name, layer))
-        t.layer.forward(t.x, train=train, rng=np.random.default_rng(seed))
-    finally:
-        for _, layer in inside:
-            layer.__dict__.pop("forward", None)
-    found = [seen[id(layer)] for _, layer in inside if id(layer) in seen and not isinstance(layer, Sequential)]
-    lost = [name for name, layer in inside if id(layer) not in seen and not has_children(layer)]
-    return found, lost
+def layer_traces(model: Layer, x: Any, *, train: bool, seed: int) -> list[Trace]:
+    """Every layer's call in one forward pass (``forward_trace``): each leaf, and each container other than a
+    Sequential before the layers inside it, so that both are checked alone."""
+    traces = forward_trace(model, x, train=train, rng=np.random.default_rng(seed))
+    return [t for t in traces if not isinstance(t.layer, Sequential)]
 
 
 # -- the VJP of one layer alone ---------------------------------------------------------------------------

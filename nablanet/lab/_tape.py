@@ -3,18 +3,18 @@
 Instruments never call a layer's code for first-order quantities beyond what backward already
 computed; they read ``TapeEntry(name, layer, cache, dy, grads)`` records. ``run_tape`` produces
 them on demand (``per_sample_grad_norms(model, loss, x, y)``), and ``fit`` hands them to
-callbacks during training. ``forward_trace`` is the forward half alone, keeping what each leaf
-layer saw (its input too, which the tape does not hold).
+callbacks during training. ``forward_trace`` is the forward half alone, keeping what each layer
+saw (its input too, which the tape does not hold), inside containers too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from nablanet._random import RNGLike, get_rng
+from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
 from nablanet.layers import Sequential, kernels
 from nablanet.layers.base import Layer, Tape, TapeEntry
@@ -71,36 +71,66 @@ def batch_size_of(tape: Tape) -> int:
 
 
 class Trace(NamedTuple):
-    """One leaf layer's forward: its tape name, the layer, its input x, output y and cache."""
+    """One layer's call in a forward pass: its name, the layer, its input x, output y and cache, with
+    where it sits: ``depth`` counts the containers around it other than Sequentials (0 for what a chain
+    of the model's layers shows), ``inside`` the named layer calls that ran within it (0 for a leaf)."""
 
     name: str
     layer: Layer
     x: Any
-    y: np.ndarray
+    y: Any
     cache: Any
+    depth: int = 0
+    inside: int = 0
 
 
 def forward_trace(model: Layer, x: Any, *, train: bool = False, rng: RNGLike = None) -> list[Trace]:
-    """One forward pass, leaf by leaf, keeping each leaf's input, output and cache.
+    """One forward pass, ``kernels.forward(model, x)`` itself, keeping every layer's call on the way.
 
-    The same computation as ``model.forward(x, train=train, rng=rng)`` (one generator drawn for the
-    whole pass in training mode, as Sequential does), with the intermediate outputs kept. Nested
-    Sequentials are walked (names as on the tape: ``"0"``, ``"2.1"``); any other layer, a container
-    with its own data flow included, is one leaf.
+    Every container calls its children through ``kernels.forward``, which reports each call
+    (``kernels.observing``), so the trace reaches inside Residual, Parallel, MultiheadAttention and any
+    container, fast variants included. A call is named as on the tape and in the state_dict (``""``
+    for the model, ``"2.1"``, ``"1.out_proj"``); a layer with no such name (Residual's private chain)
+    is left out, and a layer called again within one container gets ``"#2"``, ``"#3"``, … after its
+    name. Calls come in forward order, each container before the layers it calls.
     """
-    gen = get_rng(rng) if train else rng
-    traces: list[Trace] = []
+    traces: list[Trace | None] = []
+    inside: list[int] = []
+    around: list[tuple[int, str, Layer, dict[int, int]]] = []  # the open calls: slot, name, layer, calls seen
 
-    def walk(layer: Layer, h: Any, name: str) -> Any:
-        if isinstance(layer, Sequential):
-            for child_name, child in layer.named_children():
-                h = walk(child, h, f"{name}.{child_name}" if name else child_name)
-            return h
-        y, cache = kernels.forward(layer, h, train=train, rng=gen)
-        if type(cache) is LeafCache:  # a layer of the user's, checked on first use: keep its own cache
-            cache = cache.cache
-        traces.append(Trace(name, layer, h, y, cache))
-        return y
+    def start(layer: Layer, h: Any) -> Callable[[Any, Any], None] | None:
+        name = "" if not around else _child_name(around[-1][1], around[-1][2], layer, around[-1][3])
+        if name is None or (not around and layer is not model):
+            return None
+        slot = len(traces)
+        depth = sum(not isinstance(a[2], Sequential) for a in around)
+        for a in around:
+            inside[a[0]] += 1
+        traces.append(None)
+        inside.append(0)
+        around.append((slot, name, layer, {}))
 
-    walk(model, x, "")
-    return traces
+        def end(y: Any, cache: Any) -> None:
+            around.pop()
+            if type(cache) is LeafCache:  # a layer of the user's, checked on first use: keep its own cache
+                cache = cache.cache
+            traces[slot] = Trace(name, layer, h, y, cache, depth, inside[slot])
+
+        return end
+
+    with kernels.observing(start):
+        kernels.forward(model, x, train=train, rng=rng)
+    return [t for t in traces if t is not None]
+
+
+def _child_name(parent_name: str, parent: Layer, layer: Layer, seen: dict[int, int]) -> str | None:
+    """The name of ``layer`` called by ``parent`` (named ``parent_name``): its state_dict prefix, the k-th
+    call of a layer that ``parent`` holds under several names taking the k-th (a Sequential's shared layer:
+    ``"0"`` and ``"2"``), further calls ``"#2"``, ``"#3"``, …; None for a layer that is not ``parent``'s."""
+    k = seen[id(layer)] = seen.get(id(layer), 0) + 1
+    names = [key for key, child in parent._modules.items() if child is layer] or [
+        pre[:-1] for pre, child in parent._walk() if child is layer and pre]  # deeper: called by a private child
+    if not names:
+        return None
+    own = names[k - 1] if k <= len(names) else f"{names[-1]}#{k - len(names) + 1}"
+    return f"{parent_name}.{own}" if parent_name else own

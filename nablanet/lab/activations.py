@@ -5,8 +5,12 @@ and 004): a sigmoid unit whose input sits on a flat tail passes back dy·σ′(x
 the layers below it learn slowly ("saturation"); a ReLU unit whose input is negative for every
 sample passes back nothing at all and never recovers ("dead" unit).
 
-``activation_stats(model, x)`` runs ONE forward pass, walking the leaf layers (nested Sequentials
-included, names as on the tape: ``"0"``, ``"2.1"``) and reading each layer's output y and cache:
+``activation_stats(model, x)`` runs ONE forward pass and reads the output y and cache of every leaf
+layer, wherever it sits (inside Sequential, Residual, Parallel, MultiheadAttention, …; names as on
+the tape and in the state_dict: ``"0"``, ``"2.1"``, ``"1.out_proj"``), with a recurrent stack per
+layer and direction (``"0.l0"``, ``"0.l0_reverse"``: its hidden states, batch first) and
+MultiheadAttention's in-projection and attention apart from its ``out_proj`` (see
+``nablanet.lab.parts``):
 
 * every layer (the generic default): mean and standard deviation of y over all N·units entries,
   and a histogram of y;
@@ -26,11 +30,15 @@ included, names as on the tape: ``"0"``, ``"2.1"``) and reading each layer's out
     yₙᵤ = 0 means xₙᵤ ≤ 0. A unit dead on one batch may be alive on another: use a batch large
     enough to speak for the data.
 
+  - recurrent stacks, per layer and direction: the fraction of saturated gate values per gate
+    (``saturation_fraction_z`` …; see ``nablanet.lab.parts``).
+
 Other layer types get the generic quantities only. The rules sit beside their layers, in
-``nablanet/lab/rules/activations.py``; register one for a new type with
+``nablanet/lab/rules/activations.py`` (the recurrent one in ``nablanet/lab/parts.py``); register one
+for a new type with
 ``@activation_rules.register(MyLayer)`` (``from nablanet.lab.registry import activation_rules``); it is
-called as ``rule(layer, x, y, cache, eps)`` with the layer's input x and output y and returns
-``{quantity: value}``.
+called as ``rule(layer, x, y, cache, eps)`` with the layer's input x and output y (once per part, with
+the part's, for a layer split into parts) and returns ``{quantity: value}``.
 
 ``gradient_histograms(tape)`` gives histograms of dy = ∂L/∂(output) per layer and of every
 parameter gradient on a tape, for a training recorder.
@@ -53,6 +61,7 @@ from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
 from nablanet.lab import rules as _rules  # noqa: F401  (registers the activation rules)
 from nablanet.lab._tape import forward_trace, tape_parameters
+from nablanet.lab.parts import leaves
 from nablanet.lab.registry import activation_rules
 from nablanet.layers.base import Layer, Tape
 
@@ -133,7 +142,7 @@ class LayerActivationStats:
 
 @dataclass(frozen=True)
 class ActivationStats:
-    """``LayerActivationStats`` per leaf layer, by tape name, in forward order."""
+    """``LayerActivationStats`` per leaf layer (or part), by tape name, in forward order."""
 
     layers: dict[str, LayerActivationStats]
 
@@ -173,7 +182,8 @@ def activation_stats(
     bins: Bins = 30,
     rng: RNGLike = None,
 ) -> ActivationStats:
-    """Mean, std, histogram, and per-type saturation / dead-unit fractions of every leaf layer's output.
+    """Mean, std, histogram, and per-type saturation / dead-unit fractions of every leaf layer's output,
+    inside containers too, and of each layer and direction of a recurrent stack.
 
     One forward pass (``train``/``rng`` as for ``model.forward``; in training mode batch norm
     updates its running statistics, as any training forward does). ``eps`` is the threshold on
@@ -193,7 +203,7 @@ def activation_stats(
             f"activation_stats needs a non-empty batch (N, ...); got x.shape={xa.shape}. Use x[None] for one sample."
         )
     out: dict[str, LayerActivationStats] = {}
-    for t in forward_trace(model, xa, train=train, rng=rng):
+    for t in leaves(forward_trace(model, xa, train=train, rng=rng)):
         rule = activation_rules.find(t.layer)
         quantities = {} if rule is None else dict(rule(t.layer, t.x, t.y, t.cache, float(eps)))
         y = np.asarray(t.y)

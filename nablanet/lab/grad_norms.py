@@ -7,9 +7,10 @@ Key scheme of the returned dict (one flat dict, so it drops straight into a reco
     "total"                   over every parameter: ‖∇L‖, the norm of the whole gradient vector
 
 Layer keys are state_dict prefixes ("1.0" inside a nested Sequential; "" when the model is a single
-layer whose parameters are named "weight", "bias"). The gradient is the one backward computed
-(the tape's ``grads``): under reduction="mean" it is the mean of the per-sample gradients.
-Sums of squares are accumulated in float64 whatever the model's dtype.
+layer whose parameters are named "weight", "bias"), a recurrent stack's per layer and direction
+("0.l1_reverse" for "0.weight_ih_l1_reverse" …; ``nablanet.lab.per_sample.layer_of``). The gradient
+is the one backward computed (the tape's ``grads``): under reduction="mean" it is the mean of the
+per-sample gradients. Sums of squares are accumulated in float64 whatever the model's dtype.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def grad_norms_from_tape(tape: Tape) -> dict[str, float]:
         g = entry.grads[local]
         sq = float(np.sum(np.square(g), dtype=np.float64))
         squares[name] = sq
-        key = layer_of(name)
+        key = layer_of(name, entry.layer)
         layers[key] = layers.get(key, 0.0) + sq
     out = {name: math.sqrt(sq) for name, sq in squares.items()}
     out.update({key: math.sqrt(sq) for key, sq in layers.items()})

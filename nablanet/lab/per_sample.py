@@ -33,14 +33,14 @@ Index letters: n batch, i in, o out, p output position, r extra (time) position,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab._tape import batch_size_of, per_sample_factor, run_tape
-from nablanet.lab.registry import per_sample_grad_norms_rules
+from nablanet.lab.registry import parameter_part_rules, per_sample_grad_norms_rules
 from nablanet.lab.rules.base import layer_per_sample_grads, materialized_norms
 from nablanet.layers import kernels
 from nablanet.layers.base import Layer, Tape, TapeEntry
@@ -125,18 +125,24 @@ def per_sample_grad_norms(
     return per_sample_grad_norms_from_tape(run.tape, per_sample_factor(loss, batch_size_of(run.tape)))
 
 
-def layer_of(name: str) -> str:
-    """The layer prefix of a parameter name: "0.weight" → "0", "1.0.bias" → "1.0", "weight" → ""."""
-    return name.rpartition(".")[0]
+def layer_of(name: str, layer: Layer | None = None) -> str:
+    """The layer a parameter belongs to, for per-layer quantities: its state_dict prefix, "0.weight" →
+    "0", "1.0.bias" → "1.0", "weight" → "". Given the ``layer`` that owns it, a layer split into parts
+    (``nablanet.lab.parts``) names the part: a recurrent stack's "0.weight_ih_l1_reverse" → "0.l1_reverse"."""
+    prefix, _, local = name.rpartition(".")
+    rule = None if layer is None else parameter_part_rules.find(layer)
+    part = "" if rule is None else rule(layer, local)
+    return f"{prefix}.{part}" if prefix and part else prefix or part
 
 
-def layer_norms(norms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def layer_norms(norms: dict[str, np.ndarray], layers: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Combine per-parameter norms into per-layer norms and a total: √(Σ squares).
 
     ``{"0.weight": a, "0.bias": b, "2.weight": c}`` →
     ``{"0": √(a² + b²), "2": c, "total": √(a² + b² + c²)}``, i.e. ‖(dWₙ, dbₙ)‖ per layer and the norm
     of the whole parameter vector under ``TOTAL`` = "total". Layer keys are state_dict prefixes
-    (a model that is a single layer, whose parameters are named "weight", gets the key "").
+    (a model that is a single layer, whose parameters are named "weight", gets the key ""), or
+    ``layers[name]`` where given (``layer_of(name, owner)``: a recurrent stack per layer and direction).
     Works elementwise, so the values may be per-sample norms (N,) or scalars.
     """
     if not norms:
@@ -144,7 +150,7 @@ def layer_norms(norms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     squares: dict[str, np.ndarray] = {}
     for name, v in norms.items():
         arr = np.asarray(v)
-        key = layer_of(name)
+        key = layer_of(name) if layers is None else layers[name]
         squares[key] = squares[key] + arr * arr if key in squares else arr * arr
     out = {key: np.sqrt(sq) for key, sq in squares.items()}
     out[TOTAL] = np.sqrt(sum(squares.values()))

@@ -6,8 +6,10 @@ need no second backward pass. It keeps tidy records, one row per measurement:
 
     step, epoch, layer, parameter, quantity, value
 
-``layer`` is the layer's state_dict prefix ("0", "2.1"), ``parameter`` the full parameter name
-("0.weight") or "" for layer- and model-level values (model-level rows have layer ""). Export
+``layer`` is the layer's state_dict prefix ("0", "2.1", "1.0" inside a Residual, "3.out_proj"), a
+recurrent stack's per layer and direction ("0.l1_reverse" holds "0.weight_ih_l1_reverse" …; see
+``nablanet.lab.parts``), ``parameter`` the full parameter name ("0.weight") or "" for layer- and
+model-level values (model-level rows have layer ""). Export
 with ``to_csv`` (atomic write) or ``to_pandas``; ``nablanet.lab.plots`` draws them.
 
 Quantities (``Recorder.QUANTITIES``):
@@ -22,8 +24,9 @@ Quantities (``Recorder.QUANTITIES``):
   grad_variance          tr(Σ) of the per-sample gradients per parameter and over the model, and
                          the gradient noise scale B = tr(Σ)/‖G‖² (model level)
   activations            mean and std of each activation layer's output (and of every layer of your
-                         own), and per type the zero and dead fractions (ReLU) or the saturated
-                         fraction |f′| < eps (Sigmoid, Tanh, …; see ``nablanet.lab.activations``)
+                         own, and of each layer and direction of a recurrent stack), and per type the
+                         zero and dead fractions (ReLU) or the saturated fraction |f′| < eps
+                         (Sigmoid, Tanh, …, and per gate of a GRU or LSTM; see ``nablanet.lab.activations``)
 
 Per-sample quantities are gradients of each sample's own loss ℓₙ (see ``Loss.per_sample``): under
 ``reduction="mean"`` the batch gradient is their mean.
@@ -42,7 +45,8 @@ import numpy as np
 
 from nablanet._io import atomic_write_text
 from nablanet.lab._tape import batch_size_of, per_sample_factor, tape_parameters
-from nablanet.lab.per_sample import TOTAL, layer_norms, per_sample_grad_norms_from_tape
+from nablanet.lab.parts import entry_parts
+from nablanet.lab.per_sample import TOTAL, layer_norms, layer_of, per_sample_grad_norms_from_tape
 from nablanet.lab.registry import activation_rules
 from nablanet.lab.variance import noise_scale_from_tape
 from nablanet.layers.activations import ElementwiseCache
@@ -52,10 +56,6 @@ from nablanet.train.callbacks import Callback
 COLUMNS = ("step", "epoch", "layer", "parameter", "quantity", "value")
 Row = tuple[str, str, str, float]  # layer, parameter, quantity, value
 QuantityFn = Callable[["Recorder", Tape, dict[str, Any]], Iterable[Row]]
-
-
-def _layer_of(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else ""
 
 
 class Recorder(Callback):
@@ -99,6 +99,12 @@ class Recorder(Callback):
                     for layer, parameter, quantity, value in self.QUANTITIES[q](self, tape, logs))
         if (step + 1) % self.every == 0:
             self._snapshot()  # the weights before the next recorded step, for update_ratio
+
+    def layers_of(self, tape: Tape) -> dict[str, str]:
+        """This step's layer of every parameter on the tape (``layer_of``), computed once per recorded step."""
+        if "layers" not in self._memo:
+            self._memo["layers"] = {name: layer_of(name, entry.layer) for name, entry, _ in tape_parameters(tape)}
+        return self._memo["layers"]
 
     def per_sample_norms(self, tape: Tape) -> dict[str, np.ndarray]:
         """This step's ‖∂ℓₙ/∂θ‖ per parameter, computed once per recorded step (closed forms)."""
@@ -167,12 +173,14 @@ def _lr(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
 def _grad_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
     per_layer: dict[str, float] = {}
     total = 0.0
+    layers = rec.layers_of(tape)
     for name, entry, local in tape_parameters(tape):
         g = entry.grads[local].ravel()
         sq = float(g @ g)
-        per_layer[entry.name] = per_layer.get(entry.name, 0.0) + sq
+        layer = layers[name]
+        per_layer[layer] = per_layer.get(layer, 0.0) + sq
         total += sq
-        yield entry.name, name, "grad_norm", math.sqrt(sq)
+        yield layer, name, "grad_norm", math.sqrt(sq)
     for layer, sq in per_layer.items():
         yield layer, "", "grad_norm", math.sqrt(sq)
     yield "", "", "grad_norm", math.sqrt(total)
@@ -180,19 +188,21 @@ def _grad_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]
 
 @quantity("weight_norm")
 def _weight_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    layers = rec.layers_of(tape)
     for name, entry, local in tape_parameters(tape):
         w = entry.layer._parameters[local].data
-        yield entry.name, name, "weight_norm", float(np.sqrt(np.vdot(w, w)))
+        yield layers[name], name, "weight_norm", float(np.sqrt(np.vdot(w, w)))
 
 
 @quantity("update_ratio")
 def _update_ratio(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    layers = rec.layers_of(tape)
     for name, entry, local in tape_parameters(tape):
         w = entry.layer._parameters[local].data
         before = rec._before.get(name)
         if before is not None:
             delta = float(np.linalg.norm((w - before).ravel()))
-            yield entry.name, name, "update_ratio", delta / max(float(np.linalg.norm(before.ravel())), 1e-300)
+            yield layers[name], name, "update_ratio", delta / max(float(np.linalg.norm(before.ravel())), 1e-300)
 
 
 @quantity("dy_norm")
@@ -207,26 +217,30 @@ def _activations(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Ro
     # nablanet.lab.activations come from the tape at no extra forward pass.
     # A layer of the user's has its input and output on the tape: nablanet cannot tell an activation of
     # the user's from other layers, so each gets its rows.
+    # A recurrent stack's entry holds each (layer, direction)'s states and gates in its cache: a row set per part.
     for entry in tape:
+        seen: list[tuple[str, Any, Any, Any]]
         if isinstance(entry.cache, ElementwiseCache):
-            x, y = entry.cache.x, entry.cache.y
+            seen = [(entry.name, entry.cache.x, entry.cache.y, entry.cache)]
         elif isinstance(entry.y, np.ndarray):
-            x, y = entry.x, entry.y
+            seen = [(entry.name, entry.x, entry.y, entry.cache)]
         else:
-            continue
-        yield entry.name, "", "activation_mean", float(np.mean(y))
-        yield entry.name, "", "activation_std", float(np.std(y))
+            seen = [(p.name, p.x, p.y, p.cache) for p in entry_parts(entry)]
         rule = activation_rules.find(entry.layer)
-        if rule is not None:
-            for name, value in rule(entry.layer, x, y, entry.cache, rec.eps).items():
-                yield entry.name, "", name, value
+        for layer, x, y, cache in seen:
+            yield layer, "", "activation_mean", float(np.mean(y))
+            yield layer, "", "activation_std", float(np.std(y))
+            if rule is not None:
+                for name, value in rule(entry.layer, x, y, cache, rec.eps).items():
+                    yield layer, "", name, value
 
 
 @quantity("per_sample_grad_norm")
 def _per_sample_grad_norm(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
     norms = rec.per_sample_norms(tape)
-    combined = layer_norms(norms)  # per layer ("0") and over the model (TOTAL)
-    keys = [(_layer_of(name), name) for name in norms] + [(layer if layer != TOTAL else "", "") for layer in combined]
+    layers = rec.layers_of(tape)
+    combined = layer_norms(norms, layers)  # per layer ("0") and over the model (TOTAL)
+    keys = [(layers[name], name) for name in norms] + [(layer if layer != TOTAL else "", "") for layer in combined]
     table = np.stack([*norms.values(), *combined.values()]).astype(np.float64, copy=False)  # (rows, N)
     # three reductions over the whole table instead of three per row: tiny arrays make calls the cost
     stats = zip(table.mean(axis=1).tolist(), table.std(axis=1).tolist(), table.max(axis=1).tolist(), strict=True)
@@ -243,9 +257,10 @@ def _grad_variance(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[
         return
     factor = per_sample_factor(rec.context.loss, n)
     scales = noise_scale_from_tape(tape, factor, norms=rec.per_sample_norms(tape))
+    layers = rec.layers_of(tape)
     for name, ns in scales.items():
         if name == TOTAL:
             yield "", "", "grad_variance_trace", ns.trace_cov
             yield "", "", "noise_scale", ns.noise_scale
         else:
-            yield _layer_of(name), name, "grad_variance_trace", ns.trace_cov
+            yield layers[name], name, "grad_variance_trace", ns.trace_cov

@@ -15,7 +15,11 @@ registered, so a new layer never silently gets a wrong answer.
 * ``per_sample_grad_norms_rules``: ``(entry, factor) -> {local name: (N,) norms}`` (per-sample
   norms; a generic rule for ``Layer`` covers every layer, closed forms are faster);
 * ``activation_rules``: ``(layer, x, y, cache, eps) -> {quantity: value}`` (optional extra
-  activation statistics).
+  activation statistics);
+* ``parts_rules``: ``(layer, x, y, cache) -> [Part]``, the pieces of one call that the instruments
+  report as layers of their own (a recurrent stack per layer and direction), and
+  ``parameter_part_rules``: ``(layer, parameter name) -> part``, which of them owns a parameter
+  (optional; see ``nablanet.lab.parts``).
 """
 
 from __future__ import annotations
@@ -134,3 +138,9 @@ per_sample_grad_norms_rules = Registry("per_sample_grad_norms")
 
 activation_rules = Registry("activation")
 """Per-type quantities beyond the generic mean/std/histogram: ``rule(layer, x, y, cache, eps) -> dict``."""
+
+parts_rules = Registry("parts")
+"""layer type → ``rule(layer, x, y, cache) -> [Part]``: what the instruments report in place of one call of it."""
+
+parameter_part_rules = Registry("parameter_part")
+"""layer type → ``rule(layer, local parameter name) -> part name`` ("l1_reverse"; "" for the layer itself)."""

@@ -362,7 +362,8 @@ class _Checker:
 
     # -- 6: the lab's rules ------------------------------------------------------------------------------
     def check_rules(self, allow_missing: frozenset[str], coupled: bool) -> None:
-        traces = forward_trace(self.m, self.x, train=self.train, rng=np.random.default_rng(self.seed))
+        traces = [t for t in forward_trace(self.m, self.x, train=self.train, rng=np.random.default_rng(self.seed))
+                  if t.depth == 0 and not isinstance(t.layer, Sequential)]  # the layer, or a Sequential's layers
         seen: set[type] = set()
         for t in traces:
             cls = type(t.layer)

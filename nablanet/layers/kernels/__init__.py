@@ -16,11 +16,16 @@ module of this package, imported at the end of this file.
 ``swap`` puts a VJP written outside the class in force for a while (a student's, through
 ``nablanet.testing.replace_vjp``): it is installed in the same tables, so a swap costs the dispatch
 nothing, and the class's own registration returns when the last swap ends.
+
+``observing`` lets a caller watch every ``forward`` call for a while (the lab uses it to see each layer
+inside a model's containers, with its input, output and cache): every container runs its children
+through ``forward``, so this is the one place where every layer of a model is called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from nablanet._swaps import Swaps
@@ -35,6 +40,11 @@ _FORWARD: dict[type, ForwardFn] = {}
 _VJP: dict[type, VjpFn] = {}
 _CONTRACT: set[VjpFn] = set()
 """The VJPs registered by ``nablanet.layers.contract.adopt``, which take ``prefix`` and ``vector_axes``."""
+
+Observer = Callable[["Layer", Any], "Callable[[Any, Any], None] | None"]
+"""``fn(layer, x)``, called as a ``forward`` call starts; it returns what to call with ``(y, cache)``
+when the call returns (or None to let this call go unwatched)."""
+_OBSERVERS: list[Observer] = []
 
 
 def forward_kernel(cls: type) -> Callable[[ForwardFn], ForwardFn]:
@@ -57,9 +67,33 @@ def vjp_kernel(cls: type) -> Callable[[VjpFn], VjpFn]:
 def forward(layer: Layer, x: Any, *, train: bool, rng: Any) -> tuple[Any, Any]:
     """``layer.forward(x)``, through the registered variant where there is one."""
     fast = _FORWARD.get(type(layer))
+    if _OBSERVERS:
+        return _observed(layer, x, fast, train, rng)
     if fast is None:
         return layer.forward(x, train=train, rng=rng)
     return fast(layer, x, train=train, rng=rng)
+
+
+def _observed(layer: Layer, x: Any, fast: ForwardFn | None, train: bool, rng: Any) -> tuple[Any, Any]:
+    """``forward`` under ``observing``: the same call, reported to the latest observer as it starts and ends."""
+    done = _OBSERVERS[-1](layer, x)
+    y, cache = layer.forward(x, train=train, rng=rng) if fast is None else fast(layer, x, train=train, rng=rng)
+    if done is not None:
+        done(y, cache)
+    return y, cache
+
+
+@contextmanager
+def observing(fn: Observer) -> Iterator[None]:
+    """Within the block, each ``forward`` call first calls ``fn(layer, x)``, then what that returned with
+    ``(y, cache)`` as the call returns, fast variants included. Containers call their children through
+    ``forward``, so a model's forward shows every layer, each container's call enclosing its children's
+    (a container's start before theirs, its end after). The latest block in force is the one told."""
+    _OBSERVERS.append(fn)
+    try:
+        yield
+    finally:
+        _OBSERVERS.pop()
 
 
 def vjp(
