@@ -96,19 +96,19 @@ def forward_trace(model: Layer, x: Any, *, train: bool = False, rng: RNGLike = N
     """
     traces: list[Trace | None] = []
     inside: list[int] = []
-    around: list[tuple[int, str, Layer, dict[int, int]]] = []  # the open calls: slot, name, layer, calls seen
+    around: list[_Open] = []  # the named calls under way, outermost first
 
     def start(layer: Layer, h: Any) -> Callable[[Any, Any], None] | None:
-        name = "" if not around else _child_name(around[-1][1], around[-1][2], layer, around[-1][3])
+        name = "" if not around else _child_name(around[-1], layer)
         if name is None or (not around and layer is not model):
             return None
         slot = len(traces)
-        depth = sum(not isinstance(a[2], Sequential) for a in around)
+        depth = sum(not isinstance(a.layer, Sequential) for a in around)
         for a in around:
-            inside[a[0]] += 1
+            inside[a.slot] += 1
         traces.append(None)
         inside.append(0)
-        around.append((slot, name, layer, {}))
+        around.append(_Open(slot, name, layer, {}))
 
         def end(y: Any, cache: Any) -> None:
             around.pop()
@@ -123,14 +123,24 @@ def forward_trace(model: Layer, x: Any, *, train: bool = False, rng: RNGLike = N
     return [t for t in traces if t is not None]
 
 
-def _child_name(parent_name: str, parent: Layer, layer: Layer, seen: dict[int, int]) -> str | None:
-    """The name of ``layer`` called by ``parent`` (named ``parent_name``): its state_dict prefix, the k-th
-    call of a layer that ``parent`` holds under several names taking the k-th (a Sequential's shared layer:
-    ``"0"`` and ``"2"``), further calls ``"#2"``, ``"#3"``, …; None for a layer that is not ``parent``'s."""
-    k = seen[id(layer)] = seen.get(id(layer), 0) + 1
-    names = [key for key, child in parent._modules.items() if child is layer] or [
-        pre[:-1] for pre, child in parent._walk() if child is layer and pre]  # deeper: called by a private child
+class _Open(NamedTuple):
+    """A named call under way in ``forward_trace``: its trace's slot, its name, its layer, and how often it
+    has called each layer (by id) so far."""
+
+    slot: int
+    name: str
+    layer: Layer
+    calls: dict[int, int]
+
+
+def _child_name(parent: _Open, layer: Layer) -> str | None:
+    """The name of ``layer`` called within ``parent``: its state_dict prefix, the k-th call of a layer that
+    the parent holds under several names taking the k-th (a Sequential's shared layer: ``"0"`` and ``"2"``),
+    further calls ``"#2"``, ``"#3"``, …; None for a layer that is not the parent's."""
+    k = parent.calls[id(layer)] = parent.calls.get(id(layer), 0) + 1
+    names = [key for key, child in parent.layer._modules.items() if child is layer] or [
+        pre[:-1] for pre, child in parent.layer._walk() if child is layer and pre]  # deeper: via a private child
     if not names:
         return None
     own = names[k - 1] if k <= len(names) else f"{names[-1]}#{k - len(names) + 1}"
-    return f"{parent_name}.{own}" if parent_name else own
+    return f"{parent.name}.{own}" if parent.name else own

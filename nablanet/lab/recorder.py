@@ -18,7 +18,8 @@ Quantities (``Recorder.QUANTITIES``):
   grad_norm              ‖∂L/∂θ‖ per parameter, per layer, and over the model
   weight_norm            ‖θ‖ per parameter after the step
   update_ratio           ‖Δθ‖/‖θ‖ per parameter (the step's relative size)
-  dy_norm                ‖∂L/∂y‖ at each layer's output (the notes' "speed of learning" δˡ)
+  dy_norm                ‖∂L/∂y‖ at each layer's output (the notes' "speed of learning" δˡ; a
+                         recurrent stack's at its whole output, layer "0")
   per_sample_grad_norm   mean, std and max over the batch of ‖∂ℓₙ/∂θ‖ per parameter (closed forms:
                          no per-sample gradient is materialized for Linear and Conv layers)
   grad_variance          tr(Σ) of the per-sample gradients per parameter and over the model, and
