@@ -16,8 +16,8 @@ from here (arrows point down: lab → layers).
 A layer of your own registers its rules in one call, ``nn.lab.rules.register(MyLayer, jvp=...,
 vjp_rop=...)`` (``register`` below), in your own code next to the layer; every "no rule" error names it.
 
-A layer file without a mirror here has no rules yet (``recurrent.py``, ``attention.py``,
-``embedding.py``, ``bilinear.py``, ``graph.py``); ``needed_rules`` says what the lab needs from a
+A layer file without a mirror here has no rules yet (``attention.py``, ``embedding.py``,
+``bilinear.py``, ``graph.py``); ``needed_rules`` says what the lab needs from a
 class and ``missing_rules`` what it lacks, which ``nablanet.testing.check_layer`` and
 ``tests/test_conformance.py`` report.
 """
@@ -39,7 +39,19 @@ from nablanet.lab.registry import (
     rules_location,
     vjp_rop_rules,
 )
-from nablanet.lab.rules import activations, base, conv, dropout, linear, losses, normalization, pooling, shape, softmax
+from nablanet.lab.rules import (
+    activations,
+    base,
+    conv,
+    dropout,
+    linear,
+    losses,
+    normalization,
+    pooling,
+    recurrent,
+    shape,
+    softmax,
+)
 from nablanet.layers import Sequential
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
@@ -58,6 +70,7 @@ __all__ = [
     "needed_rules",
     "normalization",
     "pooling",
+    "recurrent",
     "register",
     "require",
     "shape",
