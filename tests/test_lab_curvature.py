@@ -666,7 +666,7 @@ def test_unknown_layers_and_losses_fail_loudly() -> None:
 
 
 class _Skip(nn.Layer):
-    """y = x + f(x) around a child f: a layer of the user's with children and its own data flow, and no curvature rules."""
+    """y = x + f(x) around a child f: a layer of the user's with children, its own data flow and no rules."""
 
     def __init__(self, f: nn.Layer) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nablanet.layers.base import Layer
+from nablanet.layers.base import Layer, Tape
 from nablanet.parameter import Parameter
 
 
@@ -45,3 +45,17 @@ def select(model: Layer, params: Any, who: str) -> list[str]:
     if not chosen:
         raise ValueError(f"{who}(params=[]): no parameter selected; pass None for all, or names from {valid}.")
     return [name for name in valid if name in chosen]
+
+
+def selected_tape(model: Layer, tape: Tape, params: Any, who: str) -> Tape:
+    """The tape with only the selected parameters' gradients; entries left with none are dropped, so the
+    first-order instruments never compute (e.g. materialize per-sample gradients) for the others."""
+    if params is None:
+        return tape
+    keep = set(select(model, params, who))
+    out: Tape = []
+    for e in tape:
+        grads = {local: g for local, g in e.grads.items() if (f"{e.name}.{local}" if e.name else local) in keep}
+        if grads:
+            out.append(e._replace(grads=grads))
+    return out

@@ -34,6 +34,14 @@ Step sizes (the notes' convergence analysis). Near θ the loss is the quadratic 
   step size is the inverse Hessian"), so on a quadratic loss one Newton step reaches the minimum.
   With damping δ, s = −(H + δI)⁻¹ g, a Levenberg-style step that trusts the model less.
 
+Any model: a chain of layers runs its R-passes along the tape; any other model (skip connections,
+parallel branches, attention, recurrent layers through time) is one node whose rules compose its
+children's (``nablanet.lab._point``), so every function here works on every model nablanet builds.
+A block of the Hessian: every function takes ``params=`` (state_dict names or the Parameters
+themselves; default all) and then works on H_SS for that set S, e.g. the spectrum of the last layer's
+block of a large model. ``v`` and the returned dicts then hold exactly S's names, and flat vectors
+S's entries in ``named_parameters()`` order (``flatten_params(d, model, block=S)``).
+
 All randomness (Lanczos and power starting vectors, Hutchinson probes) comes from
 ``numpy.random.default_rng(seed)``. The model and the loss are evaluated once per call (forward and
 backward); every product reuses that point. Layers without rules in ``nablanet/lab/rules/`` (and batch
