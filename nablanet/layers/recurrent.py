@@ -196,6 +196,13 @@ class RNNBase(Layer):
         ``"weight_ih_l1_reverse"``."""
         return f"{kind}_l{k}{'_reverse' if d else ''}"
 
+    @classmethod
+    def _param_names(cls, k: int, d: int) -> tuple[str, str, str, str]:
+        """The names of (W_ih, W_hh, b_ih, b_hh) of layer k, direction d."""
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        w_ih, w_hh, b_ih, b_hh = (cls._param_name(kind, k, d) for kind in kinds)
+        return w_ih, w_hh, b_ih, b_hh
+
     def _param(self, kind: str, k: int, d: int) -> np.ndarray | None:
         p = self._parameters.get(self._param_name(kind, k, d))
         return None if p is None else p.data
@@ -429,14 +436,13 @@ class RNNBase(Layer):
                      per_sample: bool) -> dict[str, np.ndarray]:
         """Parameters are shared across time steps, so each gradient sums over t (and n unless per sample):
         dW_ih = Σ daˣᵀ x,  dW_hh = Σ daʰᵀ hₜ₋₁,  db_ih = Σ daˣ,  db_hh = Σ daʰ; leading axis V."""
-        sfx = f"_l{k}{'_reverse' if d else ''}"
+        w_ih, w_hh, b_ih, b_hh = self._param_names(k, d)
         x = dc.x[::-1] if dc.reverse else dc.x  # in scan order, like dai
-        grads = {"weight_ih" + sfx: _sum_tn(dai, x, per_sample),
-                 "weight_hh" + sfx: _sum_tn(dah, dc.hs[:-1], per_sample)}
+        grads = {w_ih: _sum_tn(dai, x, per_sample), w_hh: _sum_tn(dah, dc.hs[:-1], per_sample)}
         if self.bias:
             axes = (0,) if per_sample else (0, 2)
-            grads["bias_ih" + sfx] = dai.sum(axis=axes)
-            grads["bias_hh" + sfx] = grads["bias_ih" + sfx].copy() if dah is dai else dah.sum(axis=axes)
+            grads[b_ih] = dai.sum(axis=axes)
+            grads[b_hh] = grads[b_ih].copy() if dah is dai else dah.sum(axis=axes)
         return grads
 
     def _split_dstate(

@@ -164,7 +164,7 @@ CellJvp = Callable[[RNNBase, _DirCache, int, np.ndarray, np.ndarray, np.ndarray,
 
 def _dir_param_tangents(thetadot: Tangents, k: int, d: int) -> list[np.ndarray | None]:
     """(Ẇ_ih, Ẇ_hh, ḃ_ih, ḃ_hh) of layer k, direction d (None: zero)."""
-    return [thetadot.get(RNNBase._param_name(kind, k, d)) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return [thetadot.get(name) for name in RNNBase._param_names(k, d)]
 
 
 def _dir_jvp(layer: RNNBase, cell: CellJvp, dc: _DirCache, xdot: np.ndarray | None, thetadot: Tangents, k: int,
@@ -312,9 +312,10 @@ def _dir_param_rop(layer: RNNBase, dc: _DirCache, t: _DirDot, das: tuple[np.ndar
     """(dW_ih)˙ = Σ (daˣ)˙ᵀ x + daˣᵀ ẋ,  (dW_hh)˙ = Σ (daʰ)˙ᵀ hₜ₋₁ + daʰᵀ ḣₜ₋₁,  (db)˙ = Σ (da)˙ (V = 1 leading)."""
     dai, dah, dai_dot, dah_dot = das
     grads = layer._param_grads(k, d, dc, dai_dot, dah_dot, per_sample=False)  # the sums of (da)˙
+    w_ih, w_hh = RNNBase._param_names(k, d)[:2]
     if t.x is not None:
-        grads[RNNBase._param_name("weight_ih", k, d)] += _sum_tn(dai, t.x[::-1] if dc.reverse else t.x, False)
-    grads[RNNBase._param_name("weight_hh", k, d)] += _sum_tn(dah, t.hs[:-1], False)
+        grads[w_ih] += _sum_tn(dai, t.x[::-1] if dc.reverse else t.x, False)
+    grads[w_hh] += _sum_tn(dah, t.hs[:-1], False)
     return grads
 
 
