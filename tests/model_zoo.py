@@ -75,12 +75,70 @@ def _nested(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
     return model, nn.MSELoss(), _x(rng, 2, 3), _x(rng, 2, 2)
 
 
+def _cnn2d(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, rng=rng), nn.BatchNorm2d(2, dtype=np.float64), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout2d(0.5), nn.AvgPool2d(2, stride=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(2, 3, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 2, 1, 6, 6), _labels(rng, 2, 3)
+
+
+def _cnn1d(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Conv1d(2, 2, 2, dtype=np.float64, rng=rng), nn.BatchNorm1d(2, dtype=np.float64), nn.ELU(),
+        nn.MaxPool1d(2), nn.AvgPool1d(2, stride=1), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+        nn.Linear(2, 3, dtype=np.float64, rng=rng), nn.LogSoftmax(dim=-1))
+    return model, nn.NLLLoss(), _x(rng, 2, 2, 7), _labels(rng, 2, 3)
+
+
+def _activations(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64, rng=rng), nn.LeakyReLU(0.1), nn.Hardtanh(), nn.SiLU(),
+        nn.LayerNorm(4, dtype=np.float64), nn.Linear(4, 3, dtype=np.float64, rng=rng), nn.RReLU(), nn.Softplus(),
+        nn.Identity(), nn.Softmax(dim=-1))
+    return model, nn.MSELoss(), _x(rng, 2, 3), _x(rng, 2, 3)
+
+
+def _dropout_train(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=rng), nn.Dropout(0.3), nn.Sigmoid(), nn.RReLU(),
+                          nn.Linear(4, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 3, 3), _labels(rng, 3, 2)
+
+
+def _rnn_stack(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """RNN(tanh), 2 layers × both directions, batch first: P = 56 + 5."""
+    model = nn.Sequential(nn.RNN(2, 2, num_layers=2, bidirectional=True, batch_first=True, dtype=np.float64, rng=rng),
+                          nn.LastStep(), nn.Linear(4, 1, dtype=np.float64, rng=rng))
+    return model, nn.MSELoss(), _x(rng, 2, 3, 2), _x(rng, 2, 1)
+
+
+def _gru_dropout_train(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """GRU, 2 layers with dropout between them (train mode), no bias, time-major: P = 42 + 6."""
+    model = nn.Sequential(nn.GRU(1, 2, num_layers=2, bias=False, dropout=0.5, dtype=np.float64, rng=rng),
+                          nn.LastStep(dim=0), nn.Linear(2, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 3, 2, 1), _labels(rng, 2, 2)
+
+
+def _lstm(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """LSTM, batch first: P = 40 + 6."""
+    model = nn.Sequential(nn.LSTM(1, 2, batch_first=True, dtype=np.float64, rng=rng), nn.LastStep(),
+                          nn.Linear(2, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 2, 3, 1), _labels(rng, 2, 2)
+
+
 MODELS: list[Zoo] = [
+    Zoo("cnn2d", _cnn2d),
+    Zoo("cnn1d", _cnn1d),
+    Zoo("activations", _activations),
+    Zoo("dropout-train", _dropout_train, train=True),
     Zoo("mlp", _mlp),
     Zoo("residual", _residual),
     Zoo("parallel-sum", _parallel("sum")),
     Zoo("parallel-concat", _parallel("concat")),
     Zoo("multiply-3", _multiply),
     Zoo("nested-containers", _nested),
-    # recurrent, attention, embedding and bilinear families are added with their rules
+    Zoo("rnn-2-layers-bidirectional", _rnn_stack),
+    Zoo("gru-dropout-train", _gru_dropout_train, train=True),
+    Zoo("lstm", _lstm),
+    # attention, embedding and bilinear families are added with their rules
 ]

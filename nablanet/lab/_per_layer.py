@@ -318,19 +318,35 @@ def _perturbed(layer: Layer, thetadot: dict[str, np.ndarray], eps: float, fn: An
             p.data[...] = saved[k]
 
 
-def check_rop(name: str, layer: Layer, x: np.ndarray, forward: Callable[[Layer, Any], tuple[Any, Any]],
+def _tmap(fn: Callable[..., Any], *trees: Any) -> Any:
+    """fn over arrays, part by part over tuples (a pair of inputs or outputs)."""
+    if isinstance(trees[0], tuple):
+        return tuple(_tmap(fn, *parts) for parts in zip(*trees, strict=True))
+    return fn(*trees)
+
+
+def _flat(a: Any) -> Any:
+    """A tuple of arrays as one vector, so that a pair is compared as a whole; an array as it is."""
+    if isinstance(a, tuple):
+        return np.concatenate([np.ravel(_flat(p)) for p in a]) if a else np.zeros(0)
+    return a
+
+
+def check_rop(name: str, layer: Layer, x: Any, forward: Callable[[Layer, Any], tuple[Any, Any]],
               rng: np.random.Generator) -> list[LayerCheck]:
-    """The JVP and VJP-of-R-op rules of one leaf against central differences along (ẋ, θ̇, dẏ)."""
+    """The JVP and VJP-of-R-op rules of one layer against central differences along (ẋ, θ̇, dẏ); x, y and
+    their tangents may be pairs (tuples of arrays)."""
     eps, kind, cls = 1e-6, type(layer).__name__, type(layer)
-    xdot = rng.standard_normal(x.shape)
+    xdot = _tmap(lambda a: rng.standard_normal(a.shape), x)
     thetadot = {k: rng.standard_normal(p.shape) for k, p in layer.named_parameters()}
     y, cache = forward(layer, x)
-    dy, dydot = rng.standard_normal(y.shape), rng.standard_normal(y.shape)
+    dy, dydot = (_tmap(lambda a: rng.standard_normal(a.shape), y) for _ in range(2))
 
-    def diff(fn: Callable[[np.ndarray, np.ndarray], Any]) -> tuple[Any, Any]:
+    def diff(fn: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
         """fn(x ± εẋ, dy ± εdẏ) at θ ± εθ̇."""
-        up, down = (_perturbed(layer, thetadot, s * eps, lambda s=s: fn(x + s * eps * xdot, dy + s * eps * dydot))
-                    for s in (1.0, -1.0))
+        def at(s: float) -> Any:
+            return fn(_tmap(lambda a, t: a + s * eps * t, x, xdot), _tmap(lambda a, t: a + s * eps * t, dy, dydot))
+        up, down = (_perturbed(layer, thetadot, s * eps, lambda s=s: at(s)) for s in (1.0, -1.0))
         return up, down
 
     def row(check: str, tensor: str, got: Any, want: Any, tol: float, text: str, rule: Registry,
@@ -347,16 +363,18 @@ def check_rop(name: str, layer: Layer, x: np.ndarray, forward: Callable[[Layer, 
         ydot = rop.jvp(layer, cache, xdot, thetadot)
         dxdot, gdot = rop.vjp_rop(layer, cache, dy, dydot, xdot, thetadot)
         dxdot_none = rop.vjp_rop(layer, cache, dy, dydot, None, thetadot)[0]
-        dxdot_zero = rop.vjp_rop(layer, cache, dy, dydot, np.zeros_like(x), thetadot)[0]
+        dxdot_zero = rop.vjp_rop(layer, cache, dy, dydot, _tmap(np.zeros_like, x), thetadot)[0]
     except Exception as exc:
         fix = "".join(which_rule(reg, cls) for reg in (jvp_rules, vjp_rop_rules))
         text = f"a rule raised {type(exc).__name__}: {exc}.{fix}"
         return [LayerCheck(name, kind, "R-op rules", "", "FAIL", detail=text)]
     y_p, y_m = diff(lambda xe, _: forward(layer, xe)[0])
-    rows = [row("jvp rule", "ẏ", np.zeros_like(y) if ydot is None else ydot, (y_p - y_m) / (2 * eps), FD_RTOL,
-                "ẏ disagrees with central differences of the forward along (ẋ, θ̇).", jvp_rules, (y_p, y, y_m))]
+    y_p, y, y_m = _flat(y_p), _flat(y), _flat(y_m)
+    rows = [row("jvp rule", "ẏ", np.zeros_like(y) if ydot is None else _flat(ydot), (y_p - y_m) / (2 * eps),
+                FD_RTOL, "ẏ disagrees with central differences of the forward along (ẋ, θ̇).", jvp_rules, (y_p, y, y_m))]
     (dx_p, g_p), (dx_m, g_m) = diff(lambda xe, dye: layer.vjp(forward(layer, xe)[1], dye))
     dx_0, g_0 = layer.vjp(cache, dy)
+    dx_p, dx_0, dx_m, dxdot, dxdot_none, dxdot_zero = map(_flat, (dx_p, dx_0, dx_m, dxdot, dxdot_none, dxdot_zero))
     for tensor, sides in [("(dx)˙", (dx_p, dx_0, dx_m)), *[(f"(d{k})˙", (g_p[k], g_0[k], g_m[k])) for k in thetadot]]:
         got = dxdot if tensor == "(dx)˙" else gdot.get(tensor[2:-2])
         rows.append(row("vjp_rop rule", tensor, got, (sides[0] - sides[2]) / (2 * eps), FD_RTOL, f"{tensor} disagrees "

@@ -36,7 +36,6 @@ hidden units that are 0 at every step for every sample).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -101,9 +100,14 @@ def _recurrent_parts(layer: RNNBase, x: Any, y: Any, cache: RecurrentCache) -> l
     for j, dc in enumerate(cache.dirs):
         k, d = divmod(j, layer.num_directions)
         hs = dc.hs[1:][::-1] if dc.reverse else dc.hs[1:]  # time order
-        parts.append(Part(f"l{k}{'_reverse' if d else ''}", layer, dc.x.swapaxes(0, 1), hs.swapaxes(0, 1), dc,
+        parts.append(Part(_part_name(layer, k, d), layer, dc.x.swapaxes(0, 1), hs.swapaxes(0, 1), dc,
                           partial(_direction_vjp, layer, k, d, dc)))
     return parts
+
+
+def _part_name(layer: RNNBase, k: int, d: int) -> str:
+    """"l1_reverse": the suffix of layer k, direction d's parameter names ("weight_ih_l1_reverse")."""
+    return layer._param_name("weight", k, d).removeprefix("weight_")
 
 
 def _direction_vjp(layer: RNNBase, k: int, d: int, dc: _DirCache, dy: np.ndarray) -> np.ndarray:
@@ -117,9 +121,12 @@ def _direction_vjp(layer: RNNBase, k: int, d: int, dc: _DirCache, dy: np.ndarray
 
 @parameter_part_rules.register(RNNBase)
 def _recurrent_parameter_part(layer: RNNBase, local: str) -> str:
-    """"weight_ih_l1_reverse" → "l1_reverse": PyTorch's suffix names the part."""
-    found = re.search(r"_(l\d+(?:_reverse)?)$", local)
-    return found.group(1) if found else ""
+    """"weight_ih_l1_reverse" → "l1_reverse": the part of the layer and direction that owns it."""
+    for k in range(layer.num_layers):
+        for d in range(layer.num_directions):
+            if local in layer._param_names(k, d):
+                return _part_name(layer, k, d)
+    return ""
 
 
 _GATES = {"GRU": "rzn", "LSTM": "ifgo"}

@@ -16,10 +16,10 @@ from here (arrows point down: lab → layers).
 A layer of your own registers its rules in one call, ``nn.lab.rules.register(MyLayer, jvp=...,
 vjp_rop=...)`` (``register`` below), in your own code next to the layer; every "no rule" error names it.
 
-A layer file without a mirror here has no rules yet (``recurrent.py``, ``attention.py``,
-``embedding.py``, ``bilinear.py``, ``graph.py``); ``needed_rules`` says what the lab needs from a
-class and ``missing_rules`` what it lacks, which ``nablanet.testing.check_layer`` and
-``tests/test_conformance.py`` report.
+A container's rules (``sequential.py``, ``graph.py``, ``attention.py``) compose its children's along
+its own data flow, so a model of any shape has curvature once each of its classes has its two rules.
+``needed_rules`` says what the lab needs from a class and ``missing_rules`` what it lacks, which
+``nablanet.testing.check_layer`` and ``tests/test_conformance.py`` report.
 """
 
 from __future__ import annotations
@@ -39,8 +39,21 @@ from nablanet.lab.registry import (
     rules_location,
     vjp_rop_rules,
 )
-from nablanet.lab.rules import activations, base, conv, dropout, linear, losses, normalization, pooling, shape, softmax
-from nablanet.layers import Sequential
+from nablanet.lab.rules import (
+    activations,
+    base,
+    conv,
+    dropout,
+    graph,
+    linear,
+    losses,
+    normalization,
+    pooling,
+    recurrent,
+    sequential,
+    shape,
+    softmax,
+)
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
@@ -51,6 +64,7 @@ __all__ = [
     "base",
     "conv",
     "dropout",
+    "graph",
     "lacks",
     "linear",
     "losses",
@@ -58,8 +72,10 @@ __all__ = [
     "needed_rules",
     "normalization",
     "pooling",
+    "recurrent",
     "register",
     "require",
+    "sequential",
     "shape",
     "softmax",
 ]
@@ -155,14 +171,13 @@ class MissingRule(NamedTuple):
 def needed_rules(cls: type) -> tuple[Registry, ...]:
     """The registries in which the lab needs a rule for ``cls``.
 
-    A loss needs ``loss_hvp`` (curvature). A Sequential needs none of its own: the curvature lab
-    walks the chain through its children. Every other layer, containers included, needs ``jvp`` and
+    A loss needs ``loss_hvp`` (curvature). Every layer, containers included, needs ``jvp`` and
     ``vjp_rop`` (curvature) and a ``per_sample_grad_norms`` rule (the generic one for ``Layer``
     covers any layer); an elementwise activation also ``d2f``.
     """
     if issubclass(cls, Loss):
         return (loss_hvp_rules,)
-    if not issubclass(cls, Layer) or issubclass(cls, Sequential):
+    if not issubclass(cls, Layer):
         return ()
     needed: tuple[Registry, ...] = (jvp_rules, vjp_rop_rules, per_sample_grad_norms_rules)
     if issubclass(cls, Elementwise):
