@@ -25,8 +25,7 @@ import numpy as np
 from nablanet._random import RNGLike
 from nablanet._validation import as_float_input, check_finite
 from nablanet.lab._tape import Trace, forward_trace
-from nablanet.lab.parts import leaves
-from nablanet.layers import kernels
+from nablanet.lab.parts import layer_vjp, leaves
 from nablanet.layers.base import Layer
 from nablanet.layers.normalization import BatchNormCache
 
@@ -156,12 +155,8 @@ def _model_jacobian(model: Layer, xa: np.ndarray, train: bool, rng: RNGLike, max
     traces = forward_trace(model, xa, train=train, rng=rng)
     _refuse_coupled(traces, who)
     top = traces[0]  # the model's own call
-    return _push_basis(model, partial(_whole_vjp, model, top.cache), np.shape(top.y), np.asarray(top.y).dtype,
+    return _push_basis(model, partial(layer_vjp, model, top.cache), np.shape(top.y), np.asarray(top.y).dtype,
                        xa, max_entries, who, "the model")
-
-
-def _whole_vjp(model: Layer, cache: Any, dy: np.ndarray) -> Any:
-    return kernels.vjp(model, cache, dy, per_sample=False, need_dx=True, vector_axes=1)[0]
 
 
 def _refuse_coupled(traces: list[Trace], who: str) -> None:

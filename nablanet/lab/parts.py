@@ -71,7 +71,7 @@ def leaves(traces: list[Trace]) -> list[Part]:
         if rule is not None:
             out += [p._replace(name=_joined(t.name, p.name)) for p in rule(t.layer, t.x, t.y, t.cache)]
         elif t.inside == 0 and not isinstance(t.layer, Sequential):
-            out.append(Part(t.name, t.layer, t.x, t.y, t.cache, partial(_layer_vjp, t.layer, t.cache)))
+            out.append(Part(t.name, t.layer, t.x, t.y, t.cache, partial(layer_vjp, t.layer, t.cache)))
     return out
 
 
@@ -89,7 +89,8 @@ def _joined(name: str, part: str) -> str:
     return f"{name}.{part}" if name and part else name or part
 
 
-def _layer_vjp(layer: Layer, cache: Any, dy: np.ndarray) -> Any:
+def layer_vjp(layer: Layer, cache: Any, dy: np.ndarray) -> Any:
+    """dx for dy with one leading vector axis, through the dispatch (the VJP that backward runs)."""
     return kernels.vjp(layer, cache, dy, per_sample=False, need_dx=True, vector_axes=1)[0]
 
 
