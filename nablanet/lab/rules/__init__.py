@@ -16,10 +16,9 @@ from here (arrows point down: lab → layers).
 A layer of your own registers its rules in one call, ``nn.lab.rules.register(MyLayer, jvp=...,
 vjp_rop=...)`` (``register`` below), in your own code next to the layer; every "no rule" error names it.
 
-A layer file without a mirror here has no rules yet (``recurrent.py``, ``attention.py``,
-``embedding.py``, ``bilinear.py``, ``graph.py``); ``needed_rules`` says what the lab needs from a
-class and ``missing_rules`` what it lacks, which ``nablanet.testing.check_layer`` and
-``tests/test_conformance.py`` report.
+A layer file without a mirror here has no rules yet (``recurrent.py``, ``graph.py``); ``needed_rules``
+says what the lab needs from a class and ``missing_rules`` what it lacks, which
+``nablanet.testing.check_layer`` and ``tests/test_conformance.py`` report.
 """
 
 from __future__ import annotations
@@ -39,7 +38,21 @@ from nablanet.lab.registry import (
     rules_location,
     vjp_rop_rules,
 )
-from nablanet.lab.rules import activations, base, conv, dropout, linear, losses, normalization, pooling, shape, softmax
+from nablanet.lab.rules import (
+    activations,
+    attention,
+    base,
+    bilinear,
+    conv,
+    dropout,
+    embedding,
+    linear,
+    losses,
+    normalization,
+    pooling,
+    shape,
+    softmax,
+)
 from nablanet.layers import Sequential
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
@@ -48,9 +61,12 @@ from nablanet.losses.base import Loss
 __all__ = [
     "MissingRule",
     "activations",
+    "attention",
     "base",
+    "bilinear",
     "conv",
     "dropout",
+    "embedding",
     "lacks",
     "linear",
     "losses",
