@@ -75,7 +75,41 @@ def _nested(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
     return model, nn.MSELoss(), _x(rng, 2, 3), _x(rng, 2, 2)
 
 
+def _cnn2d(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, rng=rng), nn.BatchNorm2d(2, dtype=np.float64), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout2d(0.5), nn.AvgPool2d(2, stride=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(2, 3, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 2, 1, 6, 6), _labels(rng, 2, 3)
+
+
+def _cnn1d(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Conv1d(2, 2, 2, dtype=np.float64, rng=rng), nn.BatchNorm1d(2, dtype=np.float64), nn.ELU(),
+        nn.MaxPool1d(2), nn.AvgPool1d(2, stride=1), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+        nn.Linear(2, 3, dtype=np.float64, rng=rng), nn.LogSoftmax(dim=-1))
+    return model, nn.NLLLoss(), _x(rng, 2, 2, 7), _labels(rng, 2, 3)
+
+
+def _activations(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64, rng=rng), nn.LeakyReLU(0.1), nn.Hardtanh(), nn.SiLU(),
+        nn.LayerNorm(4, dtype=np.float64), nn.Linear(4, 3, dtype=np.float64, rng=rng), nn.RReLU(), nn.Softplus(),
+        nn.Identity(), nn.Softmax(dim=-1))
+    return model, nn.MSELoss(), _x(rng, 2, 3), _x(rng, 2, 3)
+
+
+def _dropout_train(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64, rng=rng), nn.Dropout(0.3), nn.Sigmoid(), nn.RReLU(),
+                          nn.Linear(4, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 3, 3), _labels(rng, 3, 2)
+
+
 MODELS: list[Zoo] = [
+    Zoo("cnn2d", _cnn2d),
+    Zoo("cnn1d", _cnn1d),
+    Zoo("activations", _activations),
+    Zoo("dropout-train", _dropout_train, train=True),
     Zoo("mlp", _mlp),
     Zoo("residual", _residual),
     Zoo("parallel-sum", _parallel("sum")),

@@ -666,7 +666,7 @@ def test_unknown_layers_and_losses_fail_loudly() -> None:
 
 
 class _Skip(nn.Layer):
-    """y = x + f(x) around a child f: a container whose data flow is not a chain."""
+    """y = x + f(x) around a child f: a layer of the user's with children, its own data flow and no rules."""
 
     def __init__(self, f: nn.Layer) -> None:
         super().__init__()
@@ -682,7 +682,7 @@ class _Skip(nn.Layer):
         return dy + dx, {f"f.{k}": g for k, g in grads.items()}
 
 
-def test_containers_that_are_not_chains_are_refused() -> None:
+def test_a_layer_with_children_and_no_rules_is_refused_by_name() -> None:
     x, target = _x((4, 3)), np.array([0, 1, 1, 0])
     model = nn.Sequential(nn.Linear(3, 3, dtype=F64, rng=0), _Skip(nn.Linear(3, 3, dtype=F64, rng=1)),
                           nn.Linear(3, 2, dtype=F64, rng=2))

@@ -42,8 +42,9 @@ class _Cube(nn.Layer):
 
 
 def test_a_miss_names_the_type_the_rule_and_where_it_belongs() -> None:
+    assert rop.jvp(_Cube(), None, None, {}) is None  # nothing moves: ẏ = 0 without a rule
     with pytest.raises(NotImplementedError) as info:
-        rop.jvp(_Cube(), None, None, {})
+        rop.jvp(_Cube(), None, np.ones(2), {})
     msg = str(info.value)
     assert msg.startswith("jvp: no rule for layer type _Cube (defined in test_lab_rules). Known types: ")
     assert "Register one next to _Cube: nn.lab.rules.register(_Cube, jvp=...)" in msg  # the one public call

@@ -29,6 +29,7 @@ class TapeRun(NamedTuple):
     loss_cache: LossCache
     output: np.ndarray
     tape: Tape
+    cache: Any = None  # the model's own cache (what its forward returned)
 
 
 def run_tape(model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None) -> TapeRun:
@@ -44,7 +45,7 @@ def run_tape(model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = Fal
     y, caches = kernels.forward(model, xa, train=train, rng=rng)
     value, lcache = loss.forward(y, target)
     tape = model.backward(caches, loss.vjp(lcache), accumulate=False)
-    return TapeRun(float(value), lcache, y, tape)
+    return TapeRun(float(value), lcache, y, tape, caches)
 
 
 def per_sample_factor(loss: Loss, n: int) -> float:

@@ -34,6 +34,14 @@ Step sizes (the notes' convergence analysis). Near θ the loss is the quadratic 
   step size is the inverse Hessian"), so on a quadratic loss one Newton step reaches the minimum.
   With damping δ, s = −(H + δI)⁻¹ g, a Levenberg-style step that trusts the model less.
 
+Any model: a chain of layers runs its R-passes along the tape; any other model (skip connections,
+parallel branches, attention, recurrent layers through time) is one node whose rules compose its
+children's (``nablanet.lab._point``), so every function here works on every model nablanet builds.
+A block of the Hessian: every function takes ``params=`` (state_dict names or the Parameters
+themselves; default all) and then works on H_SS for that set S, e.g. the spectrum of the last layer's
+block of a large model. ``v`` and the returned dicts then hold exactly S's names, and flat vectors
+S's entries in ``named_parameters()`` order (``flatten_params(d, model, block=S)``).
+
 All randomness (Lanczos and power starting vectors, Hutchinson probes) comes from
 ``numpy.random.default_rng(seed)``. The model and the loss are evaluated once per call (forward and
 backward); every product reuses that point. Layers without rules in ``nablanet/lab/rules/`` (and batch
@@ -49,15 +57,9 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from nablanet._random import RNGLike
-from nablanet.lab import rop
-from nablanet.lab._per_layer import verify_user_rules
-from nablanet.lab._tape import run_tape
-from nablanet.lab.registry import jvp_rules
-from nablanet.lab.rules import lacks, require  # importing the package registers every layer's and loss's rules
-from nablanet.layers import kernels
-from nablanet.layers.activations import Elementwise
+from nablanet.lab._params import select
+from nablanet.lab._point import Point, check_vector, split_flat
 from nablanet.layers.base import Layer
-from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import Loss
 
 _WHICH = ("LA", "SA", "LM")
@@ -88,275 +90,43 @@ def _check_positive(who: str, arg: str, value: Any, allow_zero: bool = False) ->
     return float(value)
 
 
-def _check_types(who: str, model: Any, loss: Any) -> None:
-    if not isinstance(model, Layer):
-        raise TypeError(f"{who} got model={type(model).__name__}; expected a nablanet Layer such as a Sequential.")
-    if not isinstance(loss, Loss):
-        raise TypeError(
-            f"{who} got loss={type(loss).__name__}; expected a nablanet loss instance such as CrossEntropyLoss()."
-        )
-
-
 # -- flat parameter vectors ---------------------------------------------------------------------------------
-def flatten_params(params: Mapping[str, Any], model: Layer | None = None) -> np.ndarray:
+def _shapes(model: Layer, params: Any, who: str) -> dict[str, tuple[int, ...]]:
+    """The selected parameters' shapes, in ``model.named_parameters()`` order."""
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    return {name: shapes[name] for name in select(model, params, who)}
+
+
+def flatten_params(params: Mapping[str, Any], model: Layer | None = None, *, block: Any = None) -> np.ndarray:
     """Concatenate ``{name: array}`` into one vector (P,), each array in C order.
 
     With ``model`` the order is ``model.named_parameters()`` (the order of every dense matrix and
-    eigenvector in this module) and the names and shapes are checked against the model; without
-    it, the dict's own order is used.
+    eigenvector in this module) and the names and shapes are checked against the model (against the
+    parameters ``block`` selects, names or Parameters, when given: the ``params=`` of the other
+    functions); without it, the dict's own order is used.
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"flatten_params got {type(params).__name__}; expected a dict {{name: array}}.")
     if model is None:
         arrays = [np.asarray(a) for a in params.values()]
     else:
-        arrays = list(_check_vector("flatten_params", params, _names_shapes(model), None).values())
+        arrays = list(check_vector("flatten_params", params, _shapes(model, block, "flatten_params"), None).values())
     if not arrays:
         return np.zeros(0)
     return np.concatenate([a.reshape(-1) for a in arrays])
 
 
-def unflatten_params(vec: Any, model: Layer) -> dict[str, np.ndarray]:
-    """Split a vector (P,) into ``{name: array}`` in ``model.named_parameters()`` order (copies)."""
-    shapes = _names_shapes(model)
-    return {k: np.array(v) for k, v in _split_flat("unflatten_params", vec, shapes).items()}
-
-
-def _names_shapes(model: Layer) -> dict[str, tuple[int, ...]]:
-    return {name: p.shape for name, p in model.named_parameters()}
-
-
-def _split_flat(who: str, vec: Any, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Views of ``vec`` reshaped per parameter."""
-    v = np.asarray(vec)
-    total = sum(math.prod(s) for s in shapes.values())
-    if v.ndim != 1 or v.size != total:
-        raise ValueError(
-            f"{who} got a vector of shape {v.shape}; expected ({total},), one entry per model parameter in "
-            "model.named_parameters() order. Build one with flatten_params(d, model)."
-        )
-    out: dict[str, np.ndarray] = {}
-    start = 0
-    for name, shape in shapes.items():
-        size = math.prod(shape)
-        out[name] = v[start : start + size].reshape(shape)
-        start += size
-    return out
-
-
-def _check_vector(
-    who: str, v: Any, shapes: Mapping[str, tuple[int, ...]], dtype: np.dtype[Any] | None
-) -> dict[str, np.ndarray]:
-    """``v`` as ``{name: array}`` with exactly the model's names and shapes, in model order."""
-    if not isinstance(v, Mapping):
-        raise TypeError(
-            f"{who} got v of type {type(v).__name__}; expected a dict {{parameter name: array}} like the gradients "
-            "of value_and_grad. For a flat vector use unflatten_params(vec, model)."
-        )
-    missing = [k for k in shapes if k not in v]
-    unexpected = [k for k in v if k not in shapes]
-    if missing or unexpected:
-        raise KeyError(
-            f"{who}: v has missing keys {missing} and unexpected keys {unexpected}; expected exactly the model's "
-            f"parameter names {list(shapes)}. Use a zero array for parameters that do not move."
-        )
-    out: dict[str, np.ndarray] = {}
-    for name, shape in shapes.items():
-        a = np.asarray(v[name])
-        if a.shape != shape:
-            raise ValueError(
-                f"{who}: v[{name!r}] has shape {a.shape} but the parameter has shape {shape}; pass an array of the "
-                "parameter's shape."
-            )
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"{who}: v[{name!r}] has non-numeric dtype {a.dtype}; expected floats.")
-        out[name] = a if dtype is None else a.astype(dtype, copy=False)
-        if not np.all(np.isfinite(out[name])):
-            raise ValueError(f"{who}: v[{name!r}] contains NaN or inf; expected finite numbers.")
-    return out
-
-
-# -- the model linearized at one point ----------------------------------------------------------------------
-def _chain(layer: Layer, who: str) -> list[Layer]:
-    """The leaf layers of a chain (a leaf, or Sequentials nested to any depth), in forward order.
-
-    The R-passes push one tangent along the tape in order, which is right only when the tape is the
-    data flow. A layer that has children but is not a Sequential (a skip connection, parallel
-    branches, attention with its projections) has its own data flow, so it is refused.
-    """
-    if isinstance(layer, Sequential):
-        return [leaf for child in layer for leaf in _chain(child, who)]
-    if any(True for _ in layer.children()):
-        raise NotImplementedError(
-            f"{who}: {type(layer).__name__} combines child layers with its own data flow (not a chain of layers), "
-            "and the curvature lab runs its R-passes along a chain: a Sequential of leaf layers, possibly nested. "
-            f"No curvature rule exists for {type(layer).__name__}; build the model as a Sequential of leaf layers."
-        )
-    return [layer]
-
-
-class _Point:
-    """One forward and backward pass at (θ, x, target), reused by every curvature product.
-
-    Holds the tape (each layer's cache and dy = ∂L/∂(its output)), the loss cache and the gradient
-    g. ``first`` is the index of the first layer with parameters: everything before it has zero
-    tangents (ẋ = 0 at the input), so the R-passes start and stop there.
-    """
-
-    def __init__(self, who: str, model: Layer, loss: Loss, x: Any, target: Any, train: bool, rng: RNGLike) -> None:
-        _check_types(who, model, loss)
-        self.who = who
-        self.loss = loss
-        leaves = _chain(model, who)
-        run = run_tape(model, loss, x, target, train=train, rng=rng)
-        if [id(e.layer) for e in run.tape] != [id(leaf) for leaf in leaves]:
-            raise ValueError(
-                f"{who}: the tape lists {[type(e.layer).__name__ for e in run.tape]} but the chain of layers is "
-                f"{[type(leaf).__name__ for leaf in leaves]}; the curvature lab needs the tape of a Sequential."
-            )
-        self.value = run.value
-        self.loss_cache = run.loss_cache
-        self.tape = run.tape
-        self.shapes = _names_shapes(model)
-        params = list(model.parameters())
-        self.dtype: np.dtype[Any] = params[0].dtype if params else run.output.dtype
-        self.size = sum(math.prod(s) for s in self.shapes.values())
-        # full parameter names of each tape entry, by local name
-        self.owned: list[dict[str, str]] = [
-            {local: (f"{e.name}.{local}" if e.name else local) for local in e.grads} for e in self.tape
-        ]
-        on_tape = [full for names in self.owned for full in names.values()]
-        if sorted(on_tape) != sorted(self.shapes):
-            raise ValueError(
-                f"{who}: the backward pass produced gradients for {on_tape} but the model has parameters "
-                f"{list(self.shapes)}; the curvature lab needs a chain of layers (Sequential) whose leaves own "
-                "their parameters."
-            )
-        on_grads = {full: e.grads[local] for e, names in zip(self.tape, self.owned, strict=True)
-                    for local, full in names.items()}
-        self.grad = {name: on_grads[name] for name in self.shapes}
-        self.first = next((i for i, names in enumerate(self.owned) if names), len(self.tape))
-        # every rule a product needs, looked up now: all the gaps of every layer show in one error, before any work
-        # (the backward R-op rules serve H v, not G v, which backpropagates with the VJPs themselves)
-        layers = [e.layer for e in self.tape[self.first :]]
-        # H v needs the backward R-op too (an elementwise activation's through f″); G v only the forward one
-        self._rop_needs = [(la, [q for q in ("vjp_rop", "d2f") if q == "vjp_rop" or isinstance(la, Elementwise)])
-                           for la in layers]
-        rop_gaps = [la for la, qs in self._rop_needs if lacks(la, qs)]
-        # when a rule every product needs is missing, name the backward ones missing too: all gaps in one error
-        first_order = any(lacks(la, ["jvp"]) for la in layers) or bool(lacks(loss, ["loss_hvp"]))
-        shown = rop_gaps if first_order else []
-        require(who, [*[(la, ["jvp", *(qs if la in shown else [])]) for la, qs in self._rop_needs],
-                      (loss, ["loss_hvp"])],
-                "the R-op rules of every layer from the first with parameters on (jvp for J v; vjp_rop, and f″ of an "
-                "elementwise activation, for H v) and the loss's Hessian rule (loss_hvp)")
-        self._rop_gaps = bool(rop_gaps)  # a G v needs neither: only H v refuses these
-        for e in self.tape[self.first :]:
-            verify_user_rules(who, e)
-        self._jvp = [jvp_rules[e.layer] for e in self.tape[self.first :]]
-        self._loss_hvp = rop.loss_rule(loss)
-
-    # -- flat helpers
-    def split(self, vec: np.ndarray) -> dict[str, np.ndarray]:
-        return _split_flat(self.who, np.asarray(vec, dtype=self.dtype), self.shapes)
-
-    def flat(self, d: Mapping[str, np.ndarray]) -> np.ndarray:
-        if not d:
-            return np.zeros(0)
-        return np.concatenate([np.asarray(d[name], dtype=np.float64).reshape(-1) for name in self.shapes])
-
-    def check(self, v: Any) -> dict[str, np.ndarray]:
-        return _check_vector(self.who, v, self.shapes, self.dtype)
-
-    # -- the passes
-    def _layer_tangents(self, v: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [{local: v[full] for local, full in names.items()} for names in self.owned]
-
-    def _forward_r(self, thetadot: list[dict[str, np.ndarray]]) -> tuple[list[np.ndarray | None], np.ndarray]:
-        """ẋ at every layer's input (None: zero) and ẏ = J v at the model output."""
-        xdots: list[np.ndarray | None] = [None] * len(self.tape)
-        xdot: np.ndarray | None = None
-        for j, rule in enumerate(self._jvp):
-            i = self.first + j
-            e = self.tape[i]
-            xdots[i] = xdot
-            xdot = rule(e.layer, e.cache, xdot, thetadot[i])
-            if xdot is not None and np.shape(xdot) != e.dy.shape:  # ẏ has y's shape, which dy has
-                raise ValueError(f"{self.who}: the jvp rule of layer {e.name!r} ({type(e.layer).__name__}) returned "
-                                 f"ẏ of shape {np.shape(xdot)}; the layer's output has shape {e.dy.shape}.")
-        if xdot is None:  # no parameters, or every tangent vanished
-            xdot = np.zeros(self.loss_cache.input_shape, dtype=self.loss_cache.dtype)
-        return xdots, xdot
-
-    def _output_hvp(self, ydot: np.ndarray) -> np.ndarray:
-        return np.asarray(self._loss_hvp(self.loss, self.loss_cache, ydot), dtype=self.loss_cache.dtype)
-
-    def hvp(self, v: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """H v by forward-over-reverse (``v`` already checked)."""
-        if self._rop_gaps:
-            require(self.who, self._rop_needs, "the backward R-op (vjp_rop, and f″ of an elementwise activation) of "
-                    "every layer for H v")
-        if not self.shapes:
-            return {}
-        thetadot = self._layer_tangents(v)
-        xdots, ydot = self._forward_r(thetadot)
-        dydot = self._output_hvp(ydot)
-        out: dict[str, np.ndarray] = {}
-        for i in range(len(self.tape) - 1, self.first - 1, -1):
-            e = self.tape[i]
-            dydot, grads = rop.vjp_rop(e.layer, e.cache, e.dy, dydot, xdots[i], thetadot[i], need_dx=i > self.first)
-            for local, full in self.owned[i].items():
-                got = grads.get(local)
-                if got is None or np.shape(got) != self.shapes[full]:
-                    raise ValueError(f"{self.who}: the vjp_rop rule of layer {e.name!r} ({type(e.layer).__name__}) "
-                                     f"returned (d{local})˙ of shape {None if got is None else got.shape}; the "
-                                     f"parameter has shape {self.shapes[full]}.")
-                out[full] = got
-        return {name: out[name] for name in self.shapes}
-
-    def ggn_vp(self, v: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """G v = Jᵀ H_L J v (``v`` already checked)."""
-        if not self.shapes:
-            return {}
-        _, ydot = self._forward_r(self._layer_tangents(v))
-        u = self._output_hvp(ydot)
-        out: dict[str, np.ndarray] = {}
-        for i in range(len(self.tape) - 1, self.first - 1, -1):
-            e = self.tape[i]
-            u, grads = kernels.vjp(e.layer, e.cache, u, per_sample=False, need_dx=i > self.first,
-                                   prefix=f"{e.name}.", vector_axes=0)
-            for local, full in self.owned[i].items():
-                out[full] = grads[local]
-        return {name: out[name] for name in self.shapes}
-
-    def operator(self, matrix: str) -> Callable[[np.ndarray], np.ndarray]:
-        """The flat product vec (P,) → H vec or G vec (P,), in float64."""
-        product = self.hvp if matrix == "hessian" else self.ggn_vp
-        return lambda vec: self.flat(product(self.split(vec)))
-
-    def dense(self, matrix: str, max_params: int) -> np.ndarray:
-        """The (P, P) matrix, column k = product with the k-th basis vector."""
-        p = self.size
-        if p > max_params:
-            mib = p * p * 8 / 2**20
-            raise ValueError(
-                f"{self.who}: the model has P = {p} parameters; a dense ({p}, {p}) matrix takes {mib:.0f} MiB and "
-                f"{p} products, above max_params={max_params}. Fix: pass a larger max_params, or use hvp, "
-                "hessian_eigenvalues or hutchinson_trace, which never build the matrix."
-            )
-        op = self.operator(matrix)
-        out = np.empty((p, p))
-        e = np.zeros(p)
-        for k in range(p):
-            e[k] = 1.0
-            out[:, k] = op(e)
-            e[k] = 0.0
-        return out.astype(self.dtype, copy=False)
+def unflatten_params(vec: Any, model: Layer, *, block: Any = None) -> dict[str, np.ndarray]:
+    """Split a vector (P,) into ``{name: array}`` in ``model.named_parameters()`` order (copies); with
+    ``block`` (names or Parameters, the ``params=`` of the other functions) into that block's arrays."""
+    shapes = _shapes(model, block, "unflatten_params")
+    return {k: np.array(v) for k, v in split_flat("unflatten_params", vec, shapes).items()}
 
 
 # -- products ----------------------------------------------------------------------------------------------
 def hvp(
-    model: Layer, loss: Loss, x: Any, target: Any, v: Mapping[str, Any], *, train: bool = False, rng: RNGLike = None
+    model: Layer, loss: Loss, x: Any, target: Any, v: Mapping[str, Any], *, train: bool = False, rng: RNGLike = None,
+    params: Any = None,
 ) -> dict[str, np.ndarray]:
     """Exact Hessian-vector product H v = (∇_θ L)˙ by forward-over-reverse, keyed like ``v``.
 
@@ -367,12 +137,13 @@ def hvp(
     ``train``/``rng`` select the forward's mode: dropout masks are then held fixed; batch norm
     must use running statistics (eval mode).
     """
-    point = _Point("hvp", model, loss, x, target, train, rng)
+    point = Point("hvp", model, loss, x, target, train, rng, params)
     return point.hvp(point.check(v))
 
 
 def ggn_vp(
-    model: Layer, loss: Loss, x: Any, target: Any, v: Mapping[str, Any], *, train: bool = False, rng: RNGLike = None
+    model: Layer, loss: Loss, x: Any, target: Any, v: Mapping[str, Any], *, train: bool = False, rng: RNGLike = None,
+    params: Any = None,
 ) -> dict[str, np.ndarray]:
     """Generalized Gauss-Newton-vector product G v = Jᵀ H_L J v, keyed like ``v``.
 
@@ -380,12 +151,13 @@ def ggn_vp(
     H_L(J v) the loss's second-order rule, and Jᵀ(·) the layers' ordinary VJPs. G is H without the
     terms that carry the layers' own second derivatives: G = H for a model linear in θ.
     """
-    point = _Point("ggn_vp", model, loss, x, target, train, rng)
+    point = Point("ggn_vp", model, loss, x, target, train, rng, params)
     return point.ggn_vp(point.check(v))
 
 
 def hessian(
-    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, max_params: int = 5000
+    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, max_params: int = 5000,
+    params: Any = None,
 ) -> np.ndarray:
     """The dense Hessian H (P, P) = ∂²L/∂θ∂θ over the flattened parameter vector θ.
 
@@ -394,15 +166,16 @@ def hessian(
     forward and backward pass). Refuses models with P > ``max_params`` (P² entries).
     """
     _check_int("hessian", "max_params", max_params, 1)
-    return _Point("hessian", model, loss, x, target, train, rng).dense("hessian", max_params)
+    return Point("hessian", model, loss, x, target, train, rng, params).dense("hessian", max_params)
 
 
 def ggn(
-    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, max_params: int = 5000
+    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, max_params: int = 5000,
+    params: Any = None,
 ) -> np.ndarray:
     """The dense generalized Gauss-Newton matrix G = Jᵀ H_L J (P, P), in ``hessian``'s order."""
     _check_int("ggn", "max_params", max_params, 1)
-    return _Point("ggn", model, loss, x, target, train, rng).dense("ggn", max_params)
+    return Point("ggn", model, loss, x, target, train, rng, params).dense("ggn", max_params)
 
 
 # -- spectrum ----------------------------------------------------------------------------------------------
@@ -608,12 +381,14 @@ def hessian_eigenvalues(
     model: Layer, loss: Loss, x: Any, target: Any, k: int = 1, *, method: str = ..., which: str = ...,
     iters: int | None = ..., tol: float = ..., seed: int = ..., matrix: str = ...,
     return_eigenvectors: Literal[False] = ..., train: bool = ..., rng: RNGLike = ...,
+    params: Any = ...,
 ) -> np.ndarray: ...
 @overload
 def hessian_eigenvalues(
     model: Layer, loss: Loss, x: Any, target: Any, k: int = 1, *, method: str = ..., which: str = ...,
     iters: int | None = ..., tol: float = ..., seed: int = ..., matrix: str = ...,
     return_eigenvectors: Literal[True], train: bool = ..., rng: RNGLike = ...,
+    params: Any = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 def hessian_eigenvalues(
     model: Layer,
@@ -631,6 +406,7 @@ def hessian_eigenvalues(
     return_eigenvectors: bool = False,
     train: bool = False,
     rng: RNGLike = None,
+    params: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The k extreme eigenvalues of the Hessian (or, with ``matrix="ggn"``, of the Gauss-Newton matrix).
 
@@ -659,7 +435,7 @@ def hessian_eigenvalues(
     k = _check_int(who, "k", k, 1)
     seed = _check_int(who, "seed", seed, 0)
     tol = _check_positive(who, "tol", tol)
-    point = _Point(who, model, loss, x, target, train, rng)
+    point = Point(who, model, loss, x, target, train, rng, params)
     n = point.size
     if k > n:
         raise ValueError(f"{who}(k={k}): the model has only P = {n} parameters, so at most {n} eigenvalues exist.")
@@ -687,6 +463,7 @@ def hutchinson_trace(
     matrix: str = "hessian",
     train: bool = False,
     rng: RNGLike = None,
+    params: Any = None,
 ) -> tuple[float, float]:
     """Hutchinson's estimate of tr(H) (or tr(G) with ``matrix="ggn"``) and its standard error.
 
@@ -701,7 +478,7 @@ def hutchinson_trace(
     distribution = _check_choice(who, "distribution", distribution, _DISTRIBUTIONS)
     matrix = _check_choice(who, "matrix", matrix, _MATRICES)
     seed = _check_int(who, "seed", seed, 0)
-    point = _Point(who, model, loss, x, target, train, rng)
+    point = Point(who, model, loss, x, target, train, rng, params)
     op = point.operator(matrix)
     gen = np.random.default_rng(seed)
     samples = np.empty(n_samples)
@@ -726,6 +503,7 @@ def step_size_report(
     seed: int = 0,
     train: bool = False,
     rng: RNGLike = None,
+    params: Any = None,
 ) -> dict[str, float]:
     """What the local quadratic model L(θ + s) ≈ L + gᵀs + ½ sᵀHs says about step sizes.
 
@@ -746,7 +524,7 @@ def step_size_report(
     who = "step_size_report"
     seed = _check_int(who, "seed", seed, 0)
     tol = _check_positive(who, "tol", tol)
-    point = _Point(who, model, loss, x, target, train, rng)
+    point = Point(who, model, loss, x, target, train, rng, params)
     n = point.size
     if n == 0:
         raise ValueError(f"{who}: the model has no parameters, so there is no curvature to report.")
@@ -784,6 +562,7 @@ def newton_step(
     max_params: int = 5000,
     train: bool = False,
     rng: RNGLike = None,
+    params: Any = None,
 ) -> dict[str, np.ndarray]:
     """The (damped) Newton step s = −(H + δI)⁻¹ g, keyed by parameter name; apply it as θ ← θ + s.
 
@@ -800,7 +579,7 @@ def newton_step(
     method = _check_choice(who, "method", method, _NEWTON_METHODS)
     delta = _check_positive(who, "damping", damping, allow_zero=True)
     tol = _check_positive(who, "tol", tol)
-    point = _Point(who, model, loss, x, target, train, rng)
+    point = Point(who, model, loss, x, target, train, rng, params)
     n = point.size
     g = point.flat(point.grad)
     if method == "direct":
@@ -812,14 +591,14 @@ def newton_step(
                 f"{who}: H + δI is singular (δ = {delta}), so the Newton step is not defined. Fix: pass damping > 0, "
                 "e.g. damping=1e-4 · hessian_eigenvalues(...)[0]."
             ) from exc
-        return unflatten_params(s.astype(point.dtype), model)
+        return point.split(s.astype(point.dtype))
     maxiter = 2 * n + 20 if maxiter is None else _check_int(who, "maxiter", maxiter, 1)
     op = point.operator("hessian")
     s = np.zeros(n)
     r = -g  # residual b − A s with b = −g, s = 0
     gnorm = float(np.linalg.norm(g))
     if gnorm == 0.0:
-        return unflatten_params(s.astype(point.dtype), model)
+        return point.split(s.astype(point.dtype))
     p = r.copy()
     rr = float(r @ r)
     for _ in range(maxiter):
@@ -837,7 +616,7 @@ def newton_step(
         r -= a * ap
         rr_new = float(r @ r)
         if math.sqrt(rr_new) <= tol * gnorm:
-            return unflatten_params(s.astype(point.dtype), model)
+            return point.split(s.astype(point.dtype))
         p = r + (rr_new / rr) * p
         rr = rr_new
     raise RuntimeError(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from nablanet._random import RNGLike
+from nablanet.lab._params import selected_tape
 from nablanet.lab._tape import run_tape, tape_parameters
 from nablanet.lab.per_sample import TOTAL, layer_of
 from nablanet.layers.base import Layer, Tape
@@ -44,11 +45,13 @@ def grad_norms_from_tape(tape: Tape) -> dict[str, float]:
 
 
 def grad_norms(
-    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None
+    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, params: Any = None
 ) -> dict[str, float]:
     """‖∂L/∂θ‖ of ``loss(model(x), target)`` per parameter, per layer and in total, e.g.
     ``{"0.weight": …, "0.bias": …, "0": …, "total": …}``.
 
     Runs one forward and backward without touching ``.grad``, in eval mode unless ``train=True``.
+    ``params`` (names or Parameters, default all) restricts it to those parameters.
     """
-    return grad_norms_from_tape(run_tape(model, loss, x, target, train=train, rng=rng).tape)
+    tape = run_tape(model, loss, x, target, train=train, rng=rng).tape
+    return grad_norms_from_tape(selected_tape(model, tape, params, "grad_norms"))

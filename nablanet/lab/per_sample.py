@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from nablanet._random import RNGLike
+from nablanet.lab._params import selected_tape
 from nablanet.lab._tape import batch_size_of, per_sample_factor, run_tape
 from nablanet.lab.registry import per_sample_grad_norms_rules
 from nablanet.lab.rules.base import layer_per_sample_grads, materialized_norms
@@ -65,7 +66,8 @@ def per_sample_grads_from_tape(tape: Tape, factor: float) -> dict[str, np.ndarra
         if not entry.grads:
             continue
         for local, g in layer_per_sample_grads(entry, factor, "per_sample_grads").items():
-            out[f"{entry.name}.{local}" if entry.name else local] = g
+            if local in entry.grads:  # a tape restricted to some parameters (params=) keeps only theirs
+                out[f"{entry.name}.{local}" if entry.name else local] = g
     return out
 
 
@@ -88,41 +90,45 @@ def per_sample_grad_norms_from_tape(tape: Tape, factor: float) -> dict[str, np.n
         rule: NormRule = materialized_norms if swapped else per_sample_grad_norms_rules[entry.layer]
         got = rule(entry, factor)
         lengths = {np.shape(v) for v in got.values()}
-        if set(got) != set(entry.grads) or len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        if not set(entry.grads) <= set(got) or len(lengths) != 1 or len(next(iter(lengths))) != 1:
             raise ValueError(
                 f"per_sample_grad_norms: the rule {rule.__module__}.{rule.__qualname__} of layer {entry.name!r} "
                 f"({type(entry.layer).__name__}) returned {({k: np.shape(v) for k, v in got.items()})}; expected one "
                 f"(N,) array of norms per parameter {sorted(entry.grads)}."
             )
-        for local, v in got.items():
-            out[f"{entry.name}.{local}" if entry.name else local] = v
+        for local in entry.grads:
+            out[f"{entry.name}.{local}" if entry.name else local] = got[local]
     return out
 
 
 # -- on demand -------------------------------------------------------------------------------------
 def per_sample_grads(
-    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None
+    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, params: Any = None
 ) -> dict[str, np.ndarray]:
     """Per-sample gradients gₙ = ∂ℓₙ/∂θ of ``loss(model(x), target)``: {name: (N, *param.shape)}.
 
     Under reduction="mean" their mean over n is the batch gradient; under "sum", their sum.
     Runs one forward and backward (``.grad`` untouched), in eval mode unless ``train=True``.
+    ``params`` (names or Parameters, default all) restricts it to those parameters.
     """
     run = run_tape(model, loss, x, target, train=train, rng=rng)
-    return per_sample_grads_from_tape(run.tape, per_sample_factor(loss, batch_size_of(run.tape)))
+    tape = selected_tape(model, run.tape, params, "per_sample_grads")
+    return per_sample_grads_from_tape(tape, per_sample_factor(loss, batch_size_of(run.tape)))
 
 
 def per_sample_grad_norms(
-    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None
+    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, params: Any = None
 ) -> dict[str, np.ndarray]:
     """Per-sample gradient norms ‖∂ℓₙ/∂θ‖ of every parameter: {name: (N,)}.
 
     Closed forms for Linear and convolutions (no per-sample gradient is built), materialization
     for other parameterized layers. Combine them per layer with ``layer_norms``. Runs one forward
-    and backward (``.grad`` untouched), in eval mode unless ``train=True``.
+    and backward (``.grad`` untouched), in eval mode unless ``train=True``. ``params`` (names or
+    Parameters, default all) restricts it to those parameters.
     """
     run = run_tape(model, loss, x, target, train=train, rng=rng)
-    return per_sample_grad_norms_from_tape(run.tape, per_sample_factor(loss, batch_size_of(run.tape)))
+    tape = selected_tape(model, run.tape, params, "per_sample_grad_norms")
+    return per_sample_grad_norms_from_tape(tape, per_sample_factor(loss, batch_size_of(run.tape)))
 
 
 def layer_of(name: str) -> str:

@@ -47,6 +47,7 @@ import numpy as np
 from nablanet.lab.registry import d2f_rules, jvp_rules, loss_hvp_rules, vjp_rop_rules
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import NO_DX, Layer
+from nablanet.layers.contract import LeafCache
 from nablanet.losses.base import Loss, LossCache
 from nablanet.parameter import Parameter
 
@@ -68,6 +69,8 @@ def jvp(layer: Layer, cache: Any, xdot: Any, thetadot: Tangents) -> Any:
     """
     if xdot is None and not thetadot:
         return None
+    if type(cache) is LeafCache:  # a layer of the user's inside a container: its rules take its own cache
+        cache = cache.cache
     return jvp_rules[layer](layer, cache, xdot, thetadot)
 
 
@@ -82,6 +85,8 @@ def vjp_rop(
     need_dx: bool = True,
 ) -> RopResult:
     """The tangent of ``layer.vjp(cache, dy)``: ((dx)˙, {name: (dθ)˙}). With need_dx=False (dx)˙ is NO_DX."""
+    if type(cache) is LeafCache:
+        cache = cache.cache
     return vjp_rop_rules[layer](layer, cache, dy, dydot, xdot, thetadot, need_dx)
 
 

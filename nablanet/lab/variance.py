@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from nablanet._random import RNGLike
+from nablanet.lab._params import select, selected_tape
 from nablanet.lab._tape import batch_size_of, per_sample_factor, run_tape, tape_parameters
 from nablanet.lab.per_sample import TOTAL, per_sample_grad_norms_from_tape
 from nablanet.lab.rules.base import layer_per_sample_grads
@@ -139,18 +140,21 @@ def gradient_stats_from_tape(tape: Tape, factor: float) -> GradientStatsReport:
         if not entry.grads:
             continue
         for local, g in layer_per_sample_grads(entry, factor, "gradient_stats").items():
-            params[f"{entry.name}.{local}" if entry.name else local] = GradientStats.from_per_sample(g)
+            if local in entry.grads:  # a tape restricted to some parameters (params=) keeps only theirs
+                params[f"{entry.name}.{local}" if entry.name else local] = GradientStats.from_per_sample(g)
     total = NoiseScale.of(n, sum(s.trace_cov for s in params.values()), sum(s.grad_sq_norm for s in params.values()))
     return GradientStatsReport(params, total)
 
 
 def gradient_stats(
-    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None
+    model: Layer, loss: Loss, x: Any, target: Any, *, train: bool = False, rng: RNGLike = None, params: Any = None
 ) -> GradientStatsReport:
     """``GradientStats`` per parameter and totals for the batch ``(x, target)``: one forward and backward
-    (``.grad`` untouched), eval mode unless ``train=True``."""
+    (``.grad`` untouched), eval mode unless ``train=True``. ``params`` (names or Parameters, default all)
+    restricts the parameters, and the totals, to those."""
     run = run_tape(model, loss, x, target, train=train, rng=rng)
-    return gradient_stats_from_tape(run.tape, per_sample_factor(loss, batch_size_of(run.tape)))
+    tape = selected_tape(model, run.tape, params, "gradient_stats")
+    return gradient_stats_from_tape(tape, per_sample_factor(loss, batch_size_of(run.tape)))
 
 
 def noise_scale_from_tape(
@@ -256,6 +260,7 @@ def batch_size_sweep(
     draws: int = 32,
     seed: int = 0,
     replace: bool = False,
+    params: Any = None,
 ) -> SweepResult:
     """How the mini-batch gradient's squared error falls with the batch size B.
 
@@ -281,7 +286,8 @@ def batch_size_sweep(
     Runs in eval mode (per-sample gradients must be defined, e.g. batch norm on running statistics).
     Cost: one forward and backward on all of x, and ``draws`` on B samples for every B. The prediction
     is exact for losses whose per-sample loss does not depend on the batch (no class weights or
-    ignored targets under reduction="mean").
+    ignored targets under reduction="mean"). ``params`` (names or Parameters, default all) measures the
+    gradient of those parameters only.
     """
     xa = np.asarray(x)
     ta = np.asarray(target)
@@ -292,10 +298,15 @@ def batch_size_sweep(
         )
     n = int(xa.shape[0])
     sizes = _check_sweep_args(batch_sizes, n, draws, replace)
-    full = run_tape(model, loss, xa, ta)
+    select(model, params, "batch_size_sweep")  # a bad selection fails before any work
+
+    def tape(xb: np.ndarray, tb: np.ndarray) -> Tape:
+        return selected_tape(model, run_tape(model, loss, xb, tb).tape, params, "batch_size_sweep")
+
+    full = tape(xa, ta)
     factor = per_sample_factor(loss, n)
-    trace = noise_scale_from_tape(full.tape, factor)[TOTAL].trace_cov
-    g = _flat_mean_grad(full.tape, loss)
+    trace = noise_scale_from_tape(full, factor)[TOTAL].trace_cov
+    g = _flat_mean_grad(full, loss)
     gen = np.random.default_rng(seed)
     measured, stderr, predicted = [], [], []
     for b in sizes:
@@ -305,7 +316,7 @@ def batch_size_sweep(
             errs = np.empty(draws)
             for d in range(draws):
                 idx = np.sort(gen.choice(n, size=b, replace=replace))
-                diff = _flat_mean_grad(run_tape(model, loss, xa[idx], ta[idx]).tape, loss) - g
+                diff = _flat_mean_grad(tape(xa[idx], ta[idx]), loss) - g
                 errs[d] = float(np.dot(diff, diff))
         measured.append(float(errs.mean()))
         stderr.append(float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else math.nan)

@@ -16,8 +16,9 @@ from here (arrows point down: lab → layers).
 A layer of your own registers its rules in one call, ``nn.lab.rules.register(MyLayer, jvp=...,
 vjp_rop=...)`` (``register`` below), in your own code next to the layer; every "no rule" error names it.
 
-A layer file without a mirror here has no rules yet (``recurrent.py``, ``graph.py``); ``needed_rules``
-says what the lab needs from a class and ``missing_rules`` what it lacks, which
+A container's rules (``sequential.py``, ``graph.py``, ``attention.py``) compose its children's along
+its own data flow, so a model of any shape has curvature once each of its classes has its two rules.
+``needed_rules`` says what the lab needs from a class and ``missing_rules`` what it lacks, which
 ``nablanet.testing.check_layer`` and ``tests/test_conformance.py`` report.
 """
 
@@ -46,14 +47,15 @@ from nablanet.lab.rules import (
     conv,
     dropout,
     embedding,
+    graph,
     linear,
     losses,
     normalization,
     pooling,
+    sequential,
     shape,
     softmax,
 )
-from nablanet.layers import Sequential
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
@@ -67,6 +69,7 @@ __all__ = [
     "conv",
     "dropout",
     "embedding",
+    "graph",
     "lacks",
     "linear",
     "losses",
@@ -76,6 +79,7 @@ __all__ = [
     "pooling",
     "register",
     "require",
+    "sequential",
     "shape",
     "softmax",
 ]
@@ -171,14 +175,13 @@ class MissingRule(NamedTuple):
 def needed_rules(cls: type) -> tuple[Registry, ...]:
     """The registries in which the lab needs a rule for ``cls``.
 
-    A loss needs ``loss_hvp`` (curvature). A Sequential needs none of its own: the curvature lab
-    walks the chain through its children. Every other layer, containers included, needs ``jvp`` and
+    A loss needs ``loss_hvp`` (curvature). Every layer, containers included, needs ``jvp`` and
     ``vjp_rop`` (curvature) and a ``per_sample_grad_norms`` rule (the generic one for ``Layer``
     covers any layer); an elementwise activation also ``d2f``.
     """
     if issubclass(cls, Loss):
         return (loss_hvp_rules,)
-    if not issubclass(cls, Layer) or issubclass(cls, Sequential):
+    if not issubclass(cls, Layer):
         return ()
     needed: tuple[Registry, ...] = (jvp_rules, vjp_rop_rules, per_sample_grad_norms_rules)
     if issubclass(cls, Elementwise):
