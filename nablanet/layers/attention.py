@@ -184,14 +184,14 @@ class MultiheadAttention(Container):
         n_vector_axes(dO_cat, 3, "MultiheadAttention")
         _, _, dQ, dK, dV = attention_scores_vjp(c, split_heads(dO_cat, self.num_heads))
         dR = [join_heads(a) for a in (dQ, dK, dV)]  # dQ, dK, dV with the heads joined (*V, N, ·, E)
-        grads = self.in_proj_grads([weight_grad(d, a, per_sample) for d, a in zip(dR, (c.q, c.k, c.v), strict=True)],
-                                   [bias_grad(d, per_sample) for d in dR])
+        dWs = [weight_grad(d, a, per_sample) for d, a in zip(dR, (c.q, c.k, c.v), strict=True)]
+        grads = self._in_proj_grads(dWs, [bias_grad(d, per_sample) for d in dR])
         if not need_dx:
             return NO_DX, grads
         dq, dk, dv = (self._layout(d @ self._w(r)) for r, d in enumerate(dR))
         return (dq + dk + dv if fuse else (dq, dk, dv)), grads
 
-    def in_proj_grads(self, dWs: list[np.ndarray], dbs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def _in_proj_grads(self, dWs: list[np.ndarray], dbs: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The query, key and value roles' weight and bias gradients under the parameter names."""
         grads: dict[str, np.ndarray] = {}
         if self.in_proj_weight is not None:
@@ -273,7 +273,7 @@ class MultiheadAttention(Container):
             self.out_proj.bias.data[...] = 0.0
 
     # -- parameters by role ------------------------------------------------------------------------
-    def role(self, tensors: Mapping[str, np.ndarray], role: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _role(self, tensors: Mapping[str, np.ndarray], role: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(W, b) of role 0, 1, 2 (query, key, value) in ``tensors``, keyed by parameter name: rows of
         ``in_proj_weight`` and ``in_proj_bias``, or ``q/k/v_proj_weight``; None where absent. Reads the
         parameters (``_w``, ``_b``) and the lab's tangents of them alike."""
@@ -286,13 +286,13 @@ class MultiheadAttention(Container):
 
     def _w(self, role: int) -> np.ndarray:
         """W_q, W_k or W_v (role 0, 1, 2): (E, E), (E, kdim), (E, vdim)."""
-        w, _ = self.role({k: p.data for k, p in self._parameters.items()}, role)
+        w, _ = self._role({k: p.data for k, p in self._parameters.items()}, role)
         if w is None:  # pragma: no cover - __init__ sets all three
             raise RuntimeError("MultiheadAttention lost a projection weight")
         return w
 
     def _b(self, role: int) -> np.ndarray | None:
-        return self.role({k: p.data for k, p in self._parameters.items()}, role)[1]
+        return self._role({k: p.data for k, p in self._parameters.items()}, role)[1]
 
     @property
     def _dtype(self) -> np.dtype[Any]:

@@ -80,7 +80,7 @@ def _input_tangents(layer: MultiheadAttention, c: AttentionCache, xdot: Any) -> 
 def _projection_tangent(layer: MultiheadAttention, a: np.ndarray, adot: _Maybe, role: int,
                         thetadot: Tangents) -> _Maybe:
     """Ṙ = ȧ W_rᵀ + a Ẇ_rᵀ + ḃ_r  (N, T, E) for one role."""
-    wdot, bdot = layer.role(thetadot, role)
+    wdot, bdot = layer._role(thetadot, role)
     rdot = None if adot is None else adot @ layer._w(role).T
     if wdot is not None:
         rdot = add(rdot, a @ wdot.T)
@@ -142,12 +142,12 @@ def _projection_vjp_tangent(
     roles = list(zip((c.q, c.k, c.v), f.inputs, dR, dR_dot, strict=True))
     dWs = [add(weight_grad(gdot, a, False), None if adot is None else weight_grad(g, adot, False))
            for a, adot, g, gdot in roles]
-    grads = layer.in_proj_grads(dWs, [bias_grad(gdot, False) for gdot in dR_dot])
+    grads = layer._in_proj_grads(dWs, [bias_grad(gdot, False) for gdot in dR_dot])
     if not need_dx:
         return NO_DX, grads
     dxs = []
     for r, (g, gdot) in enumerate(zip(dR, dR_dot, strict=True)):
-        wdot, _ = layer.role(thetadot, r)
+        wdot, _ = layer._role(thetadot, r)
         dxs.append(layer._layout(add(gdot @ layer._w(r), None if wdot is None else g @ wdot)))
     return (dxs[0] + dxs[1] + dxs[2] if c.self_attention else tuple(dxs)), grads
 
