@@ -135,6 +135,27 @@ def _pair_bilinear(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, An
     return model, nn.MSELoss(), _x(rng, 3, 3), _x(rng, 3, 2)
 
 
+def _rnn_stack(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """RNN(tanh), 2 layers × both directions, batch first: P = 56 + 5."""
+    model = nn.Sequential(nn.RNN(2, 2, num_layers=2, bidirectional=True, batch_first=True, dtype=np.float64, rng=rng),
+                          nn.LastStep(), nn.Linear(4, 1, dtype=np.float64, rng=rng))
+    return model, nn.MSELoss(), _x(rng, 2, 3, 2), _x(rng, 2, 1)
+
+
+def _gru_dropout_train(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """GRU, 2 layers with dropout between them (train mode), no bias, time-major: P = 42 + 6."""
+    model = nn.Sequential(nn.GRU(1, 2, num_layers=2, bias=False, dropout=0.5, dtype=np.float64, rng=rng),
+                          nn.LastStep(dim=0), nn.Linear(2, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 3, 2, 1), _labels(rng, 2, 2)
+
+
+def _lstm(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """LSTM, batch first: P = 40 + 6."""
+    model = nn.Sequential(nn.LSTM(1, 2, batch_first=True, dtype=np.float64, rng=rng), nn.LastStep(),
+                          nn.Linear(2, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 2, 3, 1), _labels(rng, 2, 2)
+
+
 MODELS: list[Zoo] = [
     Zoo("cnn2d", _cnn2d),
     Zoo("cnn1d", _cnn1d),
@@ -150,5 +171,7 @@ MODELS: list[Zoo] = [
     Zoo("attention-block-dropout-train", _attention_block_train, train=True),
     Zoo("embedding-attention", _embedding_attention),
     Zoo("pair-bilinear", _pair_bilinear),
-    # recurrent families are added with their rules
+    Zoo("rnn-2-layers-bidirectional", _rnn_stack),
+    Zoo("gru-dropout-train", _gru_dropout_train, train=True),
+    Zoo("lstm", _lstm),
 ]

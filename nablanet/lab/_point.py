@@ -26,9 +26,11 @@ from nablanet.lab._params import select
 from nablanet.lab._per_layer import verify_user_rules
 from nablanet.lab._tape import run_tape
 from nablanet.lab.rules import lacks, require  # importing the package registers every layer's and loss's rules
+from nablanet.lab.rules.recurrent import refuse_truncated
 from nablanet.layers import kernels
 from nablanet.layers.activations import Elementwise
 from nablanet.layers.base import Layer
+from nablanet.layers.recurrent import recurrent_layers
 from nablanet.layers.sequential import Sequential
 from nablanet.losses.base import Loss
 
@@ -130,6 +132,8 @@ class Point:
         all_shapes = {name: p.shape for name, p in model.named_parameters()}
         self.shapes = {name: all_shapes[name] for name in names}
         self.size = sum(math.prod(s) for s in self.shapes.values())
+        for layer in recurrent_layers(model):  # before any work: truncated BPTT's gradient has no Hessian
+            refuse_truncated(layer)
         leaves = chain_leaves(model)
         run = run_tape(model, loss, x, target, train=train, rng=rng)
         self.value, self.loss_cache, self.tape, self.cache = run.value, run.loss_cache, run.tape, run.cache

@@ -250,6 +250,10 @@ def _check_sweep_args(batch_sizes: Iterable[int], n: int, draws: int, replace: b
     return [int(b) for b in sizes]
 
 
+def _sweep_tape(model: Layer, loss: Loss, x: np.ndarray, target: np.ndarray, params: Any) -> Tape:
+    return selected_tape(model, run_tape(model, loss, x, target).tape, params, "batch_size_sweep")
+
+
 def batch_size_sweep(
     model: Layer,
     loss: Loss,
@@ -299,11 +303,7 @@ def batch_size_sweep(
     n = int(xa.shape[0])
     sizes = _check_sweep_args(batch_sizes, n, draws, replace)
     select(model, params, "batch_size_sweep")  # a bad selection fails before any work
-
-    def tape(xb: np.ndarray, tb: np.ndarray) -> Tape:
-        return selected_tape(model, run_tape(model, loss, xb, tb).tape, params, "batch_size_sweep")
-
-    full = tape(xa, ta)
+    full = _sweep_tape(model, loss, xa, ta, params)
     factor = per_sample_factor(loss, n)
     trace = noise_scale_from_tape(full, factor)[TOTAL].trace_cov
     g = _flat_mean_grad(full, loss)
@@ -316,7 +316,7 @@ def batch_size_sweep(
             errs = np.empty(draws)
             for d in range(draws):
                 idx = np.sort(gen.choice(n, size=b, replace=replace))
-                diff = _flat_mean_grad(tape(xa[idx], ta[idx]), loss) - g
+                diff = _flat_mean_grad(_sweep_tape(model, loss, xa[idx], ta[idx], params), loss) - g
                 errs[d] = float(np.dot(diff, diff))
         measured.append(float(errs.mean()))
         stderr.append(float(errs.std(ddof=1) / math.sqrt(draws)) if draws > 1 else math.nan)

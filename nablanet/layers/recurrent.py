@@ -190,8 +190,21 @@ class RNNBase(Layer):
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
 
+    @staticmethod
+    def _param_name(kind: str, k: int, d: int) -> str:
+        """PyTorch's name of a parameter of layer k, direction d: ``_param_name("weight_ih", 1, 1)`` is
+        ``"weight_ih_l1_reverse"``."""
+        return f"{kind}_l{k}{'_reverse' if d else ''}"
+
+    @classmethod
+    def _param_names(cls, k: int, d: int) -> tuple[str, str, str, str]:
+        """The names of (W_ih, W_hh, b_ih, b_hh) of layer k, direction d."""
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        w_ih, w_hh, b_ih, b_hh = (cls._param_name(kind, k, d) for kind in kinds)
+        return w_ih, w_hh, b_ih, b_hh
+
     def _param(self, kind: str, k: int, d: int) -> np.ndarray | None:
-        p = self._parameters.get(f"{kind}_l{k}{'_reverse' if d else ''}")
+        p = self._parameters.get(self._param_name(kind, k, d))
         return None if p is None else p.data
 
     def _weights(self, k: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -299,7 +312,7 @@ class RNNBase(Layer):
                        scan: ScanFn) -> tuple[np.ndarray, State, RecurrentCache]:
         """The stack of layers and directions around ``scan``, one direction's recurrence."""
         x = self._check_x(x)
-        xt = np.ascontiguousarray(x.swapaxes(0, 1) if self.batch_first else x)  # (L, N, I) time-major
+        xt = self._time_major(x)
         n, dt, H, D = xt.shape[1], xt.dtype, self.hidden_size, self.num_directions
         h0s, c0s = self._split_hx(hx, n)
         dirs: list[_DirCache] = []
@@ -318,8 +331,7 @@ class RNNBase(Layer):
                 h0 = np.zeros((n, H), dt) if h0s is None else h0s[j]
                 c0 = None if self.mode != "LSTM" else (np.zeros((n, H), dt) if c0s is None else c0s[j])
                 dirs.append(scan(layer_in, k, d, h0, c0))
-            outs = [dc.hs[1:][::-1] if dc.reverse else dc.hs[1:] for dc in dirs[k * D:]]  # time order
-            layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
+            layer_in = _layer_output([dc.hs for dc in dirs[k * D:]])
         out = layer_in.swapaxes(0, 1) if self.batch_first else layer_in
         h_n = np.stack([dc.hs[-1] for dc in dirs])
         final: State = h_n
@@ -388,8 +400,7 @@ class RNNBase(Layer):
         ordered = {name: grads[name].reshape(*vshape, *grads[name].shape[1:]) for name in self._parameters}
         dx = NO_DX
         if need_dx:
-            dxv = dout.transpose(1, 2, 0, 3) if self.batch_first else dout.transpose(1, 0, 2, 3)
-            dx = np.ascontiguousarray(dxv).reshape(*vshape, *cache.x_shape)
+            dx = self._dx_layout(cache, dout, vshape)
         if not need_dhx:
             return dx, None, ordered
         shape = (*vshape, D * self.num_layers, n, H)
@@ -397,6 +408,15 @@ class RNNBase(Layer):
         if self.mode != "LSTM":
             return dx, dhx, ordered
         return dx, (dhx, np.stack([dc0[j] for j in sorted(dc0)], axis=1).reshape(shape)), ordered
+
+    def _time_major(self, x: np.ndarray) -> np.ndarray:
+        """x (L, N, F), or (N, L, F) with batch_first, as (L, N, F): the order the scans read."""
+        return np.ascontiguousarray(x.swapaxes(0, 1) if self.batch_first else x)
+
+    def _dx_layout(self, cache: RecurrentCache, dout: np.ndarray, vshape: tuple[int, ...]) -> np.ndarray:
+        """The input's gradient (L, V, N, I) in time order → (*V, *x.shape), the input's layout."""
+        dxv = dout.transpose(1, 2, 0, 3) if self.batch_first else dout.transpose(1, 0, 2, 3)
+        return np.ascontiguousarray(dxv).reshape(*vshape, *cache.x_shape)
 
     def _dy_time_major(self, cache: RecurrentCache, dy: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
         """dy (*V, output) → (V-shape, dy as (L, V, N, D·H)), checked against the output's shape."""
@@ -416,14 +436,13 @@ class RNNBase(Layer):
                      per_sample: bool) -> dict[str, np.ndarray]:
         """Parameters are shared across time steps, so each gradient sums over t (and n unless per sample):
         dW_ih = Σ daˣᵀ x,  dW_hh = Σ daʰᵀ hₜ₋₁,  db_ih = Σ daˣ,  db_hh = Σ daʰ; leading axis V."""
-        sfx = f"_l{k}{'_reverse' if d else ''}"
+        w_ih, w_hh, b_ih, b_hh = self._param_names(k, d)
         x = dc.x[::-1] if dc.reverse else dc.x  # in scan order, like dai
-        grads = {"weight_ih" + sfx: _sum_tn(dai, x, per_sample),
-                 "weight_hh" + sfx: _sum_tn(dah, dc.hs[:-1], per_sample)}
+        grads = {w_ih: _sum_tn(dai, x, per_sample), w_hh: _sum_tn(dah, dc.hs[:-1], per_sample)}
         if self.bias:
             axes = (0,) if per_sample else (0, 2)
-            grads["bias_ih" + sfx] = dai.sum(axis=axes)
-            grads["bias_hh" + sfx] = grads["bias_ih" + sfx].copy() if dah is dai else dah.sum(axis=axes)
+            grads[b_ih] = dai.sum(axis=axes)
+            grads[b_hh] = grads[b_ih].copy() if dah is dai else dah.sum(axis=axes)
         return grads
 
     def _split_dstate(
@@ -489,6 +508,13 @@ class RNNBase(Layer):
         if isinstance(final, tuple):
             return out, (final[0][:, 0], final[1][:, 0])
         return out, final[:, 0]
+
+
+def _layer_output(states: list[np.ndarray]) -> np.ndarray:
+    """One layer's output sequence (L, N, D·H) in time order, from its directions' states (L+1, N, H) in
+    scan order (direction 1 scans backwards): the features of direction d are columns d·H … (d+1)·H."""
+    outs = [hs[1:][::-1] if d else hs[1:] for d, hs in enumerate(states)]
+    return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
 
 
 def _sum_tn(da: np.ndarray, inp: np.ndarray, per_sample: bool) -> np.ndarray:
@@ -683,9 +709,14 @@ def lstm_cell_vjp(step: LSTMStep, dh: np.ndarray, dc: np.ndarray) -> tuple[np.nd
         [diₜ, dfₜ, dgₜ, doₜ] = [dcₜ ⊙ gₜ, dcₜ ⊙ cₜ₋₁, dcₜ ⊙ iₜ, dh ⊙ tanh cₜ]
         daₜ = [diₜ, dfₜ, dgₜ, doₜ] ⊙ [i(1−i), f(1−f), 1−g², o(1−o)]ₜ        dcₜ₋₁ = dcₜ ⊙ fₜ
     """
-    dct = dc + dh * step.o * (1.0 - step.tanh_c ** 2)
-    dgates = np.concatenate([dct * step.g, dct * step.c_prev, dct * step.i, dh * step.tanh_c], axis=-1)
+    dgates, dct = lstm_cell_dgates(step, dh, dc)
     return dgates * lstm_gate_derivatives(step), dct * step.f
+
+
+def lstm_cell_dgates(step: LSTMStep, dh: np.ndarray, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two lines of ``lstm_cell_vjp``: ([diₜ, dfₜ, dgₜ, doₜ] (*V, N, 4H), dcₜ (*V, N, H))."""
+    dct = dc + dh * step.o * (1.0 - step.tanh_c ** 2)
+    return np.concatenate([dct * step.g, dct * step.c_prev, dct * step.i, dh * step.tanh_c], axis=-1), dct
 
 
 class LSTM(RNNBase):
