@@ -105,6 +105,36 @@ def _dropout_train(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, An
     return model, nn.CrossEntropyLoss(), _x(rng, 3, 3), _labels(rng, 3, 2)
 
 
+def _attention(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(nn.MultiheadAttention(2, 2, batch_first=True, dtype=np.float64, rng=rng), nn.Flatten(),
+                          nn.Linear(6, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), _x(rng, 2, 3, 2), _labels(rng, 2, 2)
+
+
+def _attention_block_train(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """A residual attention block without biases, attention dropout on (its mask fixed by the seed)."""
+    mha = nn.MultiheadAttention(2, 2, dropout=0.3, bias=False, batch_first=True, dtype=np.float64, rng=rng)
+    model = nn.Sequential(nn.Residual(mha), nn.Flatten(), nn.Linear(6, 2, dtype=np.float64, rng=rng))
+    return model, nn.MSELoss(), _x(rng, 2, 3, 2), _x(rng, 2, 2)
+
+
+def _embedding_attention(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    """Token indices (never the padding index here: the rules freeze that row, which differences of
+    the gradient along a v with v[padding_idx] ≠ 0 would not)."""
+    model = nn.Sequential(nn.Embedding(5, 2, padding_idx=0, dtype=np.float64, rng=rng),
+                          nn.MultiheadAttention(2, 2, batch_first=True, dtype=np.float64, rng=rng), nn.Flatten(),
+                          nn.Linear(6, 2, dtype=np.float64, rng=rng))
+    return model, nn.CrossEntropyLoss(), rng.integers(1, 5, size=(2, 3)), _labels(rng, 2, 2)
+
+
+def _pair_bilinear(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
+    model = nn.Sequential(
+        nn.Pair(nn.Linear(3, 2, dtype=np.float64, rng=rng),
+                nn.Sequential(nn.Linear(3, 2, dtype=np.float64, rng=rng), nn.Tanh())),
+        nn.Bilinear(2, 2, 2, dtype=np.float64, rng=rng))
+    return model, nn.MSELoss(), _x(rng, 3, 3), _x(rng, 3, 2)
+
+
 def _rnn_stack(rng: np.random.Generator) -> tuple[nn.Layer, nn.Loss, Any, Any]:
     """RNN(tanh), 2 layers × both directions, batch first: P = 56 + 5."""
     model = nn.Sequential(nn.RNN(2, 2, num_layers=2, bidirectional=True, batch_first=True, dtype=np.float64, rng=rng),
@@ -137,8 +167,11 @@ MODELS: list[Zoo] = [
     Zoo("parallel-concat", _parallel("concat")),
     Zoo("multiply-3", _multiply),
     Zoo("nested-containers", _nested),
+    Zoo("attention", _attention),
+    Zoo("attention-block-dropout-train", _attention_block_train, train=True),
+    Zoo("embedding-attention", _embedding_attention),
+    Zoo("pair-bilinear", _pair_bilinear),
     Zoo("rnn-2-layers-bidirectional", _rnn_stack),
     Zoo("gru-dropout-train", _gru_dropout_train, train=True),
     Zoo("lstm", _lstm),
-    # attention, embedding and bilinear families are added with their rules
 ]

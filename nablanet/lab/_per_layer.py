@@ -20,7 +20,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -318,35 +318,77 @@ def _perturbed(layer: Layer, thetadot: dict[str, np.ndarray], eps: float, fn: An
             p.data[...] = saved[k]
 
 
-def _tmap(fn: Callable[..., Any], *trees: Any) -> Any:
-    """fn over arrays, part by part over tuples (a pair of inputs or outputs)."""
-    if isinstance(trees[0], tuple):
-        return tuple(_tmap(fn, *parts) for parts in zip(*trees, strict=True))
-    return fn(*trees)
+def _random_like(a: Any, rng: np.random.Generator) -> Any:
+    """A random tangent shaped like ``a``: an array per float array, None for integers (indices do not
+    move), tuples part by part (a layer of two inputs, or of two outputs)."""
+    if isinstance(a, tuple | list):
+        return tuple(_random_like(p, rng) for p in a)
+    return rng.standard_normal(np.shape(a)) if _is_float(np.asarray(a)) else None
 
 
-def _flat(a: Any) -> Any:
-    """A tuple of arrays as one vector, so that a pair is compared as a whole; an array as it is."""
-    if isinstance(a, tuple):
-        return np.concatenate([np.ravel(_flat(p)) for p in a]) if a else np.zeros(0)
-    return a
+def _moved(a: Any, d: Any, t: float) -> Any:
+    """a + t·d, part by part; a None tangent leaves its part where it is."""
+    if isinstance(a, tuple | list):
+        return tuple(_moved(p, q, t) for p, q in zip(a, d if d is not None else [None] * len(a), strict=True))
+    return a if d is None else a + t * d
+
+
+def _zeros(t: Any) -> Any:
+    """A zero tangent of the same structure as ``t`` (None parts stay None)."""
+    if isinstance(t, tuple | list):
+        return tuple(_zeros(p) for p in t)
+    return None if t is None else np.zeros_like(t)
+
+
+def _flat(v: Any, like: Any) -> np.ndarray | None:
+    """The float parts of ``v`` (None: zeros), shaped like ``like``, as one float64 vector; None (an
+    infinite error) where a part has another shape or a tuple another length."""
+    if isinstance(like, tuple | list):
+        parts = v if isinstance(v, tuple | list) else [None] * len(like) if v is None else []
+        flats = [_flat(p, q) for p, q in zip(parts, like, strict=False)] if len(parts) == len(like) else [None]
+        return None if any(f is None for f in flats) else np.concatenate([np.zeros(0), *flats])
+    if not _is_float(np.asarray(like)):
+        return np.zeros(0)
+    if v is None:
+        return np.zeros(np.size(like))
+    return np.asarray(v, dtype=np.float64).reshape(-1) if np.shape(v) == np.shape(like) else None
+
+
+def rop_input(x: Any) -> bool:
+    """Whether ``check_rop`` runs at this input: an array of numbers, or a tuple of them."""
+    return all(isinstance(a, np.ndarray) and a.dtype.kind in "biuf" for a in _parts(x))
+
+
+def _input_tangent(x: Any, xdot: Any, dx: Any) -> Any:
+    """ẋ without the inputs the VJP does not differentiate (it returns ``NO_DX`` for them: an
+    Embedding's indices, given as whole-number floats by the lab)."""
+    def moves(a: Any, d: Any) -> bool:
+        return np.shape(d) == np.shape(a) and np.size(a) > 0
+
+    if isinstance(x, tuple | list):
+        dxs = dx if isinstance(dx, tuple | list) else [None] * len(x)
+        return tuple(t if moves(a, d) else None for a, t, d in zip(x, xdot, dxs, strict=True))
+    return xdot if moves(x, dx) else None
 
 
 def check_rop(name: str, layer: Layer, x: Any, forward: Callable[[Layer, Any], tuple[Any, Any]],
               rng: np.random.Generator) -> list[LayerCheck]:
-    """The JVP and VJP-of-R-op rules of one layer against central differences along (ẋ, θ̇, dẏ); x, y and
-    their tangents may be pairs (tuples of arrays)."""
+    """The JVP and VJP-of-R-op rules of one layer (a container too: θ̇ by its state_dict names) against
+    central differences along (ẋ, θ̇, dẏ). ``x`` is an array or a tuple of arrays; integer inputs
+    (indices) and inputs the VJP gives no gradient for get no tangent."""
     eps, kind, cls = 1e-6, type(layer).__name__, type(layer)
-    xdot = _tmap(lambda a: rng.standard_normal(a.shape), x)
+    xdot = _random_like(x, rng)
     thetadot = {k: rng.standard_normal(p.shape) for k, p in layer.named_parameters()}
     y, cache = forward(layer, x)
-    dy, dydot = (_tmap(lambda a: rng.standard_normal(a.shape), y) for _ in range(2))
+    dy, dydot = _random_like(y, rng), _random_like(y, rng)
+    dx_0, g_0 = layer.vjp(cache, dy)
+    xdot = _input_tangent(x, xdot, dx_0)
 
     def diff(fn: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
         """fn(x ± εẋ, dy ± εdẏ) at θ ± εθ̇."""
-        def at(s: float) -> Any:
-            return fn(_tmap(lambda a, t: a + s * eps * t, x, xdot), _tmap(lambda a, t: a + s * eps * t, dy, dydot))
-        up, down = (_perturbed(layer, thetadot, s * eps, lambda s=s: at(s)) for s in (1.0, -1.0))
+        up, down = (_perturbed(layer, thetadot, s * eps, lambda s=s: fn(_moved(x, xdot, s * eps),
+                                                                         _moved(dy, dydot, s * eps)))
+                    for s in (1.0, -1.0))
         return up, down
 
     def row(check: str, tensor: str, got: Any, want: Any, tol: float, text: str, rule: Registry,
@@ -359,28 +401,36 @@ def check_rop(name: str, layer: Layer, x: Any, forward: Callable[[Layer, Any], t
         return LayerCheck(name, kind, check, tensor, "pass" if err <= tol else "FAIL", err, tol,
                           "" if err <= tol else f"{text}{hint}{which_rule(rule, cls)}")
 
+    moving = any(t is not None for t in _parts(xdot))
     try:
         ydot = rop.jvp(layer, cache, xdot, thetadot)
         dxdot, gdot = rop.vjp_rop(layer, cache, dy, dydot, xdot, thetadot)
         dxdot_none = rop.vjp_rop(layer, cache, dy, dydot, None, thetadot)[0]
-        dxdot_zero = rop.vjp_rop(layer, cache, dy, dydot, _tmap(np.zeros_like, x), thetadot)[0]
+        dxdot_zero = rop.vjp_rop(layer, cache, dy, dydot, _zeros(xdot), thetadot)[0] if moving else None
     except Exception as exc:
         fix = "".join(which_rule(reg, cls) for reg in (jvp_rules, vjp_rop_rules))
         text = f"a rule raised {type(exc).__name__}: {exc}.{fix}"
         return [LayerCheck(name, kind, "R-op rules", "", "FAIL", detail=text)]
-    y_p, y_m = diff(lambda xe, _: forward(layer, xe)[0])
-    y_p, y, y_m = _flat(y_p), _flat(y), _flat(y_m)
-    rows = [row("jvp rule", "ẏ", np.zeros_like(y) if ydot is None else _flat(ydot), (y_p - y_m) / (2 * eps),
-                FD_RTOL, "ẏ disagrees with central differences of the forward along (ẋ, θ̇).", jvp_rules, (y_p, y, y_m))]
+    y_p, y_m = (cast(np.ndarray, _flat(a, y)) for a in diff(lambda xe, _: forward(layer, xe)[0]))
+    rows = [row("jvp rule", "ẏ", _flat(ydot, y), (y_p - y_m) / (2 * eps), FD_RTOL, "ẏ disagrees with central "
+                "differences of the forward along (ẋ, θ̇).", jvp_rules, (y_p, _flat(y, y), y_m))]
     (dx_p, g_p), (dx_m, g_m) = diff(lambda xe, dye: layer.vjp(forward(layer, xe)[1], dye))
-    dx_0, g_0 = layer.vjp(cache, dy)
-    dx_p, dx_0, dx_m, dxdot, dxdot_none, dxdot_zero = map(_flat, (dx_p, dx_0, dx_m, dxdot, dxdot_none, dxdot_zero))
-    for tensor, sides in [("(dx)˙", (dx_p, dx_0, dx_m)), *[(f"(d{k})˙", (g_p[k], g_0[k], g_m[k])) for k in thetadot]]:
-        got = dxdot if tensor == "(dx)˙" else gdot.get(tensor[2:-2])
+    several = isinstance(x, tuple | list)
+    dx_rows = [(f"(dx.{i})˙" if several else "(dx)˙", i) for i, t in enumerate(_parts(xdot)) if t is not None]
+    for tensor, i in dx_rows:
+        sides = (_parts(dx_p)[i], _parts(dx_0)[i], _parts(dx_m)[i]) if several else (dx_p, dx_0, dx_m)
+        got = _parts(dxdot)[i] if several else dxdot
         rows.append(row("vjp_rop rule", tensor, got, (sides[0] - sides[2]) / (2 * eps), FD_RTOL, f"{tensor} disagrees "
                         "with central differences of the VJP along (ẋ, θ̇, dẏ).", vjp_rop_rules, sides))
-    rows.append(row("vjp_rop rule", "ẋ = None", dxdot_none, dxdot_zero, EXACT_RTOL, "the rule gives another (dx)˙ "
-                    "for ẋ = None than for ẋ = 0 (None stands for a zero tangent).", vjp_rop_rules))
+    for k in thetadot:
+        sides = (g_p[k], g_0[k], g_m[k])
+        rows.append(row("vjp_rop rule", f"(d{k})˙", gdot.get(k), (sides[0] - sides[2]) / (2 * eps), FD_RTOL,
+                        f"(d{k})˙ disagrees with central differences of the VJP along (ẋ, θ̇, dẏ).", vjp_rop_rules,
+                        sides))
+    if moving:
+        rows.append(row("vjp_rop rule", "ẋ = None", _flat(dxdot_none, x), _flat(dxdot_zero, x), EXACT_RTOL, "the rule "
+                        "gives another (dx)˙ for ẋ = None than for ẋ = 0 (None stands for a zero tangent).",
+                        vjp_rop_rules))
     return rows
 
 

@@ -229,8 +229,9 @@ class Point:
             return {}
         if not self.chain:
             dy = self.loss.vjp(self.loss_cache)
-            dydot = self._output_hvp(rop.jvp(self.model, self.cache, None, v))
-            _, grads = rop.vjp_rop(self.model, self.cache, dy, dydot, None, v, need_dx=False)
+            with rop.one_direction({id(e.cache): e.dy for e in self.tape}):
+                dydot = self._output_hvp(rop.jvp(self.model, self.cache, None, v))
+                _, grads = rop.vjp_rop(self.model, self.cache, dy, dydot, None, v, need_dx=False)
             return self._collect("", self.model, grads, "vjp_rop", {n: n for n in self.shapes})
         xdots, ydot = self._forward_r(v)
         dydot = self._output_hvp(ydot)

@@ -26,6 +26,7 @@ from nablanet.lab._per_layer import (
     has_children,
     layer_traces,
     relative_error,
+    rop_input,
 )
 from nablanet.lab.curvature import hvp
 from nablanet.lab.registry import loss_hvp_rules
@@ -241,7 +242,7 @@ def _layer_checks(m: Layer, xa: Any, opt: Options, per_layer: bool, curvature: b
         if gaps:
             rows.append(LayerCheck(t.name, kind, "curvature rules", "", "skip", detail="no " + ", ".join(
                 g.registry.quantity for g in gaps) + " rule (the curvature lab refuses it)"))
-        elif isinstance(t.x, np.ndarray) and t.x.dtype.kind == "f":
+        elif rop_input(t.x):
             rows += check_rop(t.name, t.layer, t.x, forward, rng)
     return rows
 

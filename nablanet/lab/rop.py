@@ -39,7 +39,9 @@ missing rule, and the module where such a rule is registered.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
@@ -69,9 +71,45 @@ def jvp(layer: Layer, cache: Any, xdot: Any, thetadot: Tangents) -> Any:
     """
     if xdot is None and not thetadot:
         return None
-    if type(cache) is LeafCache:  # a layer of the user's inside a container: its rules take its own cache
-        cache = cache.cache
-    return jvp_rules[layer](layer, cache, xdot, thetadot)
+    memo = _MEMO.get()
+    key = (id(layer), id(cache), id(xdot))
+    if memo is not None and key in memo:
+        return memo[key][-1]
+    inner = cache.cache if type(cache) is LeafCache else cache  # a layer of the user's: its rules take its own
+    ydot = jvp_rules[layer](layer, inner, xdot, thetadot)
+    if memo is not None:
+        memo[key] = (layer, cache, xdot, ydot)  # holding the key's objects keeps their ids from being reused
+    return ydot
+
+
+_MEMO: ContextVar[dict[tuple[int, int, int], tuple[Any, ...]] | None] = ContextVar("rop_memo", default=None)
+_PRIMAL_DYS: ContextVar[Mapping[int, Any] | None] = ContextVar("rop_primal_dys", default=None)
+
+
+@contextmanager
+def one_direction(primal_dys: Mapping[int, Any] | None = None) -> Iterator[None]:
+    """Within one product, where θ̇ is fixed, each (layer, cache, ẋ) gets its ẏ computed once, and
+    ``primal_dy`` reads the backward pass's dy of a leaf from ``primal_dys`` ({id(cache): dy}, the tape's).
+
+    A container's vjp_rop needs its children's input tangents, which its jvp computed already, and their
+    primal dy, which backward computed already; nested containers would otherwise redo both once per
+    level. The curvature lab wraps each product in this; outside it every call computes.
+    """
+    token, token_dys = _MEMO.set({}), _PRIMAL_DYS.set(primal_dys)
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+        _PRIMAL_DYS.reset(token_dys)
+
+
+def primal_dy(cache: Any) -> Any:
+    """dy = ∂L/∂(output) of the leaf whose forward returned ``cache``, as backward computed it, where the
+    curvature lab handed the tape in (``one_direction``); None otherwise (the caller computes it)."""
+    dys = _PRIMAL_DYS.get()
+    if dys is None:
+        return None
+    return dys.get(id(cache.cache if type(cache) is LeafCache else cache))
 
 
 def vjp_rop(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -34,6 +35,36 @@ class AttentionCache(NamedTuple):
     drop: np.ndarray | None  # (N, h, L, S) dropout factor m/(1 − p); None without dropout
     self_attention: bool  # q, k and v were one input x (forward): dx = dq + dk + dv
     batch_first: bool  # the layout of the caller's arrays
+
+    @property
+    def Pd(self) -> np.ndarray:
+        """P̃ = P ⊙ m/(1 − p), the probabilities after dropout (P without it)."""
+        return self.P if self.drop is None else self.P * self.drop
+
+
+def split_heads(a: np.ndarray, h: int) -> np.ndarray:
+    """(*V, N, T, E) → (*V, N, h, T, d), d = E/h."""
+    return np.swapaxes(a.reshape(*a.shape[:-1], h, a.shape[-1] // h), -2, -3)
+
+
+def join_heads(a: np.ndarray) -> np.ndarray:
+    """(*V, N, h, T, d) → (*V, N, T, E), the heads concatenated."""
+    a = np.swapaxes(a, -2, -3)
+    return a.reshape(*a.shape[:-2], -1)
+
+
+def attention_scores_vjp(c: AttentionCache, dO: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The VJP of O = P̃ V, P̃ = P ⊙ m/(1 − p), P = softmax(A), A = Q Kᵀ/√d (masks are constants), per
+    head: from dO (*V, N, h, L, d) the gradients (dP, dA, dQ, dK, dV) of P (through the dropout mask),
+    A (*V, N, h, L, S), Q (*V, N, h, L, d), K and V (*V, N, h, S, d)."""
+    scale = 1.0 / math.sqrt(c.Q.shape[-1])
+    dPd = dO @ c.V.swapaxes(-1, -2)  # (*V, N, h, L, S)
+    dV = c.Pd.swapaxes(-1, -2) @ dO  # (*V, N, h, S, d)
+    dP = dPd if c.drop is None else dPd * c.drop
+    dA = c.P * (dP - (dP * c.P).sum(axis=-1, keepdims=True))
+    dQ = (dA @ c.K) * scale  # (*V, N, h, L, d)
+    dK = (dA.swapaxes(-1, -2) @ c.Q) * scale  # (*V, N, h, S, d)
+    return dP, dA, dQ, dK, dV
 
 
 class MultiheadAttentionCache(NamedTuple):
@@ -156,36 +187,26 @@ class MultiheadAttention(Container):
         dx is (dq, dk, dv) in the caller's layout, or their sum when ``fuse`` (self-attention);
         ``NO_DX`` when ``need_dx`` is False.
         """
-        nv = n_vector_axes(dO_cat, 3, "MultiheadAttention")
-        vshape = dO_cat.shape[:nv]
-        n, h, tgt, d = c.Q.shape
-        E = self.embed_dim
-        scale = 1.0 / math.sqrt(d)
-        dO = np.swapaxes(dO_cat.reshape(*vshape, n, tgt, h, d), -2, -3)  # (*V, N, h, L, d)
-        Pd = c.P if c.drop is None else c.P * c.drop
-        dPd = dO @ c.V.swapaxes(-1, -2)  # (*V, N, h, L, S)
-        dV = Pd.swapaxes(-1, -2) @ dO  # (*V, N, h, S, d)
-        dP = dPd if c.drop is None else dPd * c.drop
-        dA = c.P * (dP - (dP * c.P).sum(axis=-1, keepdims=True))
-        dQ = (dA @ c.K) * scale  # (*V, N, h, L, d)
-        dK = (dA.swapaxes(-1, -2) @ c.Q) * scale  # (*V, N, h, S, d)
+        n_vector_axes(dO_cat, 3, "MultiheadAttention")
+        _, _, dQ, dK, dV = attention_scores_vjp(c, split_heads(dO_cat, self.num_heads))
+        dR = [join_heads(a) for a in (dQ, dK, dV)]  # dQ, dK, dV with the heads joined (*V, N, ·, E)
+        dWs = [weight_grad(d, a, per_sample) for d, a in zip(dR, (c.q, c.k, c.v), strict=True)]
+        grads = self._in_proj_grads(dWs, [bias_grad(d, per_sample) for d in dR])
+        if not need_dx:
+            return NO_DX, grads
+        dq, dk, dv = (self._layout(d @ self._w(r)) for r, d in enumerate(dR))
+        return (dq + dk + dv if fuse else (dq, dk, dv)), grads
 
-        def join(a: np.ndarray) -> np.ndarray:  # (*V, N, h, T, d) → (*V, N, T, E)
-            return np.swapaxes(a, -2, -3).reshape(*vshape, n, -1, E)
-
-        dQm, dKm, dVm = join(dQ), join(dK), join(dV)
+    def _in_proj_grads(self, dWs: list[np.ndarray], dbs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The query, key and value roles' weight and bias gradients under the parameter names."""
         grads: dict[str, np.ndarray] = {}
-        dWs = [_weight_grad(g, a, per_sample) for g, a in ((dQm, c.q), (dKm, c.k), (dVm, c.v))]
         if self.in_proj_weight is not None:
             grads["in_proj_weight"] = np.concatenate(dWs, axis=-2)
         else:
             grads.update(q_proj_weight=dWs[0], k_proj_weight=dWs[1], v_proj_weight=dWs[2])
         if self.in_proj_bias is not None:
-            grads["in_proj_bias"] = np.concatenate([_bias_grad(g, per_sample) for g in (dQm, dKm, dVm)], axis=-1)
-        if not need_dx:
-            return NO_DX, grads
-        dq, dk, dv = (self._layout(g @ self._w(r)) for r, g in enumerate((dQm, dKm, dVm)))
-        return (dq + dk + dv if fuse else (dq, dk, dv)), grads
+            grads["in_proj_bias"] = np.concatenate(dbs, axis=-1)
+        return grads
 
     def __init__(
         self,
@@ -258,21 +279,26 @@ class MultiheadAttention(Container):
             self.out_proj.bias.data[...] = 0.0
 
     # -- parameters by role ------------------------------------------------------------------------
+    def _role(self, tensors: Mapping[str, np.ndarray], role: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(W, b) of role 0, 1, 2 (query, key, value) in ``tensors``, keyed by parameter name: rows of
+        ``in_proj_weight`` and ``in_proj_bias``, or ``q/k/v_proj_weight``; None where absent. Reads the
+        parameters (``_w``, ``_b``) and the lab's tangents of them alike."""
+        E = self.embed_dim
+        rows = slice(role * E, (role + 1) * E)
+        w = tensors.get("in_proj_weight")
+        w = w[rows] if w is not None else tensors.get(("q_proj_weight", "k_proj_weight", "v_proj_weight")[role])
+        b = tensors.get("in_proj_bias")
+        return w, (None if b is None else b[rows])
+
     def _w(self, role: int) -> np.ndarray:
         """W_q, W_k or W_v (role 0, 1, 2): (E, E), (E, kdim), (E, vdim)."""
-        if self.in_proj_weight is not None:
-            E = self.embed_dim
-            return self.in_proj_weight.data[role * E : (role + 1) * E]
-        p = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)[role]
-        if p is None:  # pragma: no cover - __init__ sets all three
+        w, _ = self._role({k: p.data for k, p in self._parameters.items()}, role)
+        if w is None:  # pragma: no cover - __init__ sets all three
             raise RuntimeError("MultiheadAttention lost a projection weight")
-        return p.data
+        return w
 
     def _b(self, role: int) -> np.ndarray | None:
-        if self.in_proj_bias is None:
-            return None
-        E = self.embed_dim
-        return self.in_proj_bias.data[role * E : (role + 1) * E]
+        return self._role({k: p.data for k, p in self._parameters.items()}, role)[1]
 
     @property
     def _dtype(self) -> np.dtype[Any]:
@@ -453,7 +479,7 @@ class MultiheadAttention(Container):
                 "batch_first": self.batch_first, "dtype": str(self._dtype)}
 
 
-def _weight_grad(g: np.ndarray, x: np.ndarray, per_sample: bool) -> np.ndarray:
+def weight_grad(g: np.ndarray, x: np.ndarray, per_sample: bool) -> np.ndarray:
     """dW = Σₙₜ gₙₜ ⊗ xₙₜ: g (*V, N, T, o), x (N, T, i) → (*V, o, i), or (*V, N, o, i) per sample."""
     if per_sample:
         return np.einsum("...nto,nti->...noi", g, x, optimize=True)
@@ -461,6 +487,6 @@ def _weight_grad(g: np.ndarray, x: np.ndarray, per_sample: bool) -> np.ndarray:
     return np.swapaxes(g2, -1, -2) @ x.reshape(-1, x.shape[-1])
 
 
-def _bias_grad(g: np.ndarray, per_sample: bool) -> np.ndarray:
+def bias_grad(g: np.ndarray, per_sample: bool) -> np.ndarray:
     """db = Σₙₜ gₙₜ: (*V, o), or (*V, N, o) per sample."""
     return g.sum(axis=-2) if per_sample else g.sum(axis=(-3, -2))

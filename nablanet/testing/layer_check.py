@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nablanet.lab._per_layer import EXACT_RTOL, FD_RTOL, check_rop
+from nablanet.lab._per_layer import EXACT_RTOL, FD_RTOL, check_rop, rop_input
 from nablanet.lab._per_layer import relative_error as _rel_err
 from nablanet.lab._per_layer import sign_hint as _sign_hint
 from nablanet.lab._tape import forward_trace
@@ -387,11 +387,11 @@ class _Checker:
             self.skip("R-op rules", "the layer couples the samples here; the curvature lab refuses it in this mode")
             return
         for t in traces:
-            if not missing_rules(type(t.layer)) and isinstance(t.x, np.ndarray) and t.x.dtype.kind == "f":
+            if not missing_rules(type(t.layer)) and rop_input(t.x):
                 _check_rop(self, t.name or self.who, t.layer, t.x)
 
 
-def _check_rop(c: _Checker, where: str, layer: Layer, x: np.ndarray) -> None:
+def _check_rop(c: _Checker, where: str, layer: Layer, x: Any) -> None:
     """The JVP and VJP-of-R-op rules of one leaf against central differences (the lab's check, which
     gradcheck runs too), as rows of this report: the tensor is the layer's name, then the rule's."""
     for r in check_rop(where, layer, x, c.forward, c.rng):

@@ -41,9 +41,12 @@ from nablanet.lab.registry import (
 )
 from nablanet.lab.rules import (
     activations,
+    attention,
     base,
+    bilinear,
     conv,
     dropout,
+    embedding,
     graph,
     linear,
     losses,
@@ -61,9 +64,12 @@ from nablanet.losses.base import Loss
 __all__ = [
     "MissingRule",
     "activations",
+    "attention",
     "base",
+    "bilinear",
     "conv",
     "dropout",
+    "embedding",
     "graph",
     "lacks",
     "linear",

@@ -43,13 +43,16 @@ def input_tangents(layer: Layer, caches: list[Any], xdot: Any, thetadot: rop.Tan
 
 
 def output_gradients(layer: Layer, caches: list[Any], dy: Any) -> list[Any]:
-    """Each child's dyₗ = ∂L/∂(its output), by the children's VJPs from dyₖ = dy down."""
+    """Each child's dyₗ = ∂L/∂(its output), by the children's VJPs from dyₖ = dy down (a leaf's is read
+    off the backward pass where the curvature lab handed it in: ``rop.primal_dy``)."""
     kids = children(layer)
     dys: list[Any] = [None] * len(kids)
     for l in reversed(range(len(kids))):
         dys[l] = dy
         if l > 0:
-            dy = kernels.vjp(kids[l][1], caches[l], dy, per_sample=False, need_dx=True)[0]
+            known = rop.primal_dy(caches[l - 1])
+            dy = known if known is not None else kernels.vjp(kids[l][1], caches[l], dy, per_sample=False,
+                                                             need_dx=True)[0]
     return dys
 
 

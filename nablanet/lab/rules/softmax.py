@@ -10,14 +10,35 @@ from nablanet.layers.base import NO_DX
 from nablanet.layers.softmax import LogSoftmax, Softmax, SoftmaxCache
 
 
+def softmax_tangent(y: np.ndarray, zdot: np.ndarray, axis: int) -> np.ndarray:
+    """y = softmax(z) along ``axis``:  ẏ = y ⊙ (ż − ⟨ż, y⟩).
+
+    Where y = 0 (a key masked with −∞ in attention) ẏ = 0, so ż is never compared with an infinity.
+    """
+    return y * (zdot - (zdot * y).sum(axis=axis, keepdims=True))
+
+
+def softmax_vjp_tangent(
+    y: np.ndarray, ydot: np.ndarray | None, dy: np.ndarray, dydot: np.ndarray, axis: int
+) -> np.ndarray:
+    """The tangent of softmax's VJP dz = y ⊙ (dy − ⟨dy, y⟩) along ``axis`` (ẏ None: zero):
+
+        (dz)˙ = ẏ ⊙ (dy − ⟨dy, y⟩) + y ⊙ (dẏ − ⟨dẏ, y⟩ − ⟨dy, ẏ⟩)
+
+    Shared by ``Softmax`` and the attention probabilities of ``MultiheadAttention``.
+    """
+    dzdot = y * (dydot - (dydot * y).sum(axis=axis, keepdims=True))
+    if ydot is not None:
+        dzdot = dzdot + ydot * (dy - (dy * y).sum(axis=axis, keepdims=True)) \
+            - y * (dy * ydot).sum(axis=axis, keepdims=True)
+    return dzdot
+
+
 @jvp_rules.register(Softmax)
 def _jvp_softmax(layer: Softmax, cache: SoftmaxCache, xdot: np.ndarray | None, thetadot: Tangents) -> np.ndarray | None:
     """y = softmax(z):  ẏ = y ⊙ (ż − ⟨ż, y⟩)  (⟨·,·⟩ along dim)."""
     no_params(layer, thetadot)
-    if xdot is None:
-        return None
-    y = cache.y
-    return y * (xdot - (xdot * y).sum(axis=cache.axis, keepdims=True))
+    return None if xdot is None else softmax_tangent(cache.y, xdot, cache.axis)
 
 
 @vjp_rop_rules.register(Softmax)
@@ -29,12 +50,8 @@ def _rop_softmax(
     no_params(layer, thetadot)
     if not need_dx:
         return NO_DX, {}
-    y, a = cache.y, cache.axis
-    dxdot = y * (dydot - (dydot * y).sum(axis=a, keepdims=True))
-    ydot = _jvp_softmax(layer, cache, xdot, thetadot)
-    if ydot is not None:
-        dxdot = dxdot + ydot * (dy - (dy * y).sum(axis=a, keepdims=True)) - y * (dy * ydot).sum(axis=a, keepdims=True)
-    return dxdot, {}
+    ydot = None if xdot is None else softmax_tangent(cache.y, xdot, cache.axis)
+    return softmax_vjp_tangent(cache.y, ydot, dy, dydot, cache.axis), {}
 
 
 @jvp_rules.register(LogSoftmax)
