@@ -60,6 +60,11 @@ def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]]:
     return len(bad), tuple(int(i) for i in bad[0])
 
 
+def _at(index: tuple[int, ...]) -> str:
+    """An index as it is written: [1] or [0, 2]."""
+    return "[" + ", ".join(map(str, index)) + "]"
+
+
 def probabilities(x: Any, name: str, who: str, *, upper: float = np.inf) -> np.ndarray:
     """``x`` as a finite float array with every entry in [0, upper] (upper = 1 for Bernoulli parameters)."""
     arr = as_float_input(x, name)
@@ -69,26 +74,28 @@ def probabilities(x: Any, name: str, who: str, *, upper: float = np.inf) -> np.n
         count, first = _first(mask)
         expected = "in [0, 1] (the probability of a 1)" if upper == 1 else ">= 0"
         raise ValueError(
-            f"{who} got {name}[{first}] = {arr[first]!r} ({count} entries out of range); expected probabilities "
+            f"{who} got {name}{_at(first)} = {float(arr[first])!r} ({count} of {arr.size} entries out of range); "
+            f"expected probabilities "
             f"{expected}. Fix: pass probabilities, e.g. softmax or sigmoid outputs, not scores or logits."
         )
     return arr
 
 
-def sums_to_one(arr: np.ndarray, axis: int, name: str, who: str) -> None:
+def sums_to_one(arr: np.ndarray, axis: int, name: str, who: str, fix: str = "") -> None:
     """Each distribution along ``axis`` sums to 1 within √ε of the dtype (1.5e-8 in float64, 3.5e-4 in float32)."""
     total = arr.sum(axis=axis, dtype=np.float64)
     tol = math.sqrt(np.finfo(arr.dtype).eps)
     mask = np.abs(total - 1) > tol
     if mask.any():
         count, first = _first(np.atleast_1d(mask))
-        value = np.atleast_1d(total)[first]
-        where = f" at index {first} of the other axes" if total.ndim else ""
+        value = float(np.atleast_1d(total)[first])
+        where = ""
+        if total.ndim:
+            where = f" at index {_at(first)} of the other axes ({count} of {total.size} distributions off)"
         raise ValueError(
-            f"{who} got {name} whose entries along axis {axis} sum to {value!r}{where} ({count} of "
-            f"{max(total.size, 1)} distributions off); expected probability distributions that sum to 1 "
-            f"(within {tol:.1e}). "
-            f"Fix: normalize, {name} = {name} / {name}.sum(axis={axis}, keepdims=True)."
+            f"{who} got {name} whose entries along axis {axis} sum to {value:.10g}{where}; expected probability "
+            f"distributions that sum to 1 (within {tol:.1e}). "
+            f"Fix: {fix or f'normalize, {name} = {name} / {name}.sum(axis={axis}, keepdims=True)'}."
         )
 
 
@@ -108,9 +115,9 @@ def positive(arr: np.ndarray, name: str, who: str, *, below_one: bool = False) -
         count, first = _first(mask)
         domain = "strictly between 0 and 1" if below_one else "> 0"
         raise ValueError(
-            f"{who} got {name}[{first}] = {arr[first]!r} ({count} such entries); the derivative is infinite there, "
-            f"so the VJP needs every entry of {name} {domain}. Fix: differentiate at an interior point, e.g. "
-            f"smooth it: {name} = (1 - eps) * {name} + eps / C (label smoothing)."
+            f"{who} got {name}{_at(first)} = {float(arr[first])!r} ({count} such entries); the derivative is "
+            f"infinite there, so the VJP needs every entry of {name} {domain}. Fix: differentiate at an interior "
+            f"point, e.g. smooth it: {name} = (1 - eps) * {name} + eps / C (label smoothing)."
         )
 
 

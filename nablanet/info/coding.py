@@ -38,7 +38,7 @@ def _table(probabilities: Any, who: str) -> tuple[list[Hashable], np.ndarray]:
             f"{who} got probabilities of shape {p.shape}; expected a non-empty dict {{symbol: p}} or a 1-D "
             "sequence [p_0, ..., p_(k-1)] (the symbols are then 0..k-1). Fix: e.g. {'a': 0.5, 'b': 0.5}."
         )
-    sums_to_one(p, 0, "probabilities", who)
+    sums_to_one(p, 0, "probabilities", who, fix="divide each probability by their total")
     return (symbols if symbols else list(range(p.size))), p
 
 
