@@ -61,8 +61,8 @@ def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]]:
 
 
 def _at(index: tuple[int, ...]) -> str:
-    """An index as it is written: [1] or [0, 2]."""
-    return "[" + ", ".join(map(str, index)) + "]"
+    """An index as it is written: [1] or [0, 2]; nothing for a scalar."""
+    return "[" + ", ".join(map(str, index)) + "]" if index else ""
 
 
 def probabilities(x: Any, name: str, who: str, *, upper: float = np.inf) -> np.ndarray:

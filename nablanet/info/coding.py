@@ -207,9 +207,8 @@ def block_code(stream: Any, m: int, *, p: float) -> BlockCoding:
     probs = block_probabilities(p, m)
     code = huffman_code(probs)
     encoded = encode(blocks, code)
-    n_bits = len(blocks) * len(blocks[0])
-    return BlockCoding(len(blocks[0]), float(p), code, encoded, n_bits, len(encoded) / n_bits,
-                       expected_length(code, probs) / len(blocks[0]))
+    m, n_bits = len(blocks[0]), len(blocks) * len(blocks[0])
+    return BlockCoding(m, float(p), code, encoded, n_bits, len(encoded) / n_bits, expected_length(code, probs) / m)
 
 
 def bernoulli_stream(q: float, n: int, *, rng: RNGLike = None) -> np.ndarray:
