@@ -3,7 +3,7 @@
 Public API re-exports only; the math lives in the modules.
 """
 
-from nablanet import data, init, lab, optim, testing
+from nablanet import data, info, init, lab, optim, testing
 from nablanet._dtype import get_default_dtype, set_default_dtype
 from nablanet._random import manual_seed
 from nablanet._version import __version__ as __version__  # re-exported; the version lives in _version.py
@@ -137,6 +137,7 @@ __all__ = [
     "fit",
     "get_default_dtype",
     "gradcheck",
+    "info",
     "init",
     "jacobian",
     "lab",
