@@ -47,6 +47,12 @@ def select(model: Layer, params: Any, who: str) -> list[str]:
     return [name for name in valid if name in chosen]
 
 
+def selected_shapes(model: Layer, params: Any, who: str) -> dict[str, tuple[int, ...]]:
+    """The selected parameters' shapes, in ``model.named_parameters()`` order."""
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    return {name: shapes[name] for name in select(model, params, who)}
+
+
 def selected_tape(model: Layer, tape: Tape, params: Any, who: str) -> Tape:
     """The tape with only the selected parameters' gradients; entries left with none are dropped, so the
     first-order instruments never compute (e.g. materialize per-sample gradients) for the others."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from nablanet._random import RNGLike
 from nablanet.lab import rop
-from nablanet.lab._params import select
+from nablanet.lab._params import selected_shapes
 from nablanet.lab._per_layer import verify_user_rules
 from nablanet.lab._tape import run_tape
 from nablanet.lab.rules import lacks, require  # importing the package registers every layer's and loss's rules
@@ -128,9 +128,8 @@ class Point:
                  params: Any = None) -> None:
         check_types(who, model, loss)
         self.who, self.model, self.loss = who, model, loss
-        names = select(model, params, who)
         all_shapes = {name: p.shape for name, p in model.named_parameters()}
-        self.shapes = {name: all_shapes[name] for name in names}
+        self.shapes = selected_shapes(model, params, who)
         self.size = sum(math.prod(s) for s in self.shapes.values())
         for layer in recurrent_layers(model):  # before any work: truncated BPTT's gradient has no Hessian
             refuse_truncated(layer)

@@ -57,7 +57,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from nablanet._random import RNGLike
-from nablanet.lab._params import select
+from nablanet.lab._params import selected_shapes
 from nablanet.lab._point import Point, check_vector, split_flat
 from nablanet.layers.base import Layer
 from nablanet.losses.base import Loss
@@ -91,12 +91,6 @@ def _check_positive(who: str, arg: str, value: Any, allow_zero: bool = False) ->
 
 
 # -- flat parameter vectors ---------------------------------------------------------------------------------
-def _shapes(model: Layer, params: Any, who: str) -> dict[str, tuple[int, ...]]:
-    """The selected parameters' shapes, in ``model.named_parameters()`` order."""
-    shapes = {name: p.shape for name, p in model.named_parameters()}
-    return {name: shapes[name] for name in select(model, params, who)}
-
-
 def flatten_params(params: Mapping[str, Any], model: Layer | None = None, *, block: Any = None) -> np.ndarray:
     """Concatenate ``{name: array}`` into one vector (P,), each array in C order.
 
@@ -110,7 +104,8 @@ def flatten_params(params: Mapping[str, Any], model: Layer | None = None, *, blo
     if model is None:
         arrays = [np.asarray(a) for a in params.values()]
     else:
-        arrays = list(check_vector("flatten_params", params, _shapes(model, block, "flatten_params"), None).values())
+        shapes = selected_shapes(model, block, "flatten_params")
+        arrays = list(check_vector("flatten_params", params, shapes, None).values())
     if not arrays:
         return np.zeros(0)
     return np.concatenate([a.reshape(-1) for a in arrays])
@@ -119,7 +114,7 @@ def flatten_params(params: Mapping[str, Any], model: Layer | None = None, *, blo
 def unflatten_params(vec: Any, model: Layer, *, block: Any = None) -> dict[str, np.ndarray]:
     """Split a vector (P,) into ``{name: array}`` in ``model.named_parameters()`` order (copies); with
     ``block`` (names or Parameters, the ``params=`` of the other functions) into that block's arrays."""
-    shapes = _shapes(model, block, "unflatten_params")
+    shapes = selected_shapes(model, block, "unflatten_params")
     return {k: np.array(v) for k, v in split_flat("unflatten_params", vec, shapes).items()}
 
 

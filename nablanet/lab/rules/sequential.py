@@ -25,21 +25,18 @@ def children(layer: Layer) -> list[tuple[str, Layer]]:
     return list(layer._modules.items())
 
 
+def tangents(layer: Layer, caches: list[Any], xdot: Any, thetadot: rop.Tangents) -> list[Any]:
+    """ẏ₀ = ẋ, ẏ₁, …, ẏₖ: each child's input tangent, then the output's (None: zero)."""
+    out = [xdot]
+    for (name, child), cache in zip(children(layer), caches, strict=True):
+        out.append(rop.jvp(child, cache, out[-1], rop.child_tangents(thetadot, name)))
+    return out
+
+
 @jvp_rules.register(Sequential)
 def jvp_chain(layer: Layer, caches: list[Any], xdot: Any, thetadot: rop.Tangents) -> Any:
     """ẏₗ = jvpₗ(ẏₗ₋₁, θ̇ₗ) along the children."""
-    for (name, child), cache in zip(children(layer), caches, strict=True):
-        xdot = rop.jvp(child, cache, xdot, rop.child_tangents(thetadot, name))
-    return xdot
-
-
-def input_tangents(layer: Layer, caches: list[Any], xdot: Any, thetadot: rop.Tangents) -> list[Any]:
-    """Each child's input tangent ẏₗ₋₁ (None: zero)."""
-    out = []
-    for (name, child), cache in zip(children(layer), caches, strict=True):
-        out.append(xdot)
-        xdot = rop.jvp(child, cache, xdot, rop.child_tangents(thetadot, name))
-    return out
+    return tangents(layer, caches, xdot, thetadot)[-1]
 
 
 def output_gradients(layer: Layer, caches: list[Any], dy: Any) -> list[Any]:
@@ -62,7 +59,7 @@ def vjp_rop_chain(
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """((dyₗ₋₁)˙, (dθₗ)˙) = vjp_ropₗ(dyₗ, (dyₗ)˙, ẏₗ₋₁, θ̇ₗ) for l = k … 1."""
     kids = children(layer)
-    xdots = input_tangents(layer, caches, xdot, thetadot)
+    xdots = tangents(layer, caches, xdot, thetadot)
     dys = output_gradients(layer, caches, dy)
     grads: dict[str, np.ndarray] = {}
     for l in reversed(range(len(kids))):
