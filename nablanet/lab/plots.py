@@ -151,6 +151,7 @@ def plot_simplex(
     if any(c not in rec.classes for c in np.unique(y).tolist()):
         ax.scatter([], [], s=size, color="0.6", label="other classes")
     ax.set_aspect("equal")
+    ax.set(xticks=[], yticks=[])  # the plane's coordinates mean nothing to a reader: no ticks, no frame
     ax.set_axis_off()
     ax.legend(fontsize=8, loc="upper left" if n_classes > 2 else "upper center", ncol=1 if n_classes > 2 else 3,
               markerscale=1.5, frameon=False)
@@ -205,7 +206,9 @@ def _draw_triangle(ax: Any, classes: tuple[int, ...], label: Any, centre: str) -
         mid = (v[i] + v[j]) / 2
         ax.plot([0.0, mid[0]], [0.0, mid[1]], color="k", lw=1.2, zorder=2, label="_boundary")
     ax.plot([0.0], [0.0], "ko", ms=5, zorder=4, label="_centre")
-    ax.text(0.03, -0.07, centre, fontsize=8)  # for C > 3, 1/C renormalised over the three is the centre too
+    # beside the triangle, off the points: for C > 3, 1/C renormalised over the three is the centre too
+    ax.annotate(f"{centre}: the\nboundaries meet", xy=(0.0, 0.0), xytext=(-0.82, 0.4), fontsize=8, ha="left",
+                arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.6})
     for k, c in enumerate(classes):
         below = v[k, 1] < 0
         ax.text(v[k, 0], v[k, 1] + (-0.05 if below else 0.05), f"e{_sub(c)} ({label(c)})", ha="center",
