@@ -147,3 +147,19 @@ def test_a_run_that_does_not_learn_says_so() -> None:
 def test_bad_settings_are_refused_before_any_work(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         simplex.STUDY.config(True, overrides)
+
+
+def test_a_run_that_fit_stopped_early_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nablanet as nn
+
+    real = nn.fit
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        history = real(*args, **kwargs)
+        history.stop_reason = "the training loss became nan at epoch 1"  # as the divergence guard says it
+        return history
+
+    monkeypatch.setattr(nn, "fit", stopped)
+    with pytest.raises(ValueError, match=r"the 3-class run stopped after 2 epochs \(the training loss became nan.*"
+                                         r"Fix: a smaller rate"):
+        simplex.measure({**QUICK, "epochs": 2})

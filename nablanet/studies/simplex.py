@@ -120,6 +120,13 @@ def _times(cfg: dict[str, Any]) -> dict[int, str]:
     return {0: "init", cfg["epochs"] // 2: "mid", cfg["epochs"]: "end"}
 
 
+def _finished(run: str, history: Any) -> None:
+    """A run that fit stopped early (a diverged loss) has no end to show: say so, with the fix."""
+    if history.stop_reason is not None:
+        raise ValueError(f"simplex: the {run} run stopped after {len(history.records)} epochs ({history.stop_reason}); "
+                         "the study needs every epoch. Fix: a smaller rate, e.g. --set lr=0.02.")
+
+
 def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """The 2-simplex: a 3-class MLP on the digits ``classes`` (module docstring); the per-epoch, per-point
     and Recorder rows."""
@@ -132,8 +139,8 @@ def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 
     snaps = _Snapshots("3-class", seed, x, y, error, _times(cfg))
     rec = nn.lab.Recorder(every=cfg["record_every"], quantities=["simplex"])
-    nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), (x, y), epochs=cfg["epochs"],
-           batch_size=cfg["batch_size"], seed=seed, callbacks=[snaps, rec])
+    _finished("3-class", nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), (x, y),
+                                epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed, callbacks=[snaps, rec]))
     steps = math.ceil(len(x) / cfg["batch_size"])
     recorded = [{"part": "recorder", "run": "3-class", "seed": seed, "step": r["step"], "epoch": r["step"] / steps,
                  "quantity": r["quantity"], "value": r["value"]} for r in rec.to_records()]
@@ -151,8 +158,8 @@ def two_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
         return (z[:, 0] > 0) == (y == 1), float(loss(z, target))  # the rule z > 0
 
     snaps = _Snapshots("2-class", seed, x, y, error, _times(cfg))
-    nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), (x, target), epochs=cfg["epochs"],
-           batch_size=cfg["batch_size"], seed=seed, callbacks=[snaps])
+    _finished("2-class", nn.fit(model, loss, nn.optim.SGD(model.parameters(), lr=cfg["lr"]), (x, target),
+                                epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed, callbacks=[snaps]))
     return snaps.rows
 
 
