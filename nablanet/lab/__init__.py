@@ -10,6 +10,8 @@ On demand, from a model, a loss and a batch::
     nn.lab.hvp(model, loss, x, y, v), nn.lab.hessian_eigenvalues(model, loss, x, y, k=3)
     nn.lab.layer_jacobians(model, x), nn.lab.jacobian_singular_values(model, x)
     nn.lab.activation_stats(model, x), nn.lab.interpolate(...), nn.lab.loss_surface_2d(...)
+    nn.lab.simplex_points(model, x)                   # (N, C) softmax outputs: the points in the simplex
+    nn.lab.simplex_records(p, y)                      # per sample: inside its region?, margin, 2-D coords
 
 and during training, ``nn.lab.Recorder(every, quantities)`` as a ``fit`` callback reading each
 step's tape. Per-sample gradients are gradients of each sample's own loss ℓₙ: under
@@ -44,6 +46,7 @@ from nablanet.lab.landscape import interpolate, loss_surface_2d, random_directio
 from nablanet.lab.per_sample import layer_norms, per_sample_grad_norms, per_sample_grads
 from nablanet.lab.recorder import Recorder
 from nablanet.lab.registry import Registry
+from nablanet.lab.simplex import SimplexRecords, simplex_coords, simplex_points, simplex_records
 from nablanet.lab.variance import batch_size_sweep, gradient_stats
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "GradcheckReport",
     "Recorder",
     "Registry",
+    "SimplexRecords",
     "activation_stats",
     "batch_size_sweep",
     "flatten_params",
@@ -78,6 +82,9 @@ __all__ = [
     "plots",
     "random_directions",
     "rules",
+    "simplex_coords",
+    "simplex_points",
+    "simplex_records",
     "step_size_report",
     "unflatten_params",
 ]

@@ -28,6 +28,15 @@ Quantities (``Recorder.QUANTITIES``):
                          own, and of each layer and direction of a recurrent stack), and per type the
                          zero and dead fractions (ReLU) or the saturated fraction |f′| < eps
                          (Sigmoid, Tanh, …, and per gate of a GRU or LSTM; see ``nablanet.lab.activations``)
+  simplex                the batch's cloud in the softmax simplex (``nablanet.lab.simplex``), read from the
+                         model's output on the batch as the step computed it (training mode, before the
+                         update; ``logs["output"]``) and the batch's class-index targets: model-level rows
+                         (layer "", parameter "") simplex_inside (the fraction of the batch inside its
+                         label's region P_y), simplex_margin_mean and simplex_margin_min (the signed margin
+                         (p_y − max_{j≠y} p_j)/√2), and per true class c in the batch simplex_inside_c,
+                         simplex_margin_mean_c, the class's mean point simplex_p_c_j (j = 0 … C − 1) and, for
+                         C ≤ 3, its place in the picture simplex_x_c, simplex_y_c (``simplex_coords``);
+                         samples whose target is outside [0, C) (ignore_index) are left out
 
 Per-sample quantities are gradients of each sample's own loss ℓₙ (see ``Loss.per_sample``): under
 ``reduction="mean"`` the batch gradient is their mean.
@@ -49,6 +58,7 @@ from nablanet.lab._tape import batch_size_of, per_sample_factor, tape_parameters
 from nablanet.lab.parts import entry_parts
 from nablanet.lab.per_sample import TOTAL, layer_norms, layer_of, per_sample_grad_norms_from_tape
 from nablanet.lab.registry import activation_rules
+from nablanet.lab.simplex import batch_rows
 from nablanet.lab.variance import noise_scale_from_tape
 from nablanet.layers.activations import ElementwiseCache
 from nablanet.layers.base import Tape
@@ -265,3 +275,13 @@ def _grad_variance(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[
             yield "", "", "noise_scale", ns.noise_scale
         else:
             yield layers[name], name, "grad_variance_trace", ns.trace_cov
+
+
+@quantity("simplex")
+def _simplex(rec: Recorder, tape: Tape, logs: dict[str, Any]) -> Iterable[Row]:
+    # fit hands the batch's output and targets in logs: the cloud as the step saw it, with no second forward pass
+    if "output" not in logs or "target" not in logs:
+        raise ValueError("Recorder quantity 'simplex' needs the batch's output and targets, which nn.fit passes to "
+                         "on_batch_end as logs['output'] and logs['target']; a loop of your own must pass them too")
+    for name, value in batch_rows(logs["output"], logs["target"], rec.context.model):
+        yield "", "", name, value

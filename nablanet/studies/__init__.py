@@ -4,7 +4,16 @@
 result.json and a self-contained index.html.
 """
 
-from nablanet.studies import batch_size, label_smoothing, loss_gradients, momentum, newton, saturation, vanishing
+from nablanet.studies import (
+    batch_size,
+    label_smoothing,
+    loss_gradients,
+    momentum,
+    newton,
+    saturation,
+    simplex,
+    vanishing,
+)
 from nablanet.studies.base import REGISTRY, Answer, Figure, Records, Study, StudyResult, Verdict, config_hash, run_study
 
 __all__ = [
@@ -23,5 +32,6 @@ __all__ = [
     "newton",
     "run_study",
     "saturation",
+    "simplex",
     "vanishing",
 ]

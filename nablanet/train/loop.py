@@ -240,7 +240,7 @@ def _train(model: Layer, loss: Loss, optimizer: Any, plan: _Plan, ctx: TrainingC
             tape = model.backward(caches, loss.vjp(lcache))
             _step(optimizer, guard, shield, at)
             means.add(value, out, yb)
-            logs = {"loss": value, "lr": lr, "epoch": epoch, "batch": b, "size": len(xb)}
+            logs = {"loss": value, "lr": lr, "epoch": epoch, "batch": b, "size": len(xb), "output": out, "target": yb}
             hooks.on_batch_end(epoch * n_batches + b, logs, tape)
             if ctx.stop_training:
                 break

@@ -10,7 +10,8 @@ history: the state there is the epoch boundary a run can be resumed from. ``on_t
 hold ``interrupted`` (True after Ctrl-C) and ``stop_reason``. A callback sees the run through
 ``self.context`` (model, loss, optimizer, history, callbacks) and stops it with
 ``self.context.stop(reason)``. Batch logs hold ``loss`` (this batch), ``lr``, ``epoch``, ``batch``,
-``size``; epoch logs are the epoch's History record, which callbacks may extend.
+``size``, ``output`` (the model's output on the batch, in training mode, before the step) and ``target``
+(the batch's targets), read-only; epoch logs are the epoch's History record, which callbacks may extend.
 
 State (for resuming): ``state_dict()`` gives a dict of JSON values and NumPy arrays (nested in
 dicts and lists), ``load_state_dict(state)`` puts it back; ``nablanet.save(..., callbacks=[...])``
