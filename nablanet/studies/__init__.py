@@ -4,7 +4,16 @@
 result.json and a self-contained index.html.
 """
 
-from nablanet.studies import batch_size, label_smoothing, loss_gradients, momentum, newton, saturation, vanishing
+from nablanet.studies import (
+    batch_size,
+    coding,
+    label_smoothing,
+    loss_gradients,
+    momentum,
+    newton,
+    saturation,
+    vanishing,
+)
 from nablanet.studies.base import REGISTRY, Answer, Figure, Records, Study, StudyResult, Verdict, config_hash, run_study
 
 __all__ = [
@@ -16,6 +25,7 @@ __all__ = [
     "StudyResult",
     "Verdict",
     "batch_size",
+    "coding",
     "config_hash",
     "label_smoothing",
     "loss_gradients",
