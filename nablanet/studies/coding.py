@@ -75,15 +75,17 @@ def huffman_on_stream(stream: np.ndarray, m: int, p: float, q: float) -> dict[st
 
 
 def arithmetic_on_stream(stream: np.ndarray, p: float) -> dict[str, Any]:
-    """Arithmetic-code ``stream`` with the table (1 − p, p): measured bits per symbol, the stream's own
-    Σ −log₂ p(xₙ) per symbol (the ideal), the coder's overhead bound per symbol, and the round trip."""
+    """Arithmetic-code ``stream`` with the table (1 − p, p): the stream's fraction of 1s q̂, measured bits per
+    symbol, the stream's own Σ −log₂ p(xₙ) per symbol (the ideal, = H(q̂, p)), the coder's overhead bound per
+    symbol, and the round trip."""
     table = [1.0 - p, p]
     code = nn.info.arithmetic_encode(stream, table)
     back = nn.info.arithmetic_decode(code, table, n=stream.size)
     with np.errstate(divide="ignore"):
         ideal = float(-np.log2(np.where(stream == 1, p, 1.0 - p)).sum())
     n = stream.size
-    return {"arithmetic": len(code) / n, "arithmetic_ideal": ideal / n, "arithmetic_coded_bits": len(code),
+    return {"empirical_q": float(stream.mean()), "arithmetic": len(code) / n, "arithmetic_ideal": ideal / n,
+            "arithmetic_coded_bits": len(code),
             "arithmetic_overhead": nn.info.arithmetic_overhead_bound(n, 2) / n,
             "arithmetic_round_trip": bool(np.array_equal(back, stream))}
 
