@@ -318,8 +318,10 @@ def _entropy_sentence(rows: list[dict[str, Any]]) -> str:
             f"|H(q) − H(1 − q)| = {asym:.1e}). At q = {qs}, Huffman codes on blocks of m = {m} expect from "
             f"H(q) {_signed(min(expected))} to H(q) {_signed(max(expected))} bits per symbol (Shannon's bound: "
             f"below H(q) + 1/m = H(q) + {1 / m:.4f}) and spent, measured, from H(q) {_signed(min(measured))} to "
-            f"H(q) {_signed(max(measured))} (a sampled stream can come out a little below its expectation); "
-            f"arithmetic codes built for q (no blocks) spent within {max(arith):.4f} of H(q), each at most "
+            f"H(q) {_signed(max(measured))}"
+            + (" (a sampled stream can come out a little below its expectation, even below H(q))"
+               if min(measured) < 0 else "")
+            + f"; arithmetic codes built for q (no blocks) spent within {max(arith):.4f} of H(q), each at most "
             f"{over:.2f} bits above its stream's own Σ −log₂ q(xₙ) (the coder's bound: 2 bits); "
             + ("every stream decoded back to itself." if back else "NOT every stream decoded back to itself."))
 
@@ -336,9 +338,10 @@ def _wrong_sentence(rows: list[dict[str, Any]]) -> str:
     text = (f"Coded with codes built for p while the source is q = {q:g}, the stream costs, with an arithmetic code, "
             + ", ".join(f"{r['arithmetic']:.4f} at p = {r['p']:g} (H(q, p) = {r['cross_entropy']:.4f})" for r in wrong)
             + f" bits per symbol: the excess over H(q) matches KL(q‖p) within {kl_gap:.4f} bits per symbol at every p "
-            f"(the stream's sampling error; each code is at most {over:.2f} bits above its stream's Σ −log₂ p(xₙ), "
-            f"bound 2 + Nδ). Shannon codes on blocks of m = {m} (lengths ⌈−log₂ p(b)⌉) expect between H(q, p) and "
-            f"H(q, p) + 1/m {_at(shannon_in, len(wrong), 'p')}. ")
+            f"(the stream's sampling error: its {wrong[0]['n_bits']} bits hold a fraction q̂ = "
+            f"{wrong[0]['empirical_q']:.4f} of 1s, and each code is at most {over:.2f} bits above the stream's "
+            f"Σ −log₂ p(xₙ) = N H(q̂, p), bound 2 + Nδ). Shannon codes on blocks of m = {m} (lengths "
+            f"⌈−log₂ p(b)⌉) expect between H(q, p) and H(q, p) + 1/m {_at(shannon_in, len(wrong), 'p')}. ")
     if below:
         text += ("Huffman codes built for p expect less than H(q, p) at "
                  + ", ".join(f"p = {r['p']:g} ({r['huffman_expected']:.4f} < {r['cross_entropy']:.4f})" for r in below)
@@ -462,6 +465,15 @@ def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
     }
 
 
+def _plain_log(axis: Any) -> None:
+    """Label a log axis 0.01, 0.1, 1 in plain text (matplotlib's 10ⁿ labels go through mathtext, which is
+    slow to lay out) and leave its minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _blocks_figure(rows: list[dict[str, Any]]) -> Any:
     plt = pyplot()
     blocks = sorted(_part(rows, "block"), key=lambda r: r["m"])
@@ -488,6 +500,7 @@ def _blocks_figure(rows: list[dict[str, Any]]) -> Any:
     ax2.plot(ms[above], measured[above] - h, "x", color="C3", ms=9, mew=2, label="Huffman: measured − H(q)")
     ax2.set(yscale="log", xlabel="block length m (source bits per block)", ylabel="bits per source bit above H(q)",
             title="the excess over the entropy")
+    _plain_log(ax2.yaxis)
     ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
         ax.set_xticks(ms)
@@ -567,6 +580,7 @@ def _classifier_figure(rows: list[dict[str, Any]]) -> Any:
              label="arithmetic code (measured)")
     ax2.axhline(uniform["bits_per_label"], color="grey", ls="--", label="uniform code (measured)")
     ax2.set(yscale="log", xlabel="epoch", ylabel="bits per test label", title="during training")
+    _plain_log(ax2.yaxis)
     ax2.legend(fontsize=8)
     cost = _part(rows, "label_cost")
     bits = np.array([r["bits"] for r in cost])
@@ -577,6 +591,7 @@ def _classifier_figure(rows: list[dict[str, Any]]) -> Any:
              color=["C2", "C3"], label=["correct", "misclassified"])
     ax3.set(xscale="log", xlabel="−log₂ p_y, bits (final network)", ylabel="test labels",
             title="what each label cost")
+    _plain_log(ax3.xaxis)
     ax3.legend(fontsize=8)
     fig.suptitle("How many bits does a code built from the classifier's probabilities spend on the labels?")
     fig.tight_layout()
