@@ -32,8 +32,9 @@ doubles the width, plus the two), and with the two rounding factors above,
     len(code) ≤ Σₙ −log₂ p̂ₙ(sₙ) + 2 + N δ,    δ = −log₂(1 − (K + 1)/T) − log₂(1 − T/2^(b−2)),
 
 δ ≈ 5 × 10⁻⁹ bits per symbol for K = 10 (``arithmetic_overhead_bound`` returns 2 + N δ). The lower
-side holds too: the width after the doublings is at most R ≤ 2^b of 2^(b + doublings), so the code is
-never shorter than −log₂ W bits, which is Σₙ −log₂(fₙ/T) of the rounded model.
+side holds too: after d doublings the range is still R > 2^(b−2) of 2^(b + d), so W > 2^(−d−2) and the
+code's d + 2 bits exceed −log₂ W; each slice's share is at most fₛ/T + 1/R < fₛ/T + 2^(2−b), so the code
+is never shorter than Σₙ −log₂(fₙ/T + 2^(2−b)) bits, the rounded model's cost less a negligible amount.
 
 A symbol of probability 0 has no slice: encoding one is an error (the model says it never happens,
 and its cost −log₂ 0 is infinite). Decoding needs the same table and the number of symbols; it reads
