@@ -250,6 +250,67 @@ def test_bernoulli_stream_is_seeded() -> None:
     assert info.to_blocks("011010", 3) == ["011", "010"] == info.to_blocks([0, 1, 1, 0, 1, 0], 3)
 
 
+# -- arithmetic coding --------------------------------------------------------------------------------------
+def test_arithmetic_code_worked_example() -> None:
+    # a uniform table over two outcomes: each symbol is one bit, and the coder adds its two finishing bits
+    # ("01": the pending bit and the bit that names a point inside the last interval)
+    assert info.arithmetic_encode([0, 1, 1, 0], [0.5, 0.5]) == "0110" + "01"
+    assert info.arithmetic_encode([], [0.5, 0.5]) == "01"  # no symbols: just the two
+    assert info.arithmetic_encode([0, 0, 0], [1.0]) == "01"  # a certain outcome costs nothing
+    np.testing.assert_array_equal(info.arithmetic_decode("01", [1.0], n=3), [0, 0, 0])
+    # a quarter and three quarters: symbol 1 costs log₂(4/3) bits; ten of them 4.15 bits, + 2 → at most 6.15
+    bits = info.arithmetic_encode([1] * 10, [0.25, 0.75])
+    assert len(bits) == 6 and info.arithmetic_decode(bits, [0.25, 0.75], n=10).tolist() == [1] * 10
+
+
+def test_arithmetic_code_round_trips_within_its_bound() -> None:
+    """Per-symbol tables (a classifier's), with zeros and tiny probabilities: the decoder gives the symbols back,
+    and the code spends between Σ −log₂ p(sₙ) (less a rounding of at most 1e-6 bits per symbol for p ≥ 1e-3)
+    and Σ −log₂ p(sₙ) + 2 + N δ bits."""
+    rng = np.random.default_rng(11)
+    for k, n in ((2, 1), (3, 50), (10, 359), (10, 2000), (40, 300)):
+        p = rng.dirichlet(np.full(k, 0.3), size=n)
+        p[p < 1e-3] = 0.0  # impossible outcomes get no slice ...
+        p /= p.sum(axis=1, keepdims=True)
+        s = np.array([rng.choice(k, p=row) for row in p])  # ... and are never drawn
+        bits = info.arithmetic_encode(s, p)
+        np.testing.assert_array_equal(info.arithmetic_decode(bits, p), s)
+        ideal = float(-np.log2(p[np.arange(n), s]).sum())
+        bound = info.arithmetic_overhead_bound(n, k)
+        assert ideal - 1e-6 * n <= len(bits) <= ideal + bound, (k, n, len(bits), ideal)
+        assert 2 < bound < 2 + 1e-5 * n  # δ ≈ 5e-9 bits per symbol for K = 10
+    tiny = np.array([1e-300, 1 - 1e-300])  # a probability far below 1/T still gets one count out of 2³²
+    assert info.arithmetic_decode(info.arithmetic_encode([0, 1], tiny), tiny, n=2).tolist() == [0, 1]
+
+
+def test_arithmetic_code_of_a_stream_costs_its_cross_entropy() -> None:
+    """A shared table (1 − p, p) on a Bernoulli(q) stream: the bits per symbol are the stream's empirical cross
+    entropy within 2/N (so ≈ H(q, p)), well under Huffman's one bit per symbol at m = 1."""
+    q, n = 0.1, 20_000
+    stream = info.bernoulli_stream(q, n, rng=3)
+    for p in (0.1, 0.3):
+        bits = info.arithmetic_encode(stream, [1 - p, p])
+        np.testing.assert_array_equal(info.arithmetic_decode(bits, [1 - p, p], n=n), stream)
+        ideal = float(-np.log2(np.where(stream == 1, p, 1 - p)).sum())
+        assert ideal <= len(bits) <= ideal + info.arithmetic_overhead_bound(n, 2)
+        assert abs(len(bits) / n - info.binary_cross_entropy(q=q, p=p)) < 0.02
+    assert info.arithmetic_overhead_bound(0, 2) == 2.0
+
+
+def test_arithmetic_counts_keep_every_possible_outcome() -> None:
+    from nablanet.info.arithmetic import _frequencies
+
+    t = 2**info.ARITHMETIC_FREQUENCY_BITS
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.full(7, 0.2), size=500)
+    p[:, 3] = 0.0
+    p /= p.sum(axis=1, keepdims=True)
+    f = _frequencies(p)
+    assert f.dtype == np.int64 and (f.sum(axis=1) == t).all()
+    assert ((f == 0) == (p == 0)).all()  # zero exactly where p is zero
+    assert (f / t >= p * (1 - 8 / t)).all()  # fᵢ/T ≥ pᵢ (1 − (K + 1)/T)
+
+
 # -- errors: received, expected, fix -------------------------------------------------------------------------
 @pytest.mark.parametrize(("call", "error", "match"), [
     (lambda: info.entropy([0.5, -0.1, 0.6]), ValueError,
@@ -286,6 +347,17 @@ def test_bernoulli_stream_is_seeded() -> None:
     (lambda: info.encode("abz", {"a": "0", "b": "1"}), ValueError, r"symbol 'z' at position 2 .*no codeword"),
     (lambda: info.expected_length({"a": "0"}, {"a": 0.5, "b": 0.5}), ValueError, r"symbol 'b' .*no codeword"),
     (lambda: info.bernoulli_stream(0.5, -1), ValueError, r"int n >= 0"),
+    (lambda: info.arithmetic_encode([0, 1], [0.5, 0.0, 0.5]), ValueError,
+     r"symbol 1 at position 1 .*probability 0 .*p = \(1 - eps\) \* p \+ eps / K"),
+    (lambda: info.arithmetic_encode([0, 3], [0.5, 0.5]), ValueError, r"symbol 3 at position 1 .*K = 2 outcomes"),
+    (lambda: info.arithmetic_encode([0.0, 1.0], [0.5, 0.5]), ValueError, r"dtype float64 .*int outcomes"),
+    (lambda: info.arithmetic_encode([0, 1], [[0.5, 0.5]] * 3), ValueError, r"2 symbols and a table of 3 rows"),
+    (lambda: info.arithmetic_encode([0], [0.5, 0.6]), ValueError, r"sum to 1.1"),
+    (lambda: info.arithmetic_encode([0], [[[1.0]]]), ValueError, r"shape \(1, 1, 1\); expected one distribution"),
+    (lambda: info.arithmetic_decode("0110", [0.5, 0.5]), ValueError, r"no n; .*n=len\(symbols\)"),
+    (lambda: info.arithmetic_decode("01", [[0.5, 0.5]] * 2, n=3), ValueError, r"n=3\).*the table has 2 rows"),
+    (lambda: info.arithmetic_decode("012", [0.5, 0.5], n=1), ValueError, r"string of '0' and '1'"),
+    (lambda: info.arithmetic_overhead_bound(-1, 2), ValueError, r"n_symbols=-1\): expected an int >= 0"),
 ])
 def test_errors_say_what_was_received_and_how_to_fix_it(call: Callable[[], Any], error: type, match: str) -> None:
     with pytest.raises(error, match=match):

@@ -201,7 +201,11 @@ def block_code(stream: Any, m: int, *, p: float) -> BlockCoding:
 
     ``p`` is the probability of a 1 the code assumes (the notes' estimate p). Built for the source's
     own q the bits per source bit approach the entropy H(q) as m grows, H(q) ≤ L_m/m < H(q) + 1/m;
-    built for another p they approach the cross entropy H(q, p). m ≤ MAX_BLOCK_BITS (16).
+    built for another p they cost more than H(q), about the cross entropy H(q, p), though not bounded
+    below by it: Huffman's lengths are not −log₂ p, and on finite blocks the code for the wrong p can
+    spend less than H(q, p) (q = 0.1, p = 0.05, m = 8: 0.4889 < 0.4988 bits). A code with lengths
+    ⌈−log₂ p(b)⌉ (Shannon's), or an arithmetic code for p, is bounded below by H(q, p).
+    m ≤ MAX_BLOCK_BITS (16).
     """
     blocks = to_blocks(stream, m)
     probs = block_probabilities(p, m)

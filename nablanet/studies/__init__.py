@@ -6,6 +6,7 @@ result.json and a self-contained index.html.
 
 from nablanet.studies import (
     batch_size,
+    coding,
     label_smoothing,
     loss_gradients,
     momentum,
@@ -25,6 +26,7 @@ __all__ = [
     "StudyResult",
     "Verdict",
     "batch_size",
+    "coding",
     "config_hash",
     "label_smoothing",
     "loss_gradients",
