@@ -4,7 +4,16 @@
 result.json and a self-contained index.html.
 """
 
-from nablanet.studies import batch_size, label_smoothing, loss_gradients, momentum, newton, saturation, vanishing
+from nablanet.studies import (
+    batch_size,
+    convexity,
+    label_smoothing,
+    loss_gradients,
+    momentum,
+    newton,
+    saturation,
+    vanishing,
+)
 from nablanet.studies.base import REGISTRY, Answer, Figure, Records, Study, StudyResult, Verdict, config_hash, run_study
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "Verdict",
     "batch_size",
     "config_hash",
+    "convexity",
     "label_smoothing",
     "loss_gradients",
     "momentum",

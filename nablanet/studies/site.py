@@ -19,7 +19,8 @@ from nablanet._io import atomic_write_text
 from nablanet.studies.base import REGISTRY, run_study
 from nablanet.studies.report import STYLE
 
-ORDER = ("saturation", "loss-gradients", "vanishing", "momentum", "batch-size", "newton", "label-smoothing")
+ORDER = ("saturation", "loss-gradients", "vanishing", "momentum", "batch-size", "newton", "label-smoothing",
+         "convexity")
 """The studies in reading order; a study registered later and missing here comes after them."""
 
 
