@@ -19,10 +19,11 @@ exactly constant, so λ_min = 0 and the slice along the bottom eigenvector is fl
 Measured: the dense Hessian (``nablanet.lab.hessian``, one exact HVP per column) against the formula
 above built from the model's softmax outputs, the smallest eigenvalue of every J(pₙ), and the spectrum.
 
-(b) One hidden layer, z = W₂ φ(W₁x + b₁) + b₂ (φ = tanh or ReLU). Now z is bilinear in (W₁, W₂), and
-H = Jᵀ J(p) J (the Gauss-Newton part, PSD) plus Σ_c (p − q)_c ∇²_θ z_c, whose (W₂, W₁) block is non-zero
-while its (W₂, W₂) block is zero: a symmetric [[0, B], [Bᵀ, 0]] has eigenvalues ±σᵢ(B), so where that
-part outweighs the first, H is indefinite. λ_min and λ_max come from Lanczos on exact HVPs
+(b) One hidden layer, z = W₂ φ(W₁x + b₁) + b₂ (φ = tanh or ReLU). Now z is not linear in θ, and
+H = Jᵀ J(p) J (the Gauss-Newton part, PSD; J = ∂z/∂θ) plus Σ_c (p − q)_c ∇²_θ z_c. In that second part
+the (W₂, W₂) block is zero (z is linear in W₂) and the (W₂, W₁) block B is not, so on the (W₂, W₁)
+coordinates it reads [[0, B], [Bᵀ, 0]], whose eigenvalues are ±σᵢ(B): indefinite, and nothing makes the
+Gauss-Newton part outweigh it everywhere. λ_min and λ_max come from Lanczos on exact HVPs
 (``nablanet.lab.hessian_eigenvalues``, which="SA" and "LA"), checked against the dense spectrum at one
 point when P ≤ ``dense_max``.
 
@@ -38,16 +39,16 @@ so the loss curves downward wherever the output is past 2/3 towards the wrong la
 bisection along w = b on the sign of its trace (the one non-zero eigenvalue), against ±ln 2.
 
 Slices. f(s) = L(θ + s d) for d the bottom or top eigenvector or a random unit direction, through each
-network's trained point and the neuron's most concave grid point: f″(0) = dᵀHd (checked against the second difference of
-the measured f), and a convex L has convex slices. A curvature-free witness: convexity requires
+network's trained point and the neuron's most concave grid point: f″(0) = dᵀHd (checked against the
+second difference of the measured f), and a convex L has convex slices. A curvature-free witness: convexity requires
 f((a + b)/2) ≤ (f(a) + f(b))/2, so the largest midpoint violation f(s) − (f(s − kh) + f(s + kh))/2 over
 the slice's grid, when positive beyond rounding, proves non-convexity without a derivative.
 
 The tolerance. A point has negative curvature when λ_min < −``tol``·max(|λ_min|, |λ_max|), tol = 1e-9 by
 default. Why not 0: a true zero eigenvalue (the linear model has at least d + 1) comes out of float64
-arithmetic as ± rounding. The dense Hessian's entries are sums over N samples, exact to a relative ~1e-16
-each, and ``eigvalsh`` is backward stable (each computed eigenvalue within about P·ε·‖H‖ of an exact
-one, ε = 2.2e-16); Lanczos stops when a Ritz pair's residual is ≤ 1e-10·max|θ|, which bounds the
+arithmetic as ± rounding. The dense Hessian's entries are sums over N samples, each term rounded to a
+relative ε = 2.2e-16, and ``eigh`` is backward stable (each computed eigenvalue within about P·ε·‖H‖ of an exact
+one); Lanczos stops when a Ritz pair's residual is ≤ 1e-10·max|θ|, which bounds the
 distance from the Ritz value to an eigenvalue. 1e-9 sits above both and orders of magnitude below the
 negative curvature of (b) and (c). The rounding actually met is recorded: the dense Hessian is exactly
 symmetric in exact arithmetic, so max|H − Hᵀ|/max|H| measures it. Slices use the same tol relative to the
@@ -67,7 +68,7 @@ tested to float precision; ℓ(1, 2^−k) = k bits shows the unbounded growth as
 loss (p − y)² (``nablanet.MSELoss``).
 
 Records: ``part="point"`` one per (model, point): λ_min, λ_max, their ratio, how they were computed, and for
-the linear model the formula check; ``part="spectrum"`` the dense spectrum at each network's slice point;
+the linear model the formula check; ``part="spectrum"`` the dense spectrum at each network's trained point;
 ``part="neuron"`` the (w, b) grid; ``part="boundary"`` the bisected boundaries; ``part="slice"`` the slices'
 losses and ``part="slice_summary"`` their curvature and midpoint violation; ``part="ce"`` the loss curves.
 """
@@ -81,7 +82,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import OKABE_ITO, Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
 
@@ -91,6 +92,7 @@ TAIL = 40
 """The CE grid's tails: p = 2^−k and 1 − 2^−k for k = 1 … TAIL (exact in float64 up to k = 52)."""
 ASYMMETRY = "linear: Hessian asymmetry max|H − Hᵀ|/max|H|, largest"
 FORMULA = "linear: Hessian vs (1/N) Σ J(p) ⊗ x̃x̃ᵀ, max relative difference"
+J_MIN = "linear: smallest eigenvalue of any J(pₙ)"
 LANCZOS_CHECK = "hidden: |Lanczos − dense| at the trained point, relative to λ_max"
 FD_KEY = "slices: |second difference at 0 − dᵀHd|, relative to each model's largest |dᵀHd|"
 
@@ -171,12 +173,13 @@ def softmax_hessian(model: nn.Sequential, x: np.ndarray) -> tuple[np.ndarray, fl
     return h[np.ix_(order, order)], float(np.linalg.eigvalsh(jac).min())
 
 
-def curvature(model: nn.Sequential, x: np.ndarray, y: np.ndarray, method: str,
-              seed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def curvature(model: nn.Sequential, x: np.ndarray, y: np.ndarray, method: str, seed: int,
+              formula: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """λ_min, λ_max at the model's current θ and their unit eigenvectors (bottom, top).
 
     method "dense": ``nablanet.lab.hessian`` and ``eigh`` of its symmetric part (with the asymmetry, the
-    rounding met); "lanczos": ``hessian_eigenvalues`` which="SA" and "LA" on exact HVPs.
+    rounding met, and with ``formula`` the check against ``softmax_hessian``, for a Linear model alone);
+    "lanczos": ``hessian_eigenvalues`` which="SA" and "LA" on exact HVPs.
     """
     loss = nn.CrossEntropyLoss()
     row: dict[str, Any] = {"method": method, "params": int(flat(model).size)}
@@ -185,9 +188,9 @@ def curvature(model: nn.Sequential, x: np.ndarray, y: np.ndarray, method: str,
         vals, vecs = np.linalg.eigh((h + h.T) / 2)
         row["asymmetry"] = float(np.abs(h - h.T).max() / np.abs(h).max())
         lo, hi, v_lo, v_hi = vals[0], vals[-1], vecs[:, 0], vecs[:, -1]
-        if len(model) == 1:
-            formula, j_min = softmax_hessian(model, x)
-            row["formula_error"] = float(np.abs(h - formula).max() / np.abs(h).max())
+        if formula:
+            built, j_min = softmax_hessian(model, x)
+            row["formula_error"] = float(np.abs(h - built).max() / np.abs(h).max())
             row["j_min"] = j_min
     else:
         iters = min(row["params"], 1000)
@@ -261,7 +264,7 @@ def network_part(kind: str, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -
     vectors: list[tuple[np.ndarray, np.ndarray]] = []
     for i, (how, scale, epoch, theta) in enumerate(points):
         set_flat(model, theta)
-        row, v_lo, v_hi = curvature(model, x, y, method, cfg["seed"])
+        row, v_lo, v_hi = curvature(model, x, y, method, cfg["seed"], formula=kind == "linear")
         rows.append({"part": "point", "model": kind, "point": i, "kind": how, "scale": scale, "epoch": epoch,
                      "samples": len(x), "features": x.shape[1], "loss": loss_value(model, loss, x, y),
                      "norm": float(np.linalg.norm(theta)), **row,
@@ -390,9 +393,9 @@ def _network_numbers(rows: list[dict[str, Any]], kind: str) -> dict[str, Any]:
         else f"a random point at scale {worst['scale']:g}",
         f"{kind}: λ_min/λ_max at the trained point": trained["ratio"]}
     spectrum = [r["eigenvalue"] for r in _part(rows, "spectrum", model=kind)]
-    if kind == "linear":
+    if kind == "linear" and trained["method"] == "dense":
         head[FORMULA] = max(r["formula_error"] for r in pts)
-        head["linear: smallest eigenvalue of any J(pₙ)"] = min(r["j_min"] for r in pts)
+        head[J_MIN] = min(r["j_min"] for r in pts)
         head[ASYMMETRY] = max(r["asymmetry"] for r in pts)
     elif spectrum and trained["method"] == "lanczos":
         head[LANCZOS_CHECK] = max(
@@ -427,6 +430,8 @@ def _slice_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 r["midpoint_violation"] / r["loss_scale"]
             fd = max(fd, abs(r["second_difference_at_0"] - r["curvature"]) / top)
         head[f"slice {model}: slices with a midpoint violation"] = sum(r["violated"] for r in mine)
+        head[f"slice {model}: directions with a midpoint violation"] = (
+            ", ".join(r["direction"] for r in mine if r["violated"]) or "none")
     head[FD_KEY] = fd
     return head
 
@@ -463,16 +468,18 @@ def _linear_text(h: dict[str, Any], cfg: dict[str, Any]) -> str:
     scales = ", ".join(f"{s:g}" for s in cfg["scales"])
     where = (f"{n} points ({t} along a gradient-descent run of {cfg['epochs']} epochs, {n - t} random at "
              f"scales {scales})")
-    found = (f"λ_min ≥ −tol·λ_max held at all {where}" if k == 0 else
-             f"λ_min < −tol·λ_max at {k} of {where}, which contradicts the proof: look at those rows")
-    asym, formula = h[ASYMMETRY], h[FORMULA]
-    return (f"(a) Linear softmax classifier, {cfg['classes']} classes, {h['features d']} features, P = "
-            f"{h['linear: parameters P']} parameters, N = {h['digits N']} digits, tol = {cfg['tol']:g}: {found}; the "
-            f"most negative λ_min/λ_max was {h['linear: most negative λ_min/λ_max']:.2g}, rounding (the dense "
-            f"Hessian's asymmetry, which measures it, reached {asym:.2g} of its largest entry). The measured Hessian "
-            f"matched (1/N) Σ J(pₙ) ⊗ x̃ₙx̃ₙᵀ to a relative {formula:.2g}, and the smallest eigenvalue of any "
-            f"J(pₙ) = diag(pₙ) − pₙpₙᵀ was {h['linear: smallest eigenvalue of any J(pₙ)']:.2g}, zero to rounding "
-            "(each J(p) is a covariance matrix).")
+    worst = h["linear: most negative λ_min/λ_max"]
+    found = (f"λ_min ≥ −tol·λ_max held at all {where}; the most negative λ_min/λ_max was {worst:.2g}, rounding"
+             if k == 0 else f"λ_min < −tol·λ_max at {k} of {where} (down to λ_min/λ_max = {worst:.2g}), which "
+             "contradicts the proof: look at those rows")
+    text = (f"(a) Linear softmax classifier, {cfg['classes']} classes, {h['features d']} features, P = "
+            f"{h['linear: parameters P']} parameters, N = {h['digits N']} digits, tol = {cfg['tol']:g}: {found}.")
+    if FORMULA not in h:
+        return text + f" (P > dense_max = {cfg['dense_max']}: Lanczos alone, so no check of the formula.)"
+    return (f"{text} The dense Hessian's asymmetry, a measure of the rounding met, reached {h[ASYMMETRY]:.2g} of "
+            f"its largest entry; it matched (1/N) Σ J(pₙ) ⊗ x̃ₙx̃ₙᵀ to a relative {h[FORMULA]:.2g}, and the "
+            f"smallest eigenvalue of any J(pₙ) = diag(pₙ) − pₙpₙᵀ was {h[J_MIN]:.2g}, "
+            "zero to rounding (each J(p) is a covariance matrix).")
 
 
 def _hidden_text(h: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -506,20 +513,28 @@ def _neuron_text(h: dict[str, Any]) -> str:
             "the output is past 2/3 towards the wrong label.")
 
 
-def _slice_text(h: dict[str, Any]) -> str:
+def _slice_text(h: dict[str, Any], tol: float) -> str:
     def pair(model: str, direction: str) -> str:
         return (f"dᵀHd = {h[f'slice {model} {direction}: dᵀHd']:.3g}, midpoint violation "
                 f"{h[f'slice {model} {direction}: midpoint violation / loss scale']:.2g} of the loss")
 
     lin = max(h[f"slice linear {d}: midpoint violation / loss scale"] for d in DIRECTIONS)
+    bottom = h["slice linear bottom: dᵀHd"]
+    null = (f"its bottom eigenvector is a null direction (dᵀHd = {bottom:.2g}), along which the risk is flat"
+            if abs(bottom) <= tol * h["slice linear top: dᵀHd"] else
+            f"along its bottom eigenvector dᵀHd = {bottom:.3g}")
     lin_said = (f"the linear model's {len(DIRECTIONS)} slices are convex (largest midpoint violation "
-                f"{lin:.2g} of the loss, rounding; its bottom eigenvector is a null direction, dᵀHd = "
-                f"{h['slice linear bottom: dᵀHd']:.2g}, along which the risk is flat)"
-                if h["slice linear: slices with a midpoint violation"] == 0 else
-                f"the linear model's slices show a midpoint violation of {lin:.2g} of the loss")
-    return (f"Slices L(θ + s·d) through the trained points and the neuron's most concave grid point: {lin_said}; "
-            f"the hidden network's along its bottom eigenvector has {pair('hidden', 'bottom')} (random direction: "
-            f"{pair('hidden', 'random')}), and the neuron's {pair('neuron', 'bottom')}. The second differences of "
+                f"{lin:.2g} of the loss, rounding; {null})" if h["slice linear: slices with a midpoint violation"] == 0
+                else f"the linear model's slices show a midpoint violation of {lin:.2g} of the loss")
+    def bent(model: str) -> str:
+        k = h[f"slice {model}: slices with a midpoint violation"]
+        which = f" ({h[f'slice {model}: directions with a midpoint violation']})" if 0 < k < len(DIRECTIONS) else ""
+        return f"{_count(k, len(DIRECTIONS))}{which}"
+
+    return (f"Slices L(θ + s·d) through the trained points and the neuron's most concave grid point: {lin_said}. "
+            f"Of the hidden network's slices {bent('hidden')} have a midpoint above the chord; along its bottom "
+            f"eigenvector {pair('hidden', 'bottom')} (random direction: {pair('hidden', 'random')}). Of the neuron's "
+            f"{bent('neuron')}; along its bottom eigenvector {pair('neuron', 'bottom')}. The second differences of "
             f"the measured slices at s = 0 matched dᵀHd to {h[FD_KEY]:.2g} of each model's largest curvature.")
 
 
@@ -536,7 +551,8 @@ def _ce_text(h: dict[str, Any]) -> str:
 
 def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
     h = numbers(records, cfg)
-    text = " ".join((_linear_text(h, cfg), _hidden_text(h, cfg), _neuron_text(h), _slice_text(h), _ce_text(h)))
+    parts = (_linear_text(h, cfg), _hidden_text(h, cfg), _neuron_text(h), _slice_text(h, cfg["tol"]), _ce_text(h))
+    text = " ".join(parts)
     return Verdict(text, h)
 
 
@@ -558,7 +574,8 @@ def answer(records: Records, cfg: dict[str, Any]) -> Answer:
 
 
 # -- figures ------------------------------------------------------------------------------------------------
-COLORS = {"linear": "C0", "hidden": "C3", "neuron": "C2"}
+C = OKABE_ITO  # colours by value: a "C0" string would be read at save time, outside figure_style's cycle
+COLORS = {"linear": C[0], "hidden": C[3], "neuron": C[2]}
 
 
 def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
@@ -604,7 +621,7 @@ def _spectra_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax1.set(xlabel="point (training run first, then random)", ylabel="λ_min / λ_max",
             title=f"smallest eigenvalue per point (grey: |ratio| ≤ tol = {cfg['tol']:g})")
     ax2.set(xlabel="rank / (P − 1)", ylabel="eigenvalue / λ_max", title="the dense spectrum at the trained point")
-    for t, color in ((0.0, "C2"), (1.0, "C4")):
+    for t, color in ((0.0, C[2]), (1.0, C[4])):
         grid = _part(rows, "neuron", target=t)
         ax3.scatter([r["z"] for r in grid], [r["trace"] for r in grid], s=6, color=color, label=f"target t = {t:g}")
         ax3.axvline(_part(rows, "boundary", target=t)[0]["z"], color=color, ls="--", lw=1)
@@ -643,7 +660,7 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             summary = _part(rows, "slice_summary", model=model, direction=direction)[0]
             change = np.array([r["change"] for r in mine])
             flat = np.abs(change).max() <= cfg["tol"] * summary["loss_scale"]  # rounding only: drawn as it is
-            ax.plot([r["s"] for r in mine], change if flat else change / np.abs(change).max(), color=f"C{i}",
+            ax.plot([r["s"] for r in mine], change if flat else change / np.abs(change).max(), color=C[i],
                     label=f"{direction} (dᵀHd = {summary['curvature']:.3g}{', flat' if flat else ''})")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="s", ylabel="(L(θ + s·d) − L(θ)) / its largest |value|", title=titles[model])
@@ -656,7 +673,7 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
 def _ce_figure(rows: list[dict[str, Any]]) -> Any:
     plt = pyplot()
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1, 2, 2]})
-    style = {1: ("C0", "ℓ(1, p) = −log₂ p"), 0: ("C1", "ℓ(0, p) = −log₂(1 − p)")}
+    style = {1: (C[0], "ℓ(1, p) = −log₂ p"), 0: (C[1], "ℓ(0, p) = −log₂(1 − p)")}
     for y, (color, label) in style.items():
         mine = _part(rows, "ce", label=y)
         p = [r["p"] for r in mine]
@@ -673,7 +690,7 @@ def _ce_figure(rows: list[dict[str, Any]]) -> Any:
             title="cross-entropy and what it proxies")
     ax2.legend(fontsize=7, loc="upper center")
     tail = [r for r in _part(rows, "ce", label=1) if r["p"] <= 0.5]
-    ax3.plot([r["p"] for r in tail], [r["bits"] for r in tail], color="C0", marker=".", ms=3)
+    ax3.plot([r["p"] for r in tail], [r["bits"] for r in tail], color=C[0], marker=".", ms=3)
     ax3.set(xscale="log", xlabel="p (log scale)", ylabel="ℓ(1, p) bits", title="unbounded as p → 0")
     fig.suptitle("What does the two-class cross-entropy charge, in bits, against the 0-1 loss it stands in for?")
     fig.tight_layout()
