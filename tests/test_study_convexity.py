@@ -208,3 +208,18 @@ def test_the_report_answers_first(quick: tuple[StudyResult, Path]) -> None:
     k, n = h["hidden: points with negative curvature"], h["hidden: points tried"]
     assert result.answer.figure == "spectra"
     assert f"at {convexity._count(k, n)} points tried" in result.answer.text
+
+
+def test_lanczos_and_the_dense_hessian_agree() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((20, 3)), rng.integers(0, 3, 20)
+    model = nn.Sequential(nn.Linear(3, 4, rng=rng, dtype=np.float64), nn.Tanh(),
+                          nn.Linear(4, 3, rng=rng, dtype=np.float64))
+    dense, _, _ = convexity.curvature(model, x, y, "dense", 0)
+    lanczos, l_lo, l_hi = convexity.curvature(model, x, y, "lanczos", 0)
+    assert lanczos["lambda_min"] == pytest.approx(dense["lambda_min"], rel=1e-9)
+    assert lanczos["lambda_max"] == pytest.approx(dense["lambda_max"], rel=1e-9)
+    assert dense["lambda_min"] < 0 < dense["lambda_max"]  # the hidden layer's negative curvature, at a random init
+    h = nn.lab.hessian(model, nn.CrossEntropyLoss(), x, y)
+    for vec, lam in ((l_lo, lanczos["lambda_min"]), (l_hi, lanczos["lambda_max"])):
+        np.testing.assert_allclose(h @ vec, lam * vec, atol=1e-8 * abs(dense["lambda_max"]))
