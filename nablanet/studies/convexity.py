@@ -118,10 +118,12 @@ def network(kind: str, features: int, cfg: dict[str, Any], rng: np.random.Genera
 
 
 def flat(model: nn.Sequential) -> np.ndarray:
+    """The parameter vector θ (P,) in ``nablanet.lab.flatten_params``'s order (a copy)."""
     return nn.lab.flatten_params({k: p.data for k, p in model.named_parameters()}, model)
 
 
 def set_flat(model: nn.Sequential, theta: np.ndarray) -> None:
+    """Write θ (P,), in ``flatten_params``'s order, into the model's parameters."""
     for (_, p), value in zip(model.named_parameters(), nn.lab.unflatten_params(theta, model).values(), strict=True):
         p.data[...] = value
 
@@ -209,6 +211,7 @@ def negative(lam_min: float, lam_max: float, tol: float) -> bool:
 
 
 def loss_value(model: nn.Sequential, loss: nn.Loss, x: np.ndarray, target: np.ndarray) -> float:
+    """L(θ) at the model's current parameters (a forward pass, no gradient)."""
     value, _ = loss.forward(model(x), target)
     return float(value)
 
@@ -450,6 +453,7 @@ def _ce_numbers(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def numbers(records: Records, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers, every one computed from the rows."""
     rows = records.rows
     first = _part(rows, "point")[0]
     head: dict[str, Any] = {"tolerance tol (relative to max |λ|)": cfg["tol"], "digits N": first["samples"],
@@ -550,6 +554,7 @@ def _ce_text(h: dict[str, Any]) -> str:
 
 
 def verdict(records: Records, cfg: dict[str, Any]) -> Verdict:
+    """(a), (b), (c), the slices and the cross-entropy curves, in that order, with the numbers they rest on."""
     h = numbers(records, cfg)
     parts = (_linear_text(h, cfg), _hidden_text(h, cfg), _neuron_text(h), _slice_text(h, cfg["tol"]), _ce_text(h))
     text = " ".join(parts)
@@ -579,6 +584,7 @@ COLORS = {"linear": C[0], "hidden": C[3], "neuron": C[2]}
 
 
 def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
+    """The spectra (the answer's figure), the slices and the notes' Figure 2, all from the rows."""
     rows = records.rows
     return {
         "spectra": Figure(_spectra_figure(rows, cfg), "Left: λ_min/λ_max of the Hessian at every point tried (circles: "
