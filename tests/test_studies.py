@@ -280,7 +280,7 @@ def test_study_all_runs_every_study_and_writes_an_index_of_answers(tmp_path: Pat
     from nablanet.studies import site
 
     assert site.study_names() == list(site.ORDER) and sorted(site.ORDER) == sorted(REGISTRY)
-    monkeypatch.setattr(site, "study_names", lambda: ["saturation"])  # one study stands for all seven
+    monkeypatch.setattr(site, "study_names", lambda: ["saturation"])  # one study stands for all ten
     out = tmp_path / "site"
     assert main(["study", "all", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr()

@@ -7,6 +7,7 @@ result.json and a self-contained index.html.
 from nablanet.studies import (
     batch_size,
     coding,
+    convexity,
     label_smoothing,
     loss_gradients,
     momentum,
@@ -28,6 +29,7 @@ __all__ = [
     "batch_size",
     "coding",
     "config_hash",
+    "convexity",
     "label_smoothing",
     "loss_gradients",
     "momentum",

@@ -20,7 +20,7 @@ from nablanet.studies.base import REGISTRY, run_study
 from nablanet.studies.report import STYLE
 
 ORDER = ("saturation", "loss-gradients", "vanishing", "momentum", "batch-size", "newton", "label-smoothing",
-         "simplex", "coding")
+         "simplex", "convexity", "coding")
 """The studies in reading order; a study registered later and missing here comes after them."""
 
 
