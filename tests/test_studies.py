@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import re
@@ -295,6 +296,32 @@ def test_study_all_runs_every_study_and_writes_an_index_of_answers(tmp_path: Pat
         assert main(["study", "all", "--quick", "--out", str(tmp_path / "no"), *flag]) == 2
         assert f"nablanet study all: {flag[0]} sets one study's run" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_a_colour_named_by_its_place_in_the_cycle_is_saved_in_the_studies_palette(tmp_path: Path) -> None:
+    """matplotlib reads "C3" when it draws, at the save: the saved pixels are Okabe-Ito's vermilion, in a
+    report's PNG and in a sweep cell's."""
+    from nablanet.studies._sweep_cell import compute_cell
+    from nablanet.studies.base import OKABE_ITO, figure_style, save_figure
+
+    def draw(records: Records, config: dict[str, Any]) -> dict[str, Figure]:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.axis("off")
+        ax.plot([0, 1], [0.5, 0.5], color="C3", linewidth=40)  # a line keeps its colour's name until drawn
+        ax.set_xlim(0, 1)
+        return {"square": Figure(fig, "a square")}
+
+    vermilion = tuple(int(OKABE_ITO[3][i:i + 2], 16) for i in (1, 3, 5))
+    with figure_style():
+        figure = draw(Records([]), {})["square"].figure
+    path = save_figure(figure, tmp_path / "square.png")
+    study = Study("square", "?", "", lambda c: Records([{"x": 1}]), lambda r, c: Verdict("", {}), draw, {}, {})
+    cell = compute_cell(study, {}, figures=True)
+    import matplotlib.image as mpimg
+
+    for png in (mpimg.imread(path), mpimg.imread(io.BytesIO(cell.figures["square"]))):
+        assert tuple(round(255 * v) for v in png[png.shape[0] // 2, png.shape[1] // 2, :3]) == vermilion
 
 
 def test_the_figure_check_finds_what_makes_a_figure_hard_to_read() -> None:

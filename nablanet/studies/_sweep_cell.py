@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nablanet._io import current_umask
-from nablanet.studies.base import Study, _json_default, pyplot, records_to_csv, versions
+from nablanet.studies.base import Study, _json_default, figure_style, pyplot, records_to_csv, versions
 from nablanet.train.interrupts import propagate_interrupts
 
 
@@ -63,7 +63,8 @@ def compute_cell(study: Study, config: dict[str, Any], figures: bool = False) ->
         plt = pyplot()
         for stem, fig in result.figures.items():
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
+            with figure_style():  # a colour named "C3" is read at the save
+                fig.savefig(buf, format="png", dpi=100)
             pngs[stem] = buf.getvalue()
             plt.close(fig)
     return CellOutput(result.records, result.verdict, result.headline, result.captions, pngs, seconds)

@@ -295,11 +295,13 @@ def _write(study: Study, result: StudyResult, cfg: dict[str, Any], seconds: floa
 
 
 def save_figure(fig: Any, path: Path) -> Path:
-    """Save a matplotlib figure as PNG, atomically and with the user's umask, and close it."""
+    """Save a matplotlib figure as PNG, atomically and with the user's umask, and close it. In the studies'
+    style: matplotlib reads a colour named by its place in the cycle ("C3") when it draws, at the save."""
     import matplotlib.pyplot as plt
 
     try:
-        return atomic_savefig(path, fig, dpi=100)
+        with figure_style():
+            return atomic_savefig(path, fig, dpi=100)
     finally:
         plt.close(fig)
 
