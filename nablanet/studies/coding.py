@@ -51,6 +51,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.studies._guard import did_not_learn, learned
+from nablanet.studies._models import relu_mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
@@ -201,13 +202,7 @@ class _LabelCoder(nn.callbacks.Callback):
 
 
 def _mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Sequential:
-    rng = np.random.default_rng([seed, 4])
-    layers: list[nn.Layer] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width, rng=rng, dtype=np.float64), nn.ReLU()]
-        n_in = width
-    layers.append(nn.Linear(n_in, n_out, rng=rng, dtype=np.float64))
-    return nn.Sequential(*layers)
+    return relu_mlp(n_in, hidden, n_out, np.random.default_rng([seed, 4]))
 
 
 def _classifier_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:

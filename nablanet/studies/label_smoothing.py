@@ -66,6 +66,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
 from nablanet.studies._guard import did_not_learn, learned, over_seeds
+from nablanet.studies._models import relu_mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
@@ -126,13 +127,7 @@ def _data(name: str, seed: int) -> nn.data.Splits:
 
 
 def _mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Sequential:
-    rng = np.random.default_rng(seed)
-    layers: list[nn.Layer] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width, rng=rng, dtype=np.float64), nn.ReLU()]
-        n_in = width
-    layers.append(nn.Linear(n_in, n_out, rng=rng, dtype=np.float64))
-    return nn.Sequential(*layers)
+    return relu_mlp(n_in, hidden, n_out, np.random.default_rng(seed))
 
 
 def logit_gradient_stats(loss: nn.CrossEntropyLoss, z: np.ndarray, y: np.ndarray) -> dict[str, float]:

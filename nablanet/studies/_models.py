@@ -1,0 +1,18 @@
+"""The small networks several studies train, built in one place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import nablanet as nn
+
+
+def relu_mlp(n_in: int, hidden: list[int], n_out: int, rng: np.random.Generator) -> nn.Sequential:
+    """Linear → ReLU for each width in ``hidden``, then Linear(·, n_out), in float64 (PyTorch's default
+    initialization, drawn from ``rng``)."""
+    layers: list[nn.Layer] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width, rng=rng, dtype=np.float64), nn.ReLU()]
+        n_in = width
+    layers.append(nn.Linear(n_in, n_out, rng=rng, dtype=np.float64))
+    return nn.Sequential(*layers)
