@@ -30,7 +30,9 @@ through ``child_tangents`` and hands its result back through ``prefixed``. A ``v
 returns (dθ)˙ for every parameter of its layer. Tangents of a tuple-valued input (``Pair`` into
 ``Bilinear``) are tuples whose parts may be None. A container's vjp_rop recomputes what it needs
 (its children's ẋ by their jvp rules, their primal dy by their VJPs), so every rule keeps the one
-signature above and a new container or layer gets curvature by writing its two rules.
+signature above and a new container or layer gets curvature by writing its two rules. Within one
+product (``one_direction``), each layer's ẏ is computed once and a leaf's primal dy is read from the
+tape (``primal_dy``) instead.
 
 An unknown layer, activation or loss fails loudly with a NotImplementedError naming its type, the
 missing rule, and the module where such a rule is registered.

@@ -150,16 +150,12 @@ class MultiheadAttention(Container):
                     f"source length; got query {np.shape(query)}, key {np.shape(key)}, value {np.shape(value)} "
                     f"(batch_first={self.batch_first})."
                 )
-        n, tgt, E = q.shape
+        n, tgt = q.shape[:2]
         src = k.shape[1]
         h, d = self.num_heads, self.head_dim
         mask = self._mask(n, tgt, src, key_padding_mask, attn_mask, is_causal)
         Qm, Km, Vm = (self._project(a, role) for role, a in enumerate((q, k, v)))  # (N, L or S, E)
-
-        def heads(a: np.ndarray) -> np.ndarray:  # (N, T, E) → (N, h, T, d)
-            return np.ascontiguousarray(a.reshape(n, -1, h, d).transpose(0, 2, 1, 3))
-
-        Q, K, V = heads(Qm), heads(Km), heads(Vm)
+        Q, K, V = (np.ascontiguousarray(split_heads(a, h)) for a in (Qm, Km, Vm))  # (N, h, T, d)
         A = (Q @ K.swapaxes(-1, -2)) * (1.0 / math.sqrt(d))
         if mask is not None:
             A += mask
@@ -170,7 +166,7 @@ class MultiheadAttention(Container):
             keep = get_rng(rng).random(P.shape) >= self.dropout  # P(keep) = 1 − p
             drop = np.where(keep, 1.0 / (1.0 - self.dropout), 0.0).astype(P.dtype)
             Pd = P * drop
-        O = (Pd @ V).transpose(0, 2, 1, 3).reshape(n, tgt, E)
+        O = join_heads(Pd @ V)
         # through the dispatch like every child's forward (the lab watches it there); the VJP below is Linear's
         # own, so the cache a swapped Linear VJP wraps (nablanet.testing.replace_vjp) is unwrapped
         y, out_cache = kernels.forward(self.out_proj, O, train=train, rng=rng)

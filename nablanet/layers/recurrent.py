@@ -566,7 +566,7 @@ class RNN(RNNBase):
         w_hh: np.ndarray, need_dh0: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         h = dc.hs[1:]
-        dphi = dc.acts.astype(h.dtype) if self.mode == "RNN_RELU" else 1.0 - h * h  # φ′(aₜ)
+        dphi = rnn_dphi(self.mode, dc.acts, h)
         da = np.empty((*dys.shape[:-1], h.shape[-1]), h.dtype)  # (L, V, N, H)
         carry = np.zeros(da.shape[1:], h.dtype) if dh_last is None else dh_last
         for s in reversed(range(len(da))):
@@ -645,8 +645,7 @@ class GRU(RNNBase):
         r, z, n = dc.acts[..., :H], dc.acts[..., H:2 * H], dc.acts[..., 2 * H:]
         if dc.hn is None:  # only a cache made by GRU._scan reaches here
             raise ValueError("GRU.vjp needs a cache from GRU.forward")
-        # the step's local derivatives, all t at once: ∂hₜ/∂aₙ, ∂hₜ/∂a_z, ∂aₙ/∂a_r
-        p_n, p_z, p_r = (1.0 - z) * (1.0 - n * n), (dc.hs[:-1] - n) * z * (1.0 - z), dc.hn * r * (1.0 - r)
+        p_n, p_z, p_r = gru_step_factors(r, z, n, dc.hs[:-1], dc.hn)  # all t at once
         dai = np.empty((*dys.shape[:-1], 3 * H), dys.dtype)  # (L, V, N, 3H)
         dah = np.empty_like(dai)
         carry = np.zeros(dys.shape[1:], dys.dtype) if dh_last is None else dh_last
@@ -693,6 +692,18 @@ class LSTMStep(NamedTuple):
 
 CellVjp = Callable[[LSTMStep, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """One step's cell VJP: (step, dh, dc) → (da, dcₜ₋₁); see ``lstm_cell_vjp``."""
+
+
+def rnn_dphi(mode: str, acts: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """φ′(aₜ) of an Elman RNN from its cache: [aₜ ≥ 0] (``acts``, the ReLU's masks) or 1 − hₜ² (tanh)."""
+    return acts.astype(h.dtype) if mode == "RNN_RELU" else 1.0 - h * h
+
+
+def gru_step_factors(r: np.ndarray, z: np.ndarray, n: np.ndarray, h_prev: np.ndarray,
+                     hn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A GRU step's local derivatives p_n = ∂hₜ/∂aₙ = (1−z)(1−n²), p_z = ∂hₜ/∂a_z = (hₜ₋₁ − n) z(1−z) and
+    p_r = ∂aₙ/∂a_r = hn r(1−r), for one step or all t at once."""
+    return (1.0 - z) * (1.0 - n * n), (h_prev - n) * z * (1.0 - z), hn * r * (1.0 - r)
 
 
 def lstm_gate_derivatives(step: LSTMStep) -> np.ndarray:

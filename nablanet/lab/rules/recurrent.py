@@ -57,9 +57,10 @@ from nablanet.layers.recurrent import (
     _layer_output,
     _project,
     _sum_tn,
+    gru_step_factors,
     lstm_cell_dgates,
-    lstm_cell_vjp,
     lstm_gate_derivatives,
+    rnn_dphi,
 )
 
 jvp_rules.register(LastStep)(jvp_linear_map)
@@ -126,8 +127,7 @@ def _lstm_step(dc: _DirCache, s: int) -> LSTMStep:
 def _rnn_cell_jvp(layer: RNNBase, dc: _DirCache, s: int, ax: np.ndarray, gh: np.ndarray, h_prev: np.ndarray,
                   c_prev: np.ndarray | None) -> _StepDot:
     """hₜ = φ(aₜ):  ḣₜ = φ′(aₜ) ȧₜ,  ȧₜ = Ȧˣₜ + Ġʰₜ;  φ′ = 1 − hₜ² (tanh) or [aₜ ≥ 0] (ReLU)."""
-    dphi = dc.acts[s] if layer.mode == "RNN_RELU" else 1.0 - dc.hs[s + 1] ** 2
-    return _StepDot((ax + gh) * dphi)
+    return _StepDot((ax + gh) * rnn_dphi(layer.mode, dc.acts[s], dc.hs[s + 1]))
 
 
 def _gru_cell_jvp(layer: RNNBase, dc: _DirCache, s: int, ax: np.ndarray, gh: np.ndarray, h_prev: np.ndarray,
@@ -178,9 +178,11 @@ def _dir_jvp(layer: RNNBase, cell: CellJvp, dc: _DirCache, xdot: np.ndarray | No
         ax += _project(xdot, w_ih, None, dc.reverse)
     if wi_dot is not None:
         ax += _project(dc.x, wi_dot, None, dc.reverse)
-    ax += 0.0 if bi_dot is None else bi_dot
+    if bi_dot is not None:
+        ax += bi_dot
     gh_theta = np.zeros_like(ax) if wh_dot is None else dc.hs[:-1] @ wh_dot.T  # hₜ₋₁ Ẇ_hhᵀ + ḃ_hh
-    gh_theta += 0.0 if bh_dot is None else bh_dot
+    if bh_dot is not None:
+        gh_theta += bh_dot
     steps: list[_StepDot] = [_StepDot(np.zeros((n, H), dc.hs.dtype))]
     for s in range(L):
         steps.append(cell(layer, dc, s, ax[s], steps[-1].h @ w_hh.T + gh_theta[s], steps[-1].h, steps[-1].c))
@@ -226,12 +228,11 @@ def _jvp_recurrent(layer: RNNBase, cache: RecurrentCache, xdot: np.ndarray | Non
 def _rnn_cell_rop(layer: RNNBase, dc: _DirCache, t: _DirDot, s: int, dh: np.ndarray, dh_dot: np.ndarray,
                   dcn: np.ndarray, dcn_dot: np.ndarray) -> _CellRop:
     """daₜ = dhₜ ⊙ φ′(aₜ):  (daₜ)˙ = (dhₜ)˙ ⊙ φ′ + dhₜ ⊙ (φ′)˙,  (φ′)˙ = −2 hₜ ḣₜ (tanh), 0 (ReLU)."""
-    if layer.mode == "RNN_RELU":
-        dphi = dc.acts[s]
-        da, da_dot = dh * dphi, dh_dot * dphi
-    else:
-        h, h_dot = dc.hs[s + 1], t.hs[s + 1]
-        da, da_dot = dh * (1.0 - h * h), dh_dot * (1.0 - h * h) - 2.0 * dh * h * h_dot
+    h = dc.hs[s + 1]
+    dphi = rnn_dphi(layer.mode, dc.acts[s], h)
+    da, da_dot = dh * dphi, dh_dot * dphi
+    if layer.mode != "RNN_RELU":
+        da_dot -= 2.0 * dh * h * t.hs[s + 1]
     return _CellRop(da, da, da_dot, da_dot)
 
 
@@ -245,7 +246,7 @@ def _gru_cell_rop(layer: RNNBase, dc: _DirCache, t: _DirDot, s: int, dh: np.ndar
     assert dc.hn is not None and t.acts is not None and t.hn is not None  # a GRU's cache and tangents
     (r, z, n), (r_dot, z_dot, n_dot) = _gates(dc.acts[s], 3), _gates(t.acts[s], 3)
     hn, hn_dot, h_prev, h_prev_dot = dc.hn[s], t.hn[s], dc.hs[s], t.hs[s]
-    p_n, p_z, p_r = (1.0 - z) * (1.0 - n * n), (h_prev - n) * z * (1.0 - z), hn * r * (1.0 - r)
+    p_n, p_z, p_r = gru_step_factors(r, z, n, h_prev, hn)
     pd_n = -z_dot * (1.0 - n * n) - 2.0 * (1.0 - z) * n * n_dot
     pd_z = (h_prev_dot - n_dot) * z * (1.0 - z) + (h_prev - n) * (1.0 - 2.0 * z) * z_dot
     pd_r = hn_dot * r * (1.0 - r) + hn * (1.0 - 2.0 * r) * r_dot
@@ -271,14 +272,15 @@ def _lstm_cell_rop(layer: RNNBase, dc: _DirCache, t: _DirDot, s: int, dh: np.nda
     i_dot, f_dot, g_dot, o_dot = _gates(t.acts[s], 4)
     tc2 = 1.0 - step.tanh_c ** 2
     tc_dot = tc2 * t.cs[s + 1]
-    da, dc_prev = lstm_cell_vjp(step, dh, dcn)
-    dgates, dct = lstm_cell_dgates(step, dh, dcn)
+    dgates, dct = lstm_cell_dgates(step, dh, dcn)  # lstm_cell_vjp's first lines; D is needed below
+    d = lstm_gate_derivatives(step)
+    da, dc_prev = dgates * d, dct * step.f
     e = dh * (o_dot * tc2 - 2.0 * step.o * step.tanh_c * tc_dot)
     dgates_dot, dct_dot = lstm_cell_dgates(step, dh_dot, dcn_dot + e)  # the parts linear in the tangents
     dgates_dot += np.concatenate([dct * g_dot, dct * t.cs[s], dct * i_dot, dh * tc_dot], axis=-1)
     d_dot = np.concatenate([i_dot * (1.0 - 2.0 * step.i), f_dot * (1.0 - 2.0 * step.f), -2.0 * step.g * g_dot,
                             o_dot * (1.0 - 2.0 * step.o)], axis=-1)
-    da_dot = dgates_dot * lstm_gate_derivatives(step) + dgates * d_dot
+    da_dot = dgates_dot * d + dgates * d_dot
     return _CellRop(da, da, da_dot, da_dot, dc_prev=dc_prev, dc_prev_dot=dct_dot * step.f + dct * f_dot)
 
 

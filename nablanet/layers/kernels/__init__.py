@@ -65,18 +65,10 @@ def vjp_kernel(cls: type) -> Callable[[VjpFn], VjpFn]:
 
 
 def forward(layer: Layer, x: Any, *, train: bool, rng: Any) -> tuple[Any, Any]:
-    """``layer.forward(x)``, through the registered variant where there is one."""
+    """``layer.forward(x)``, through the registered variant where there is one; under ``observing``,
+    reported to the latest observer as the call starts and ends."""
+    done = _OBSERVERS[-1](layer, x) if _OBSERVERS else None
     fast = _FORWARD.get(type(layer))
-    if _OBSERVERS:
-        return _observed(layer, x, fast, train, rng)
-    if fast is None:
-        return layer.forward(x, train=train, rng=rng)
-    return fast(layer, x, train=train, rng=rng)
-
-
-def _observed(layer: Layer, x: Any, fast: ForwardFn | None, train: bool, rng: Any) -> tuple[Any, Any]:
-    """``forward`` under ``observing``: the same call, reported to the latest observer as it starts and ends."""
-    done = _OBSERVERS[-1](layer, x)
     y, cache = layer.forward(x, train=train, rng=rng) if fast is None else fast(layer, x, train=train, rng=rng)
     if done is not None:
         done(y, cache)
