@@ -125,30 +125,31 @@ def plot_simplex(
     height means nothing). C > 3: the triangle of ``classes`` (``simplex_coords``), the points of the
     other classes in grey. ``names``: a name per class (default "class c"). Draws into ``ax`` when
     given, else into a new figure; returns the Figure."""
-    from nablanet.lab.simplex import check_labels, check_points, simplex_records
+    from nablanet.lab.simplex import _chosen, _coords, check_labels, check_points
 
     arr = check_points(p, "plot_simplex")
     n_classes = arr.shape[1]
     y = check_labels(labels, len(arr), n_classes, "plot_simplex")
     if names is not None and len(names) != n_classes:
         raise ValueError(f"plot_simplex got {len(names)} names for {n_classes} classes; expected one per class")
-    rec = simplex_records(arr, y, classes=classes)
+    chosen = _chosen(arr, classes, "plot_simplex")
     plt = _pyplot()
     fig = ax.figure if ax is not None else plt.subplots(figsize=(5, 4.6) if n_classes > 2 else (6, 2.2))[0]
     ax = ax if ax is not None else fig.axes[0]
     label = (lambda c: names[c]) if names is not None else (lambda c: f"class {c}")
-    xy = rec.xy
+    xy = _coords(arr, chosen)
     if n_classes == 2:
         xy = np.column_stack([xy[:, 0], _jitter(len(xy))])
-        _draw_segment(ax, rec.classes, label)
+        _draw_segment(ax, chosen, label)
     else:
-        _draw_triangle(ax, rec.classes, label, f"1/{n_classes}")
-    for c in np.unique(y).tolist():
+        _draw_triangle(ax, chosen, label, f"1/{n_classes}")
+    present = np.unique(y).tolist()
+    for c in present:
         mine = y == c
-        drawn = c in rec.classes
+        drawn = c in chosen
         ax.scatter(xy[mine, 0], xy[mine, 1], s=size, color=f"C{c % 10}" if drawn else "0.6", alpha=0.7, lw=0,
                    label=label(c) if drawn else "_other", zorder=3)
-    if any(c not in rec.classes for c in np.unique(y).tolist()):
+    if any(c not in chosen for c in present):
         ax.scatter([], [], s=size, color="0.6", label="other classes")
     ax.set_aspect("equal")
     ax.set(xticks=[], yticks=[])  # the plane's coordinates mean nothing to a reader: no ticks, no frame

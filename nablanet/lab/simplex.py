@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from nablanet._validation import as_numeric_array
-from nablanet.layers.activations import Sigmoid
+from nablanet.layers.activations import Sigmoid, sigmoid
 from nablanet.layers.base import Layer
 from nablanet.layers.sequential import Sequential
 from nablanet.layers.softmax import LogSoftmax, Softmax, softmax
@@ -127,10 +127,10 @@ def output_probabilities(out: Any, model: Layer | None = None, *, who: str = "si
                          "need not sum to 1, not a point of the simplex. Fix: end in Linear(…, C) (logits) or "
                          "Softmax(dim=1) for C classes, or one output for two classes.")
     if z.shape[1] == 1:
-        s = z[:, 0] if isinstance(end, Sigmoid) else None
-        if s is None:  # σ(z) and 1 − σ(z) each from its own exp, so neither loses digits to a subtraction
-            return np.stack([np.exp(-np.logaddexp(0.0, z[:, 0])), np.exp(-np.logaddexp(0.0, -z[:, 0]))], axis=1)
-        return np.stack([1.0 - s, s], axis=1)
+        if isinstance(end, Sigmoid):
+            return np.stack([1.0 - z[:, 0], z[:, 0]], axis=1)
+        # 1 − σ(z) as σ(−z), so that neither column loses digits to a subtraction
+        return np.stack([sigmoid(-z[:, 0]), sigmoid(z[:, 0])], axis=1)
     if isinstance(end, Softmax):
         return z
     if isinstance(end, LogSoftmax):
@@ -220,10 +220,18 @@ def simplex_coords(p: Any, *, classes: Any = None) -> np.ndarray:
     C = 3, the segment for C = 2 (second coordinate 0), and for C > 3 the triangle of ``classes`` (three
     indices; default: the three of largest mean probability) after renormalising over them."""
     arr = check_points(p, "simplex_coords")
-    chosen = default_classes(arr) if classes is None else _check_classes(classes, arr.shape[1], "simplex_coords")
-    if arr.shape[1] == 2:
-        return arr[:, list(chosen)] @ SEGMENT
+    return _coords(arr, _chosen(arr, classes, "simplex_coords"))
+
+
+def _chosen(arr: np.ndarray, classes: Any, who: str) -> tuple[int, ...]:
+    return default_classes(arr) if classes is None else _check_classes(classes, arr.shape[1], who)
+
+
+def _coords(arr: np.ndarray, chosen: tuple[int, ...]) -> np.ndarray:
+    """``simplex_coords`` of points already checked, at the vertices ``chosen``."""
     q = arr[:, list(chosen)]
+    if arr.shape[1] == 2:
+        return q @ SEGMENT
     if arr.shape[1] > 3:
         total = q.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -239,16 +247,25 @@ def simplex_records(p: Any, labels: Any, *, classes: Any = None) -> SimplexRecor
     classes: for C > 3 the three classes of the picture (``simplex_coords``); membership and margin use
     all C classes whatever the picture shows."""
     arr = check_points(p, "simplex_records")
-    n, c = arr.shape
-    y = check_labels(labels, n, c, "simplex_records")
-    chosen = default_classes(arr) if classes is None else _check_classes(classes, c, "simplex_records")
-    rows = np.arange(n)
+    y = check_labels(labels, arr.shape[0], arr.shape[1], "simplex_records")
+    return _records(arr, y, _chosen(arr, classes, "simplex_records"))
+
+
+def _records(arr: np.ndarray, y: np.ndarray, chosen: tuple[int, ...]) -> SimplexRecords:
+    """``simplex_records`` of points and labels already checked."""
+    p_label, inside, margin = _membership(arr, y)
+    return SimplexRecords(p=arr, label=y, predicted=arr.argmax(axis=1), p_label=p_label, inside=inside,
+                          margin=margin, xy=_coords(arr, chosen), classes=chosen)
+
+
+def _membership(arr: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """p_y, whether p lies in P_y (p_y ≥ max_{j≠y} p_j) and the signed margin (p_y − max_{j≠y} p_j)/√2."""
+    rows = np.arange(len(arr))
     p_label = arr[rows, y]
     others = arr.copy()
     others[rows, y] = -np.inf
-    rival = others.max(axis=1)  # max_{j≠y} p_j
-    return SimplexRecords(p=arr, label=y, predicted=arr.argmax(axis=1), p_label=p_label, inside=p_label >= rival,
-                          margin=(p_label - rival) / ROOT2, xy=simplex_coords(arr, classes=chosen), classes=chosen)
+    rival = others.max(axis=1)
+    return p_label, p_label >= rival, (p_label - rival) / ROOT2
 
 
 def batch_rows(output: Any, target: Any, model: Layer | None) -> list[tuple[str, float]]:
@@ -266,15 +283,19 @@ def batch_rows(output: Any, target: Any, model: Layer | None) -> list[tuple[str,
     keep = (t >= 0) & (t < p.shape[1])
     if not keep.any():
         return []
-    rec = simplex_records(p[keep], t[keep].astype(np.int64))
-    rows = [("simplex_inside", float(rec.inside.mean())), ("simplex_margin_mean", float(rec.margin.mean())),
-            ("simplex_margin_min", float(rec.margin.min()))]
-    for c in np.unique(rec.label).tolist():
-        mine = rec.label == c
-        rows += [(f"simplex_inside_{c}", float(rec.inside[mine].mean())),
-                 (f"simplex_margin_mean_{c}", float(rec.margin[mine].mean()))]
-        rows += [(f"simplex_p_{c}_{j}", float(v)) for j, v in enumerate(rec.p[mine].mean(axis=0).tolist())]
-        if p.shape[1] <= 3:  # the map is affine: the mean point's coordinates are the mean of the coordinates
-            x, y = rec.xy[mine].mean(axis=0).tolist()
-            rows += [(f"simplex_x_{c}", x), (f"simplex_y_{c}", y)]
+    p, y = p[keep], t[keep].astype(np.int64)
+    _, inside, margin = _membership(p, y)
+    rows = [("simplex_inside", float(inside.mean())), ("simplex_margin_mean", float(margin.mean())),
+            ("simplex_margin_min", float(margin.min()))]
+    classes, which, counts = np.unique(y, return_inverse=True, return_counts=True)
+    w = (which[:, None] == np.arange(len(classes))) / counts  # (N, K): each true class's mean, as one product
+    means = np.column_stack([inside @ w, margin @ w])
+    points = w.T @ p  # (K, C) each class's mean point
+    # the map is affine: the mean point's coordinates are the mean of the coordinates
+    xy = _coords(points, tuple(range(p.shape[1]))) if p.shape[1] <= 3 else None
+    for k, c in enumerate(classes.tolist()):
+        rows += [(f"simplex_inside_{c}", float(means[k, 0])), (f"simplex_margin_mean_{c}", float(means[k, 1]))]
+        rows += [(f"simplex_p_{c}_{j}", float(v)) for j, v in enumerate(points[k].tolist())]
+        if xy is not None:
+            rows += [(f"simplex_x_{c}", float(xy[k, 0])), (f"simplex_y_{c}", float(xy[k, 1]))]
     return rows
