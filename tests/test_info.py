@@ -297,6 +297,23 @@ def test_arithmetic_code_of_a_stream_costs_its_cross_entropy() -> None:
     assert info.arithmetic_overhead_bound(0, 2) == 2.0
 
 
+def test_float32_probabilities_are_held_to_float32s_tolerance() -> None:
+    """A float32 softmax row sums to 1 only within ~1e-7: the codes take such tables (a classifier's default
+    dtype), checked within √ε of float32, not of the float64 they are computed in."""
+    from nablanet.layers.softmax import softmax
+
+    rng = np.random.default_rng(0)
+    p = softmax(rng.standard_normal((200, 10)).astype(np.float32) * 4, axis=1)
+    assert p.dtype == np.float32 and np.abs(p.sum(axis=1, dtype=np.float64) - 1).max() > 1.5e-8
+    labels = rng.integers(0, 10, 200)
+    bits = nn.info.arithmetic_encode(labels, p)
+    np.testing.assert_array_equal(nn.info.arithmetic_decode(bits, p), labels)
+    row = np.float32([0.1, 0.2, 0.3, 0.4 + 2e-7])
+    assert sorted(len(w) for w in nn.info.huffman_code(row).values()) == [1, 2, 3, 3]
+    with pytest.raises(ValueError, match="sum to"):
+        nn.info.huffman_code(np.float32([0.1, 0.2, 0.3, 0.41]))
+
+
 def test_arithmetic_counts_keep_every_possible_outcome() -> None:
     from nablanet.info.arithmetic import _frequencies
 

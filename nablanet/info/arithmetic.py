@@ -86,7 +86,8 @@ def arithmetic_overhead_bound(n_symbols: int, n_outcomes: int) -> float:
 
 def _table(probabilities: Any, who: str) -> np.ndarray:
     """The probability table as float64 (K,) or (N, K), checked: entries ≥ 0, each row summing to 1."""
-    p = _probabilities(probabilities, "probabilities", who).astype(np.float64)
+    given = _probabilities(probabilities, "probabilities", who)
+    p = given.astype(np.float64)
     if p.ndim not in (1, 2) or p.shape[-1] == 0 or (p.ndim == 2 and p.shape[0] == 0):
         raise ValueError(
             f"{who} got probabilities of shape {p.shape}; expected one distribution (K,) shared by every symbol, "
@@ -95,7 +96,7 @@ def _table(probabilities: Any, who: str) -> np.ndarray:
     if p.shape[-1] > ARITHMETIC_MAX_OUTCOMES:
         raise ValueError(f"{who} got {p.shape[-1]} outcomes; expected at most {ARITHMETIC_MAX_OUTCOMES} "
                          "(ARITHMETIC_MAX_OUTCOMES), so that rounding to counts out of 2^32 costs nothing visible.")
-    sums_to_one(p, p.ndim - 1, "probabilities", who)
+    sums_to_one(given, p.ndim - 1, "probabilities", who)  # within the tolerance of the dtype it came in
     return p
 
 

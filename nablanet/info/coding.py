@@ -32,13 +32,15 @@ def _table(probabilities: Any, who: str) -> tuple[list[Hashable], np.ndarray]:
     else:
         values = probabilities
         symbols = []
-    p = _probabilities(values, "probabilities", who).astype(np.float64)
+    given = _probabilities(values, "probabilities", who)
+    p = given.astype(np.float64)
     if p.ndim != 1 or p.size == 0:
         raise ValueError(
             f"{who} got probabilities of shape {p.shape}; expected a non-empty dict {{symbol: p}} or a 1-D "
             "sequence [p_0, ..., p_(k-1)] (the symbols are then 0..k-1). Fix: e.g. {'a': 0.5, 'b': 0.5}."
         )
-    sums_to_one(p, 0, "probabilities", who, fix="divide each probability by their total")
+    # within the tolerance of the dtype it came in (float32 softmax rows are off by ~1e-7)
+    sums_to_one(given, 0, "probabilities", who, fix="divide each probability by their total")
     return (symbols if symbols else list(range(p.size))), p
 
 
