@@ -211,10 +211,12 @@ def block_code(stream: Any, m: int, *, p: float) -> BlockCoding:
     """
     blocks = to_blocks(stream, m)
     probs = block_probabilities(p, m)
-    code = huffman_code(probs)
-    encoded = encode(blocks, code)
-    m, n_bits = len(blocks[0]), len(blocks) * len(blocks[0])
-    return BlockCoding(m, float(p), code, encoded, n_bits, len(encoded) / n_bits, expected_length(code, probs) / m)
+    code = huffman_code(probs)  # a code over every block: encode's and expected_length's checks would only repeat
+    encoded = "".join([code[b] for b in blocks])
+    m = int(m)
+    n_bits = len(blocks) * m
+    expected = float(np.dot(list(probs.values()), [len(code[b]) for b in probs]))
+    return BlockCoding(m, float(p), code, encoded, n_bits, len(encoded) / n_bits, expected / m)
 
 
 def bernoulli_stream(q: float, n: int, *, rng: RNGLike = None) -> np.ndarray:
