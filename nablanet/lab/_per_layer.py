@@ -418,8 +418,8 @@ def check_rop(name: str, layer: Layer, x: Any, forward: Callable[[Layer, Any], t
     several = isinstance(x, tuple | list)
     dx_rows = [(f"(dx.{i})˙" if several else "(dx)˙", i) for i, t in enumerate(_parts(xdot)) if t is not None]
     for tensor, i in dx_rows:
-        sides = (_parts(dx_p)[i], _parts(dx_0)[i], _parts(dx_m)[i]) if several else (dx_p, dx_0, dx_m)
-        got = _parts(dxdot)[i] if several else dxdot
+        sides = (_parts(dx_p)[i], _parts(dx_0)[i], _parts(dx_m)[i])
+        got = _parts(dxdot)[i]
         rows.append(row("vjp_rop rule", tensor, got, (sides[0] - sides[2]) / (2 * eps), FD_RTOL, f"{tensor} disagrees "
                         "with central differences of the VJP along (ẋ, θ̇, dẏ).", vjp_rop_rules, sides))
     for k in thetadot:

@@ -34,8 +34,8 @@ MultiheadAttention's in-projection and attention apart from its ``out_proj`` (se
     (``saturation_fraction_z`` …; see ``nablanet.lab.parts``).
 
 Other layer types get the generic quantities only. The rules sit beside their layers, in
-``nablanet/lab/rules/activations.py`` (the recurrent one in ``nablanet/lab/parts.py``); register one
-for a new type with
+``nablanet/lab/rules/activations.py`` (the recurrent one in ``nablanet/lab/rules/recurrent.py``);
+register one for a new type with
 ``@activation_rules.register(MyLayer)`` (``from nablanet.lab.registry import activation_rules``); it is
 called as ``rule(layer, x, y, cache, eps)`` with the layer's input x and output y (once per part, with
 the part's, for a layer split into parts) and returns ``{quantity: value}``.

@@ -31,7 +31,7 @@ Recurrent activation quantities (over every step t, sample n and hidden unit h o
 the cached gate activations: GRU and LSTM ``saturation_fraction_<gate>`` = mean [|f′(a)| < eps] per
 gate (r, z, n; i, f, g, o), with σ′ = s(1 − s) and tanh′ = 1 − g², from the gate's value itself; an
 Elman tanh RNN ``saturation_fraction`` of hₜ; a ReLU RNN ``zero_fraction`` and ``dead_fraction`` (the
-hidden units that are 0 at every step for every sample).
+hidden units that are 0 at every step for every sample); the rule is in ``nablanet/lab/rules/recurrent.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from nablanet.lab._tape import Trace
-from nablanet.lab.registry import activation_rules, parameter_part_rules, parts_rules
+from nablanet.lab.registry import parameter_part_rules, parts_rules
 from nablanet.layers import Sequential, kernels
 from nablanet.layers.attention import AttentionCache, MultiheadAttention, MultiheadAttentionCache
 from nablanet.layers.base import Layer, TapeEntry
@@ -128,27 +128,6 @@ def _recurrent_parameter_part(layer: RNNBase, local: str) -> str:
             if local in layer._param_names(k, d):
                 return _part_name(layer, k, d)
     return ""
-
-
-_GATES = {"GRU": "rzn", "LSTM": "ifgo"}
-_TANH_GATES = "ng"
-
-
-@activation_rules.register(RNNBase)
-def _recurrent_saturation(layer: RNNBase, x: Any, y: Any, cache: _DirCache, eps: float) -> dict[str, float]:
-    """Per part (see the module docstring): gate saturation from the gate values the forward kept."""
-    a = cache.acts
-    if layer.mode == "RNN_RELU":
-        zero = np.asarray(y) == 0  # (N, L, H)
-        return {"zero_fraction": float(np.mean(zero)), "dead_fraction": float(np.mean(np.all(zero, axis=(0, 1))))}
-    if layer.mode == "RNN_TANH":  # acts holds hₜ = tanh(aₜ)
-        return {"saturation_fraction": float(np.mean(1 - a * a < eps))}
-    H, out = layer.hidden_size, {}
-    for j, gate in enumerate(_GATES[layer.mode]):
-        g = a[..., j * H:(j + 1) * H]
-        slope = 1 - g * g if gate in _TANH_GATES else g * (1 - g)
-        out[f"saturation_fraction_{gate}"] = float(np.mean(np.abs(slope) < eps))
-    return out
 
 
 # -- attention: the in-projection and attention, apart from out_proj ------------------------------------------

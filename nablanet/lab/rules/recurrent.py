@@ -38,11 +38,11 @@ dy, dẏ carry one vector axis V = 1 inside, as ``_vjp_stack``'s: (L, 1, N, D·H
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from nablanet.lab.registry import jvp_rules, vjp_rop_rules
+from nablanet.lab.registry import activation_rules, jvp_rules, vjp_rop_rules
 from nablanet.lab.rop import RopResult, Tangents, add, jvp_linear_map, vjp_rop_fixed_jacobian
 from nablanet.layers.base import NO_DX
 from nablanet.layers.recurrent import (
@@ -356,3 +356,26 @@ def _rop_recurrent(
         dout, dout_dot = (dlayer, dlayer_dot) if mask is None else (dlayer * mask[:, None], dlayer_dot * mask[:, None])
     ordered = {name: grads[name].reshape(layer._parameters[name].shape) for name in layer._parameters}
     return (layer._dx_layout(cache, dout_dot, vshape) if need_dx else NO_DX), ordered
+
+
+# -- activation statistics, per part ------------------------------------------------------------------------
+_GATES = {"GRU": "rzn", "LSTM": "ifgo"}
+_TANH_GATES = "ng"
+
+
+@activation_rules.register(RNNBase)
+def _recurrent_saturation(layer: RNNBase, x: Any, y: Any, cache: _DirCache, eps: float) -> dict[str, float]:
+    """Per part (a layer and direction, ``nablanet.lab.parts``): gate saturation from the gate values the forward
+    kept: the ReLU's zero and dead fractions, or the fraction of units with |f′| < eps, per gate of a GRU or LSTM."""
+    a = cache.acts
+    if layer.mode == "RNN_RELU":
+        zero = np.asarray(y) == 0  # (N, L, H)
+        return {"zero_fraction": float(np.mean(zero)), "dead_fraction": float(np.mean(np.all(zero, axis=(0, 1))))}
+    if layer.mode == "RNN_TANH":  # acts holds hₜ = tanh(aₜ)
+        return {"saturation_fraction": float(np.mean(1 - a * a < eps))}
+    H, out = layer.hidden_size, {}
+    for j, gate in enumerate(_GATES[layer.mode]):
+        g = a[..., j * H:(j + 1) * H]
+        slope = 1 - g * g if gate in _TANH_GATES else g * (1 - g)
+        out[f"saturation_fraction_{gate}"] = float(np.mean(np.abs(slope) < eps))
+    return out
