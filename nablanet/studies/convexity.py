@@ -19,11 +19,17 @@ exactly constant, so λ_min = 0 and the slice along the bottom eigenvector is fl
 Measured: the dense Hessian (``nablanet.lab.hessian``, one exact HVP per column) against the formula
 above built from the model's softmax outputs, the smallest eigenvalue of every J(pₙ), and the spectrum.
 
-(b) One hidden layer, z = W₂ φ(W₁x + b₁) + b₂ (φ = tanh or ReLU). Now z is not linear in θ, and
-H = Jᵀ J(p) J (the Gauss-Newton part, PSD; J = ∂z/∂θ) plus Σ_c (p − q)_c ∇²_θ z_c. In that second part
-the (W₂, W₂) block is zero (z is linear in W₂) and the (W₂, W₁) block B is not, so on the (W₂, W₁)
-coordinates it reads [[0, B], [Bᵀ, 0]], whose eigenvalues are ±σᵢ(B): indefinite, and nothing makes the
-Gauss-Newton part outweigh it everywhere. λ_min and λ_max come from Lanczos on exact HVPs
+(b) One hidden layer, z = W₂ φ(W₁x + b₁) + b₂ (φ = tanh or ReLU). Now z is not linear in θ, and with
+Gₙ = ∂zₙ/∂θ (C, P) the Jacobian of the logits,
+
+    H = (1/N) Σₙ [Gₙᵀ J(pₙ) Gₙ + Σ_c (pₙ − qₙ)_c ∇²_θ zₙ,c],
+
+the first term the Gauss-Newton part (PSD). In the second the (W₂, W₂) block is zero (z is linear in W₂),
+the (W₂, W₁) block B is not, and the (W₁, W₁) block D carries φ″ (D = 0 for ReLU, whose φ″ = 0), so on
+the (W₂, W₁) coordinates it reads [[0, B], [Bᵀ, D]]. For ReLU its eigenvalues are ±σᵢ(B); for any D, a
+zero diagonal block with B ≠ 0 still gives a negative direction: with uᵀBw < 0, v = (u, εw) has
+vᵀ[[0, B], [Bᵀ, D]]v = 2ε uᵀBw + ε² wᵀDw < 0 for small ε > 0. So the second term is indefinite, and
+nothing makes the Gauss-Newton part outweigh it everywhere. λ_min and λ_max come from Lanczos on exact HVPs
 (``nablanet.lab.hessian_eigenvalues``, which="SA" and "LA"), checked against the dense spectrum at one
 point when P ≤ ``dense_max``.
 
@@ -48,7 +54,7 @@ The tolerance. A point has negative curvature when λ_min < −``tol``·max(|λ_
 default. Why not 0: a true zero eigenvalue (the linear model has at least d + 1) comes out of float64
 arithmetic as ± rounding. The dense Hessian's entries are sums over N samples, each term rounded to a
 relative ε = 2.2e-16, and ``eigh`` is backward stable (each computed eigenvalue within about P·ε·‖H‖ of an exact
-one); Lanczos stops when a Ritz pair's residual is ≤ 1e-10·max|θ|, which bounds the
+one); Lanczos stops when a Ritz pair's residual is ≤ 1e-10·max |Ritz value|, which bounds the
 distance from the Ritz value to an eigenvalue. 1e-9 sits above both and orders of magnitude below the
 negative curvature of (b) and (c). The rounding actually met is recorded: the dense Hessian is exactly
 symmetric in exact arithmetic, so max|H − Hᵀ|/max|H| measures it. Slices use the same tol relative to the
