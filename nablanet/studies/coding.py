@@ -478,7 +478,7 @@ def _blocks_figure(rows: list[dict[str, Any]]) -> Any:
     upper = np.array([b["upper_bound"] for b in blocks])
     same = [r for r in _part(rows, "wrong") if r["p"] == q]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    ax1.fill_between(ms, h, upper, color="#56B4E9", alpha=0.3, lw=0,
+    ax1.fill_between(ms, h, upper, color="C5", alpha=0.3, lw=0,
                      label="Shannon's band: H(q) ≤ E/m < H(q) + 1/m")
     ax1.axhline(h, color="k", lw=1.5, label=f"entropy H(q) = {h:.4f}")
     ax1.plot(ms, expected, "o-", color="C0", label="Huffman: expected E[length]/m")
@@ -489,7 +489,7 @@ def _blocks_figure(rows: list[dict[str, Any]]) -> Any:
     ax1.set(xlabel="block length m (source bits per block)", ylabel="code bits per source bit",
             title=f"Bernoulli(q = {q:g}) source")
     ax1.legend(fontsize=8)
-    ax2.plot(ms, upper - h, "--", color="#56B4E9", lw=2, label="Shannon's bound: 1/m")
+    ax2.plot(ms, upper - h, "--", color="C5", lw=2, label="Shannon's bound: 1/m")
     ax2.plot(ms, expected - h, "o-", color="C0", label="Huffman: expected E/m − H(q)")
     above = measured > h  # a log axis shows only a positive excess
     ax2.plot(ms[above], measured[above] - h, "x", color="C3", ms=9, mew=2, label="Huffman: measured − H(q)")

@@ -88,7 +88,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import OKABE_ITO, Answer, Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
 
@@ -585,8 +585,7 @@ def answer(records: Records, cfg: dict[str, Any]) -> Answer:
 
 
 # -- figures ------------------------------------------------------------------------------------------------
-C = OKABE_ITO  # colours by value: a "C0" string would be read at save time, outside figure_style's cycle
-COLORS = {"linear": C[0], "hidden": C[3], "neuron": C[2]}
+COLORS = {"linear": "C0", "hidden": "C3", "neuron": "C2"}
 
 
 def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
@@ -633,7 +632,7 @@ def _spectra_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax1.set(xlabel="point (training run first, then random)", ylabel="λ_min / λ_max",
             title=f"smallest eigenvalue per point (grey: |ratio| ≤ tol = {cfg['tol']:g})")
     ax2.set(xlabel="rank / (P − 1)", ylabel="eigenvalue / λ_max", title="the dense spectrum at the trained point")
-    for t, color in ((0.0, C[2]), (1.0, C[4])):
+    for t, color in ((0.0, "C2"), (1.0, "C4")):
         grid = _part(rows, "neuron", target=t)
         ax3.scatter([r["z"] for r in grid], [r["trace"] for r in grid], s=6, color=color, label=f"target t = {t:g}")
         ax3.axvline(_part(rows, "boundary", target=t)[0]["z"], color=color, ls="--", lw=1)
@@ -672,7 +671,7 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             summary = _part(rows, "slice_summary", model=model, direction=direction)[0]
             change = np.array([r["change"] for r in mine])
             flat = np.abs(change).max() <= cfg["tol"] * summary["loss_scale"]  # rounding only: drawn as it is
-            ax.plot([r["s"] for r in mine], change if flat else change / np.abs(change).max(), color=C[i],
+            ax.plot([r["s"] for r in mine], change if flat else change / np.abs(change).max(), color=f"C{i}",
                     label=f"{direction} (dᵀHd = {summary['curvature']:.3g}{', flat' if flat else ''})")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="s", ylabel="(L(θ + s·d) − L(θ)) / its largest |value|", title=titles[model])
@@ -685,7 +684,7 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
 def _ce_figure(rows: list[dict[str, Any]]) -> Any:
     plt = pyplot()
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1, 2, 2]})
-    style = {1: (C[0], "ℓ(1, p) = −log₂ p"), 0: (C[1], "ℓ(0, p) = −log₂(1 − p)")}
+    style = {1: ("C0", "ℓ(1, p) = −log₂ p"), 0: ("C1", "ℓ(0, p) = −log₂(1 − p)")}
     for y, (color, label) in style.items():
         mine = _part(rows, "ce", label=y)
         p = [r["p"] for r in mine]
@@ -702,7 +701,7 @@ def _ce_figure(rows: list[dict[str, Any]]) -> Any:
             title="cross-entropy and what it proxies")
     ax2.legend(fontsize=7, loc="upper center")
     tail = [r for r in _part(rows, "ce", label=1) if r["p"] <= 0.5]
-    ax3.plot([r["p"] for r in tail], [r["bits"] for r in tail], color=C[0], marker=".", ms=3)
+    ax3.plot([r["p"] for r in tail], [r["bits"] for r in tail], color="C0", marker=".", ms=3)
     ax3.set(xscale="log", xlabel="p (log scale)", ylabel="ℓ(1, p) bits", title="unbounded as p → 0")
     fig.suptitle("What does the two-class cross-entropy charge, in bits, against the 0-1 loss it stands in for?")
     fig.tight_layout()
