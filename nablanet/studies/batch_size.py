@@ -75,6 +75,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies._guard import over_seeds, stuck
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
@@ -84,9 +85,7 @@ _SAMPLINGS = ("with replacement", "without replacement")
 
 
 def _model(hidden: int, seed: int) -> nn.Sequential:
-    rng = np.random.default_rng(seed)
-    return nn.Sequential(nn.Linear(64, hidden, rng=rng, dtype=np.float64), nn.Tanh(),
-                         nn.Linear(hidden, 10, rng=rng, dtype=np.float64))
+    return mlp(64, [hidden], 10, np.random.default_rng(seed), nn.Tanh)
 
 
 def _full_loss(model: nn.Layer, loss: nn.Loss, x: np.ndarray, y: np.ndarray) -> float:

@@ -51,7 +51,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.studies._guard import did_not_learn, learned
-from nablanet.studies._models import relu_mlp
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
@@ -201,10 +201,6 @@ class _LabelCoder(nn.callbacks.Callback):
         self._code(epoch + 1)
 
 
-def _mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Sequential:
-    return relu_mlp(n_in, hidden, n_out, np.random.default_rng([seed, 4]))
-
-
 def _classifier_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     splits = nn.data.load_digits(seed=cfg["seed"], dtype=np.float64)
     (x, y), (xt, yt) = splits.train, splits.test
@@ -217,7 +213,7 @@ def _classifier_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     prior = code_labels(yt, counts / counts.sum())
     prior.pop("_cost")
     rows.append({"part": "labels", "code": "class frequencies", **prior})
-    model = _mlp(x.shape[1], cfg["hidden"], c, cfg["seed"])
+    model = mlp(x.shape[1], cfg["hidden"], c, np.random.default_rng([cfg["seed"], 4]))
     coder = _LabelCoder(model, (xt, yt))
     opt = nn.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
     nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=cfg["epochs"], batch_size=cfg["batch_size"],

@@ -88,6 +88,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
@@ -115,12 +116,8 @@ def digits(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def network(kind: str, features: int, cfg: dict[str, Any], rng: np.random.Generator) -> nn.Sequential:
     """Linear(d, C), or Linear(d, hidden) → tanh/ReLU → Linear(hidden, C), in float64."""
-    c = cfg["classes"]
-    if kind == "linear":
-        return nn.Sequential(nn.Linear(features, c, rng=rng, dtype=np.float64))
-    act = nn.Tanh() if cfg["activation"] == "tanh" else nn.ReLU()
-    return nn.Sequential(nn.Linear(features, cfg["hidden"], rng=rng, dtype=np.float64), act,
-                         nn.Linear(cfg["hidden"], c, rng=rng, dtype=np.float64))
+    hidden = [] if kind == "linear" else [cfg["hidden"]]
+    return mlp(features, hidden, cfg["classes"], rng, nn.Tanh if cfg["activation"] == "tanh" else nn.ReLU)
 
 
 def flat(model: nn.Sequential) -> np.ndarray:

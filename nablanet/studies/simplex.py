@@ -42,6 +42,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.lab.plots import plot_simplex
 from nablanet.studies._guard import did_not_learn, learned
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
@@ -111,11 +112,6 @@ class _Snapshots(Callback):
                            "x": float(rec.xy[n, 0]), "y": float(rec.xy[n, 1])} for n in range(len(self.y))]
 
 
-def _mlp(n_out: int, cfg: dict[str, Any], rng: np.random.Generator) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(64, cfg["hidden"], rng=rng, dtype=np.float64), nn.Tanh(),
-                         nn.Linear(cfg["hidden"], n_out, rng=rng, dtype=np.float64))
-
-
 def _times(cfg: dict[str, Any]) -> dict[int, str]:
     return {0: "init", cfg["epochs"] // 2: "mid", cfg["epochs"]: "end"}
 
@@ -131,7 +127,7 @@ def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """The 2-simplex: a 3-class MLP on the digits ``classes`` (module docstring); the per-epoch, per-point
     and Recorder rows."""
     x, y = digits(cfg["classes"], seed)
-    model, loss = _mlp(3, cfg, np.random.default_rng([seed, 3])), nn.CrossEntropyLoss()
+    model, loss = mlp(64, [cfg["hidden"]], 3, np.random.default_rng([seed, 3]), nn.Tanh), nn.CrossEntropyLoss()
 
     def error(m: nn.Sequential) -> tuple[np.ndarray, float]:
         z = nn.predict(m, x)
@@ -150,7 +146,7 @@ def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 def two_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """The 1-simplex: one binary logit on the digits ``binary_classes``; the per-epoch and per-point rows."""
     x, y = digits(cfg["binary_classes"], seed)
-    model, loss = _mlp(1, cfg, np.random.default_rng([seed, 2])), nn.BCEWithLogitsLoss()
+    model, loss = mlp(64, [cfg["hidden"]], 1, np.random.default_rng([seed, 2]), nn.Tanh), nn.BCEWithLogitsLoss()
     target = y[:, None].astype(np.float64)
 
     def error(m: nn.Sequential) -> tuple[np.ndarray, float]:
