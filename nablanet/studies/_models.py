@@ -19,3 +19,10 @@ def mlp(n_in: int, hidden: list[int], n_out: int, rng: np.random.Generator,
         n_in = width
     layers.append(nn.Linear(n_in, n_out, rng=rng, dtype=np.float64))
     return nn.Sequential(*layers)
+
+
+def set_flat(model: nn.Layer, theta: np.ndarray) -> None:
+    """Write the flat parameter vector θ (P,), in ``nablanet.lab.flatten_params``'s order, into the model's
+    parameters (in place)."""
+    for (_, p), value in zip(model.named_parameters(), nn.lab.unflatten_params(theta, model).values(), strict=True):
+        p.data[...] = value

@@ -88,7 +88,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies._models import mlp
+from nablanet.studies._models import mlp, set_flat
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
@@ -122,13 +122,7 @@ def network(kind: str, features: int, cfg: dict[str, Any], rng: np.random.Genera
 
 def flat(model: nn.Sequential) -> np.ndarray:
     """The parameter vector θ (P,) in ``nablanet.lab.flatten_params``'s order (a copy)."""
-    return nn.lab.flatten_params({k: p.data for k, p in model.named_parameters()}, model)
-
-
-def set_flat(model: nn.Sequential, theta: np.ndarray) -> None:
-    """Write θ (P,), in ``flatten_params``'s order, into the model's parameters."""
-    for (_, p), value in zip(model.named_parameters(), nn.lab.unflatten_params(theta, model).values(), strict=True):
-        p.data[...] = value
+    return nn.lab.flatten_params(model.state_dict(), model)
 
 
 def random_point(model: nn.Sequential, scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -667,9 +661,9 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             mine = _part(rows, "slice", model=model, direction=direction)
             summary = _part(rows, "slice_summary", model=model, direction=direction)[0]
             change = np.array([r["change"] for r in mine])
-            flat = np.abs(change).max() <= cfg["tol"] * summary["loss_scale"]  # rounding only: drawn as it is
-            ax.plot([r["s"] for r in mine], change if flat else change / np.abs(change).max(), color=f"C{i}",
-                    label=f"{direction} (dᵀHd = {summary['curvature']:.3g}{', flat' if flat else ''})")
+            level = np.abs(change).max() <= cfg["tol"] * summary["loss_scale"]  # rounding only: drawn as it is
+            ax.plot([r["s"] for r in mine], change if level else change / np.abs(change).max(), color=f"C{i}",
+                    label=f"{direction} (dᵀHd = {summary['curvature']:.3g}{', flat' if level else ''})")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="s", ylabel="(L(θ + s·d) − L(θ)) / its largest |value|", title=titles[model])
         ax.legend(fontsize=7)
