@@ -81,7 +81,6 @@ losses and ``part="slice_summary"`` their curvature and midpoint violation; ``pa
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
@@ -89,7 +88,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.studies._models import mlp, set_flat
-from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, blas_threads, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
 
@@ -362,13 +361,7 @@ def ce_part() -> list[dict[str, Any]]:
 def measure(cfg: dict[str, Any]) -> Records:
     """The rows of the module docstring. BLAS runs on one thread (threadpoolctl, installed with scikit-learn,
     which the digits need): the matrices are small, and on a shared machine more threads only wait."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        one_thread: Any = contextlib.nullcontext()
-    else:
-        one_thread = threadpool_limits(limits=1, user_api="blas")
-    with one_thread:
+    with blas_threads(1, "convexity", setting=None):
         x, y = digits(cfg)
         rows = [*network_part("linear", x, y, cfg), *network_part("hidden", x, y, cfg), *neuron_part(cfg)]
     return Records(rows + ce_part())
