@@ -87,6 +87,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
+from nablanet.layers.softmax import softmax
 from nablanet.studies._models import mlp, set_flat
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, blas_threads, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
@@ -160,9 +161,7 @@ def training_points(model: nn.Sequential, x: np.ndarray, y: np.ndarray,
 def softmax_hessian(model: nn.Sequential, x: np.ndarray) -> tuple[np.ndarray, float]:
     """The linear model's Hessian from the formula H = (1/N) Σₙ J(pₙ) ⊗ x̃ₙx̃ₙᵀ, in the lab's order
     (weight (C, d) in C order, then bias (C,)), and min over n of λ_min(J(pₙ))."""
-    z = model(x)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax(model(x), axis=1)
     jac = np.einsum("nc,cd->ncd", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]
     xt = np.hstack([x, np.ones((len(x), 1))])
     c, d1 = p.shape[1], xt.shape[1]
