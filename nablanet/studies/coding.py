@@ -79,16 +79,12 @@ def arithmetic_on_stream(stream: np.ndarray, p: float) -> dict[str, Any]:
     """Arithmetic-code ``stream`` with the table (1 − p, p): the stream's fraction of 1s q̂, measured bits per
     symbol, the stream's own Σ −log₂ p(xₙ) per symbol (the ideal, = H(q̂, p)), the coder's overhead bound per
     symbol, and the round trip."""
-    table = [1.0 - p, p]
-    code = nn.info.arithmetic_encode(stream, table)
-    back = nn.info.arithmetic_decode(code, table, n=stream.size)
     with np.errstate(divide="ignore"):
-        ideal = float(-np.log2(np.where(stream == 1, p, 1.0 - p)).sum())
+        coded = code_labels(stream, np.array([1.0 - p, p]))  # the stream's bits as labels 0 and 1
     n = stream.size
-    return {"empirical_q": float(stream.mean()), "arithmetic": len(code) / n, "arithmetic_ideal": ideal / n,
-            "arithmetic_coded_bits": len(code),
-            "arithmetic_overhead": nn.info.arithmetic_overhead_bound(n, 2) / n,
-            "arithmetic_round_trip": bool(np.array_equal(back, stream))}
+    return {"empirical_q": float(stream.mean()), "arithmetic": coded["bits_per_label"],
+            "arithmetic_ideal": coded["ideal_bits"] / n, "arithmetic_coded_bits": coded["bits"],
+            "arithmetic_overhead": coded["overhead_bound"] / n, "arithmetic_round_trip": coded["round_trip"]}
 
 
 def shannon_block_cost(stream: np.ndarray, m: int, p: float, q: float) -> tuple[float, float]:
