@@ -19,12 +19,13 @@ Method. Digits (``nn.data.load_digits``, the training split of seed ``seed``, pi
 three classes ``classes``, relabelled 0, 1, 2 in that order; a 64-``hidden``-3 tanh MLP (float64,
 PyTorch's initialisation from the seed's generator: small logits, so the points start near 1/3) trained
 with cross-entropy by SGD at ``lr`` in mini-batches of ``batch_size`` for ``epochs`` epochs. After every
-epoch (and before the first) the whole training set is mapped into P in evaluation mode
-(``simplex_points``): the inside fraction (overall and per class), the training error and loss, the
-number of samples on which membership and correctness disagree, and the margin's quantiles; at epoch 0
-("init"), ``epochs // 2`` ("mid") and ``epochs`` ("end") every sample's point is kept. The Recorder's
-``simplex`` quantity records the batches' clouds every ``record_every`` steps during ``fit``, read from
-the output each step computed (training mode, before the update).
+epoch (and before the first) the whole training set is mapped into P in evaluation mode (one
+``nn.predict`` whose logits give both p, as ``simplex_points`` maps them, and the error): the inside
+fraction (overall and per class), the training error and loss, the number of samples on which membership
+and correctness disagree, and the margin's quantiles; at epoch 0 ("init"), ``epochs // 2`` ("mid") and
+``epochs`` ("end") every sample's point is kept. The Recorder's ``simplex`` quantity records the batches'
+clouds every ``record_every`` steps during ``fit``, read from the output each step computed (training
+mode, before the update).
 
 The 1-simplex: the digits ``binary_classes`` (relabelled 0, 1), a 64-``hidden``-1 tanh MLP with one
 binary logit z under BCEWithLogitsLoss, p = (1 − σ(z), σ(z)) on the segment, the boundary at ½; its error
@@ -41,6 +42,7 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.lab.plots import plot_simplex
+from nablanet.lab.simplex import output_probabilities
 from nablanet.studies._guard import did_not_learn, learned
 from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
@@ -90,8 +92,9 @@ class _Snapshots(Callback):
 
     def take(self, epoch: int) -> None:
         model = self.context.model
-        rec = nn.lab.simplex_records(nn.lab.simplex_points(model, self.x), self.y)
-        correct, loss = self.error(model)  # each sample's verdict from the logits, apart from p
+        z = nn.predict(model, self.x)  # one forward pass: p (as simplex_points gives it) and the error
+        rec = nn.lab.simplex_records(output_probabilities(z, model), self.y)
+        correct, loss = self.error(z)  # each sample's verdict from the logits, apart from p
         n_classes = rec.p.shape[1]
         q10, q50, q90 = np.quantile(rec.margin, [0.1, 0.5, 0.9]).tolist()
         row = {"part": "epoch", "run": self.run, "seed": self.seed, "epoch": epoch, "n": len(self.y),
@@ -129,8 +132,7 @@ def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     x, y = digits(cfg["classes"], seed)
     model, loss = mlp(64, [cfg["hidden"]], 3, np.random.default_rng([seed, 3]), nn.Tanh), nn.CrossEntropyLoss()
 
-    def error(m: nn.Sequential) -> tuple[np.ndarray, float]:
-        z = nn.predict(m, x)
+    def error(z: np.ndarray) -> tuple[np.ndarray, float]:
         return z.argmax(axis=1) == y, float(loss(z, y))  # the rule arg max z
 
     snaps = _Snapshots("3-class", seed, x, y, error, _times(cfg))
@@ -149,8 +151,7 @@ def two_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     model, loss = mlp(64, [cfg["hidden"]], 1, np.random.default_rng([seed, 2]), nn.Tanh), nn.BCEWithLogitsLoss()
     target = y[:, None].astype(np.float64)
 
-    def error(m: nn.Sequential) -> tuple[np.ndarray, float]:
-        z = nn.predict(m, x)
+    def error(z: np.ndarray) -> tuple[np.ndarray, float]:
         return (z[:, 0] > 0) == (y == 1), float(loss(z, target))  # the rule z > 0
 
     snaps = _Snapshots("2-class", seed, x, y, error, _times(cfg))
