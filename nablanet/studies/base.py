@@ -320,6 +320,25 @@ colour cycle (C0 blue, C1 orange, C2 green, C3 vermilion, ...)."""
 
 
 @contextlib.contextmanager
+def blas_threads(limit: int | None, study: str, setting: str | None = "blas_threads") -> Iterator[None]:
+    """Limit BLAS to ``limit`` threads inside the block (threadpoolctl); None changes nothing. ``study`` and
+    ``setting`` (the study's option for the limit, None if it has none) name the asker in the error that a
+    missing threadpoolctl raises."""
+    if limit is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError as exc:
+        asked = f"got {setting}={limit}" if setting else f"limits BLAS to {limit} thread(s)"
+        fix = f", or pass --set {setting}=null." if setting else "."
+        raise ImportError(f"the {study} study {asked}, which needs threadpoolctl (installed with "
+                          f"scikit-learn). Fix: pip install threadpoolctl{fix}") from exc
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
 def figure_style() -> Iterator[None]:
     """The studies' figure style for the block: the colour-blind-safe cycle and legible font sizes."""
     plt = pyplot()

@@ -64,18 +64,17 @@ the machine rather than of the method. None leaves BLAS as it is.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 import nablanet as nn
 from nablanet.studies._guard import over_seeds, stuck
-from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
+from nablanet.studies._models import mlp
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, blas_threads, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks import Callback
 
@@ -84,9 +83,7 @@ _SAMPLINGS = ("with replacement", "without replacement")
 
 
 def _model(hidden: int, seed: int) -> nn.Sequential:
-    rng = np.random.default_rng(seed)
-    return nn.Sequential(nn.Linear(64, hidden, rng=rng, dtype=np.float64), nn.Tanh(),
-                         nn.Linear(hidden, 10, rng=rng, dtype=np.float64))
+    return mlp(64, [hidden], 10, np.random.default_rng(seed), nn.Tanh)
 
 
 def _full_loss(model: nn.Layer, loss: nn.Loss, x: np.ndarray, y: np.ndarray) -> float:
@@ -241,23 +238,6 @@ def _epochs_to(run: list[dict[str, Any]], target: float) -> int | None:
     return next((r["epoch"] for r in run if r["train_loss"] <= target), None)
 
 
-@contextlib.contextmanager
-def blas_threads(limit: int | None) -> Iterator[None]:
-    """Limit BLAS to ``limit`` threads inside the block (threadpoolctl); None changes nothing."""
-    if limit is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError as exc:
-        raise ImportError(
-            f"the batch-size study got blas_threads={limit}, which needs threadpoolctl (installed with "
-            "scikit-learn). Fix: pip install threadpoolctl, or pass --set blas_threads=null."
-        ) from exc
-    with threadpool_limits(limits=limit, user_api="blas"):
-        yield
-
-
 def measure(cfg: dict[str, Any]) -> Records:
     """Rows ``part="variance"`` (one per state, sampling and B: measured and predicted ‖g_B − g‖²),
     ``"fit"`` (the power law per state, sampling and treatment) and ``"training"`` (one per setting, seed,
@@ -265,7 +245,7 @@ def measure(cfg: dict[str, Any]) -> Records:
     rate: the whole grid on the first seed, the selected rate alone on the others)."""
     splits = nn.data.load_digits(seed=cfg["seed"], dtype=np.float64)
     x, y = splits.train
-    with blas_threads(cfg["blas_threads"]):
+    with blas_threads(cfg["blas_threads"], "batch-size"):
         rows = _variance_part(cfg, x, y)
         rows += _fits(rows)
         rows += _training_part(cfg, x, y)

@@ -51,7 +51,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import softmax
 from nablanet.studies._guard import did_not_learn, learned
-from nablanet.studies._models import relu_mlp
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 
@@ -79,16 +79,12 @@ def arithmetic_on_stream(stream: np.ndarray, p: float) -> dict[str, Any]:
     """Arithmetic-code ``stream`` with the table (1 − p, p): the stream's fraction of 1s q̂, measured bits per
     symbol, the stream's own Σ −log₂ p(xₙ) per symbol (the ideal, = H(q̂, p)), the coder's overhead bound per
     symbol, and the round trip."""
-    table = [1.0 - p, p]
-    code = nn.info.arithmetic_encode(stream, table)
-    back = nn.info.arithmetic_decode(code, table, n=stream.size)
     with np.errstate(divide="ignore"):
-        ideal = float(-np.log2(np.where(stream == 1, p, 1.0 - p)).sum())
+        coded = code_labels(stream, np.array([1.0 - p, p]))  # the stream's bits as labels 0 and 1
     n = stream.size
-    return {"empirical_q": float(stream.mean()), "arithmetic": len(code) / n, "arithmetic_ideal": ideal / n,
-            "arithmetic_coded_bits": len(code),
-            "arithmetic_overhead": nn.info.arithmetic_overhead_bound(n, 2) / n,
-            "arithmetic_round_trip": bool(np.array_equal(back, stream))}
+    return {"empirical_q": float(stream.mean()), "arithmetic": coded["bits_per_label"],
+            "arithmetic_ideal": coded["ideal_bits"] / n, "arithmetic_coded_bits": coded["bits"],
+            "arithmetic_overhead": coded["overhead_bound"] / n, "arithmetic_round_trip": coded["round_trip"]}
 
 
 def shannon_block_cost(stream: np.ndarray, m: int, p: float, q: float) -> tuple[float, float]:
@@ -201,10 +197,6 @@ class _LabelCoder(nn.callbacks.Callback):
         self._code(epoch + 1)
 
 
-def _mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Sequential:
-    return relu_mlp(n_in, hidden, n_out, np.random.default_rng([seed, 4]))
-
-
 def _classifier_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     splits = nn.data.load_digits(seed=cfg["seed"], dtype=np.float64)
     (x, y), (xt, yt) = splits.train, splits.test
@@ -217,7 +209,7 @@ def _classifier_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     prior = code_labels(yt, counts / counts.sum())
     prior.pop("_cost")
     rows.append({"part": "labels", "code": "class frequencies", **prior})
-    model = _mlp(x.shape[1], cfg["hidden"], c, cfg["seed"])
+    model = mlp(x.shape[1], cfg["hidden"], c, np.random.default_rng([cfg["seed"], 4]))
     coder = _LabelCoder(model, (xt, yt))
     opt = nn.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
     nn.fit(model, nn.CrossEntropyLoss(), opt, train=(x, y), epochs=cfg["epochs"], batch_size=cfg["batch_size"],
@@ -478,7 +470,7 @@ def _blocks_figure(rows: list[dict[str, Any]]) -> Any:
     upper = np.array([b["upper_bound"] for b in blocks])
     same = [r for r in _part(rows, "wrong") if r["p"] == q]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    ax1.fill_between(ms, h, upper, color="#56B4E9", alpha=0.3, lw=0,
+    ax1.fill_between(ms, h, upper, color="C5", alpha=0.3, lw=0,
                      label="Shannon's band: H(q) ≤ E/m < H(q) + 1/m")
     ax1.axhline(h, color="k", lw=1.5, label=f"entropy H(q) = {h:.4f}")
     ax1.plot(ms, expected, "o-", color="C0", label="Huffman: expected E[length]/m")
@@ -489,7 +481,7 @@ def _blocks_figure(rows: list[dict[str, Any]]) -> Any:
     ax1.set(xlabel="block length m (source bits per block)", ylabel="code bits per source bit",
             title=f"Bernoulli(q = {q:g}) source")
     ax1.legend(fontsize=8)
-    ax2.plot(ms, upper - h, "--", color="#56B4E9", lw=2, label="Shannon's bound: 1/m")
+    ax2.plot(ms, upper - h, "--", color="C5", lw=2, label="Shannon's bound: 1/m")
     ax2.plot(ms, expected - h, "o-", color="C0", label="Huffman: expected E/m − H(q)")
     above = measured > h  # a log axis shows only a positive excess
     ax2.plot(ms[above], measured[above] - h, "x", color="C3", ms=9, mew=2, label="Huffman: measured − H(q)")

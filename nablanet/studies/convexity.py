@@ -19,11 +19,17 @@ exactly constant, so λ_min = 0 and the slice along the bottom eigenvector is fl
 Measured: the dense Hessian (``nablanet.lab.hessian``, one exact HVP per column) against the formula
 above built from the model's softmax outputs, the smallest eigenvalue of every J(pₙ), and the spectrum.
 
-(b) One hidden layer, z = W₂ φ(W₁x + b₁) + b₂ (φ = tanh or ReLU). Now z is not linear in θ, and
-H = Jᵀ J(p) J (the Gauss-Newton part, PSD; J = ∂z/∂θ) plus Σ_c (p − q)_c ∇²_θ z_c. In that second part
-the (W₂, W₂) block is zero (z is linear in W₂) and the (W₂, W₁) block B is not, so on the (W₂, W₁)
-coordinates it reads [[0, B], [Bᵀ, 0]], whose eigenvalues are ±σᵢ(B): indefinite, and nothing makes the
-Gauss-Newton part outweigh it everywhere. λ_min and λ_max come from Lanczos on exact HVPs
+(b) One hidden layer, z = W₂ φ(W₁x + b₁) + b₂ (φ = tanh or ReLU). Now z is not linear in θ, and with
+Gₙ = ∂zₙ/∂θ (C, P) the Jacobian of the logits,
+
+    H = (1/N) Σₙ [Gₙᵀ J(pₙ) Gₙ + Σ_c (pₙ − qₙ)_c ∇²_θ zₙ,c],
+
+the first term the Gauss-Newton part (PSD). In the second the (W₂, W₂) block is zero (z is linear in W₂),
+the (W₂, W₁) block B is not, and the (W₁, W₁) block D carries φ″ (D = 0 for ReLU, whose φ″ = 0), so on
+the (W₂, W₁) coordinates it reads [[0, B], [Bᵀ, D]]. For ReLU its eigenvalues are ±σᵢ(B); for any D, a
+zero diagonal block with B ≠ 0 still gives a negative direction: with uᵀBw < 0, v = (u, εw) has
+vᵀ[[0, B], [Bᵀ, D]]v = 2ε uᵀBw + ε² wᵀDw < 0 for small ε > 0. So the second term is indefinite, and
+nothing makes the Gauss-Newton part outweigh it everywhere. λ_min and λ_max come from Lanczos on exact HVPs
 (``nablanet.lab.hessian_eigenvalues``, which="SA" and "LA"), checked against the dense spectrum at one
 point when P ≤ ``dense_max``.
 
@@ -48,7 +54,7 @@ The tolerance. A point has negative curvature when λ_min < −``tol``·max(|λ_
 default. Why not 0: a true zero eigenvalue (the linear model has at least d + 1) comes out of float64
 arithmetic as ± rounding. The dense Hessian's entries are sums over N samples, each term rounded to a
 relative ε = 2.2e-16, and ``eigh`` is backward stable (each computed eigenvalue within about P·ε·‖H‖ of an exact
-one); Lanczos stops when a Ritz pair's residual is ≤ 1e-10·max|θ|, which bounds the
+one); Lanczos stops when a Ritz pair's residual is ≤ 1e-10·max |Ritz value|, which bounds the
 distance from the Ritz value to an eigenvalue. 1e-9 sits above both and orders of magnitude below the
 negative curvature of (b) and (c). The rounding actually met is recorded: the dense Hessian is exactly
 symmetric in exact arithmetic, so max|H − Hᵀ|/max|H| measures it. Slices use the same tol relative to the
@@ -75,14 +81,15 @@ losses and ``part="slice_summary"`` their curvature and midpoint violation; ``pa
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
 import numpy as np
 
 import nablanet as nn
-from nablanet.studies.base import OKABE_ITO, Answer, Figure, Records, Study, Verdict, pyplot, register
+from nablanet.layers.softmax import softmax
+from nablanet.studies._models import mlp, set_flat
+from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, blas_threads, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
 
@@ -109,23 +116,13 @@ def digits(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def network(kind: str, features: int, cfg: dict[str, Any], rng: np.random.Generator) -> nn.Sequential:
     """Linear(d, C), or Linear(d, hidden) → tanh/ReLU → Linear(hidden, C), in float64."""
-    c = cfg["classes"]
-    if kind == "linear":
-        return nn.Sequential(nn.Linear(features, c, rng=rng, dtype=np.float64))
-    act = nn.Tanh() if cfg["activation"] == "tanh" else nn.ReLU()
-    return nn.Sequential(nn.Linear(features, cfg["hidden"], rng=rng, dtype=np.float64), act,
-                         nn.Linear(cfg["hidden"], c, rng=rng, dtype=np.float64))
+    hidden = [] if kind == "linear" else [cfg["hidden"]]
+    return mlp(features, hidden, cfg["classes"], rng, nn.Tanh if cfg["activation"] == "tanh" else nn.ReLU)
 
 
 def flat(model: nn.Sequential) -> np.ndarray:
     """The parameter vector θ (P,) in ``nablanet.lab.flatten_params``'s order (a copy)."""
-    return nn.lab.flatten_params({k: p.data for k, p in model.named_parameters()}, model)
-
-
-def set_flat(model: nn.Sequential, theta: np.ndarray) -> None:
-    """Write θ (P,), in ``flatten_params``'s order, into the model's parameters."""
-    for (_, p), value in zip(model.named_parameters(), nn.lab.unflatten_params(theta, model).values(), strict=True):
-        p.data[...] = value
+    return nn.lab.flatten_params(model.state_dict(), model)
 
 
 def random_point(model: nn.Sequential, scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -164,9 +161,7 @@ def training_points(model: nn.Sequential, x: np.ndarray, y: np.ndarray,
 def softmax_hessian(model: nn.Sequential, x: np.ndarray) -> tuple[np.ndarray, float]:
     """The linear model's Hessian from the formula H = (1/N) Σₙ J(pₙ) ⊗ x̃ₙx̃ₙᵀ, in the lab's order
     (weight (C, d) in C order, then bias (C,)), and min over n of λ_min(J(pₙ))."""
-    z = model(x)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax(model(x), axis=1)
     jac = np.einsum("nc,cd->ncd", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]
     xt = np.hstack([x, np.ones((len(x), 1))])
     c, d1 = p.shape[1], xt.shape[1]
@@ -176,17 +171,21 @@ def softmax_hessian(model: nn.Sequential, x: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def curvature(model: nn.Sequential, x: np.ndarray, y: np.ndarray, method: str, seed: int,
-              formula: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+              formula: bool = False, keep: list[np.ndarray] | None = None
+              ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """λ_min, λ_max at the model's current θ and their unit eigenvectors (bottom, top).
 
     method "dense": ``nablanet.lab.hessian`` and ``eigh`` of its symmetric part (with the asymmetry, the
     rounding met, and with ``formula`` the check against ``softmax_hessian``, for a Linear model alone);
-    "lanczos": ``hessian_eigenvalues`` which="SA" and "LA" on exact HVPs.
+    "lanczos": ``hessian_eigenvalues`` which="SA" and "LA" on exact HVPs. With ``keep`` (a list) the dense
+    Hessian is appended to it, for a caller that needs it again.
     """
     loss = nn.CrossEntropyLoss()
     row: dict[str, Any] = {"method": method, "params": int(flat(model).size)}
     if method == "dense":
         h = nn.lab.hessian(model, loss, x, y)
+        if keep is not None:
+            keep.append(h)
         vals, vecs = np.linalg.eigh((h + h.T) / 2)
         row["asymmetry"] = float(np.abs(h - h.T).max() / np.abs(h).max())
         lo, hi, v_lo, v_hi = vals[0], vals[-1], vecs[:, 0], vecs[:, -1]
@@ -265,9 +264,11 @@ def network_part(kind: str, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -
                for _ in range(cfg["points_per_scale"])]
     rows: list[dict[str, Any]] = []
     vectors: list[tuple[np.ndarray, np.ndarray]] = []
+    kept: list[np.ndarray] = []  # the dense Hessian at the trained point, if curvature built one
     for i, (how, scale, epoch, theta) in enumerate(points):
         set_flat(model, theta)
-        row, v_lo, v_hi = curvature(model, x, y, method, cfg["seed"], formula=kind == "linear")
+        row, v_lo, v_hi = curvature(model, x, y, method, cfg["seed"], formula=kind == "linear",
+                                   keep=kept if i == ref else None)
         rows.append({"part": "point", "model": kind, "point": i, "kind": how, "scale": scale, "epoch": epoch,
                      "samples": len(x), "features": x.shape[1], "loss": loss_value(model, loss, x, y),
                      "norm": float(np.linalg.norm(theta)), **row,
@@ -276,7 +277,7 @@ def network_part(kind: str, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -
     theta = points[ref][3]
     set_flat(model, theta)
     if size <= cfg["dense_max"]:
-        h = nn.lab.hessian(model, loss, x, y)
+        h = kept[0] if kept else nn.lab.hessian(model, loss, x, y)
         spectrum = np.linalg.eigvalsh((h + h.T) / 2)
         rows += [{"part": "spectrum", "model": kind, "point": ref, "rank": r, "eigenvalue": float(v)}
                  for r, v in enumerate(spectrum)]
@@ -365,13 +366,7 @@ def ce_part() -> list[dict[str, Any]]:
 def measure(cfg: dict[str, Any]) -> Records:
     """The rows of the module docstring. BLAS runs on one thread (threadpoolctl, installed with scikit-learn,
     which the digits need): the matrices are small, and on a shared machine more threads only wait."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        one_thread: Any = contextlib.nullcontext()
-    else:
-        one_thread = threadpool_limits(limits=1, user_api="blas")
-    with one_thread:
+    with blas_threads(1, "convexity", setting=None):
         x, y = digits(cfg)
         rows = [*network_part("linear", x, y, cfg), *network_part("hidden", x, y, cfg), *neuron_part(cfg)]
     return Records(rows + ce_part())
@@ -579,8 +574,7 @@ def answer(records: Records, cfg: dict[str, Any]) -> Answer:
 
 
 # -- figures ------------------------------------------------------------------------------------------------
-C = OKABE_ITO  # colours by value: a "C0" string would be read at save time, outside figure_style's cycle
-COLORS = {"linear": C[0], "hidden": C[3], "neuron": C[2]}
+COLORS = {"linear": "C0", "hidden": "C3", "neuron": "C2"}
 
 
 def figures(records: Records, cfg: dict[str, Any]) -> dict[str, Figure]:
@@ -627,7 +621,7 @@ def _spectra_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
     ax1.set(xlabel="point (training run first, then random)", ylabel="λ_min / λ_max",
             title=f"smallest eigenvalue per point (grey: |ratio| ≤ tol = {cfg['tol']:g})")
     ax2.set(xlabel="rank / (P − 1)", ylabel="eigenvalue / λ_max", title="the dense spectrum at the trained point")
-    for t, color in ((0.0, C[2]), (1.0, C[4])):
+    for t, color in ((0.0, "C2"), (1.0, "C4")):
         grid = _part(rows, "neuron", target=t)
         ax3.scatter([r["z"] for r in grid], [r["trace"] for r in grid], s=6, color=color, label=f"target t = {t:g}")
         ax3.axvline(_part(rows, "boundary", target=t)[0]["z"], color=color, ls="--", lw=1)
@@ -665,9 +659,9 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
             mine = _part(rows, "slice", model=model, direction=direction)
             summary = _part(rows, "slice_summary", model=model, direction=direction)[0]
             change = np.array([r["change"] for r in mine])
-            flat = np.abs(change).max() <= cfg["tol"] * summary["loss_scale"]  # rounding only: drawn as it is
-            ax.plot([r["s"] for r in mine], change if flat else change / np.abs(change).max(), color=C[i],
-                    label=f"{direction} (dᵀHd = {summary['curvature']:.3g}{', flat' if flat else ''})")
+            level = np.abs(change).max() <= cfg["tol"] * summary["loss_scale"]  # rounding only: drawn as it is
+            ax.plot([r["s"] for r in mine], change if level else change / np.abs(change).max(), color=f"C{i}",
+                    label=f"{direction} (dᵀHd = {summary['curvature']:.3g}{', flat' if level else ''})")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="s", ylabel="(L(θ + s·d) − L(θ)) / its largest |value|", title=titles[model])
         ax.legend(fontsize=7)
@@ -679,7 +673,7 @@ def _slices_figure(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> Any:
 def _ce_figure(rows: list[dict[str, Any]]) -> Any:
     plt = pyplot()
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1, 2, 2]})
-    style = {1: (C[0], "ℓ(1, p) = −log₂ p"), 0: (C[1], "ℓ(0, p) = −log₂(1 − p)")}
+    style = {1: ("C0", "ℓ(1, p) = −log₂ p"), 0: ("C1", "ℓ(0, p) = −log₂(1 − p)")}
     for y, (color, label) in style.items():
         mine = _part(rows, "ce", label=y)
         p = [r["p"] for r in mine]
@@ -696,7 +690,7 @@ def _ce_figure(rows: list[dict[str, Any]]) -> Any:
             title="cross-entropy and what it proxies")
     ax2.legend(fontsize=7, loc="upper center")
     tail = [r for r in _part(rows, "ce", label=1) if r["p"] <= 0.5]
-    ax3.plot([r["p"] for r in tail], [r["bits"] for r in tail], color=C[0], marker=".", ms=3)
+    ax3.plot([r["p"] for r in tail], [r["bits"] for r in tail], color="C0", marker=".", ms=3)
     ax3.set(xscale="log", xlabel="p (log scale)", ylabel="ℓ(1, p) bits", title="unbounded as p → 0")
     fig.suptitle("What does the two-class cross-entropy charge, in bits, against the 0-1 loss it stands in for?")
     fig.tight_layout()

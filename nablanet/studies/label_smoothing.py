@@ -66,7 +66,7 @@ import numpy as np
 import nablanet as nn
 from nablanet.layers.softmax import log_softmax, softmax
 from nablanet.studies._guard import did_not_learn, learned, over_seeds
-from nablanet.studies._models import relu_mlp
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import FRACTION, POSITIVE, Check
 
@@ -124,10 +124,6 @@ def _data(name: str, seed: int) -> nn.data.Splits:
     if name == "mnist1d":
         return nn.data.load_mnist1d(seed=seed, dtype=np.float64)
     raise ValueError(f"dataset {name!r}: expected 'digits' or 'mnist1d'")
-
-
-def _mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Sequential:
-    return relu_mlp(n_in, hidden, n_out, np.random.default_rng(seed))
 
 
 def logit_gradient_stats(loss: nn.CrossEntropyLoss, z: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -192,7 +188,7 @@ def _train(dataset: str, splits: nn.data.Splits, eps: float, seed: int, cfg: dic
            ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Train from the seed's initialization with label smoothing ε; rows per epoch, final test logits."""
     (x, y), (xt, yt) = splits.train, splits.test
-    model = _mlp(x.shape[1], cfg["hidden"], splits.n_classes, seed)
+    model = mlp(x.shape[1], cfg["hidden"], splits.n_classes, np.random.default_rng(seed))
     loss = nn.CrossEntropyLoss(label_smoothing=eps)
     tags = {"dataset": dataset, "seed": seed, "epsilon": eps, "n_classes": splits.n_classes}
     probe = _EpochProbe(model, loss, (x, y), (xt, yt), cfg["n_bins"], tags)

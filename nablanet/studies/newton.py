@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 import nablanet as nn
+from nablanet.studies._models import set_flat
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import AT_LEAST_ONE, POSITIVE
 
@@ -90,7 +91,7 @@ def quadratic_problem(dim: int, kappa: float, seed: int) -> dict[str, Any]:
     x = math.sqrt(n) * (np.sqrt(lam)[:, None] * q.T)
     target = (x @ theta_star)[:, None]
     model = nn.Sequential(nn.Linear(dim, 1, bias=False, dtype=np.float64))
-    _set_flat(model, np.zeros(dim))
+    set_flat(model, np.zeros(dim))
     return {"model": model, "loss": nn.QuadraticLoss(), "x": x, "target": target, "lam": lam, "q": q,
             "theta_star": theta_star}
 
@@ -105,26 +106,20 @@ def logistic_problem(n: int, features: int, feature_scale: float, seed: int) -> 
     p = 1.0 / (1.0 + np.exp(-(x @ w + 0.5)))
     target = (gen.random(n) < p).astype(np.float64)[:, None]
     model = nn.Sequential(nn.Linear(features, 1, dtype=np.float64))
-    _set_flat(model, np.zeros(features + 1))
+    set_flat(model, np.zeros(features + 1))
     return {"model": model, "loss": nn.BCEWithLogitsLoss(), "x": x, "target": target}
-
-
-def _set_flat(model: nn.Sequential, theta: np.ndarray) -> None:
-    """Write the flat parameter vector θ into the model (``flatten_params`` order)."""
-    for (_, p), value in zip(model.named_parameters(), nn.lab.unflatten_params(theta, model).values(), strict=True):
-        p.data[...] = value
 
 
 def _value_grad(prob: dict[str, Any], theta: np.ndarray) -> tuple[float, np.ndarray]:
     model = prob["model"]
-    _set_flat(model, theta)
+    set_flat(model, theta)
     value, grads = nn.value_and_grad(model, prob["loss"], prob["x"], prob["target"], train=False)
     return value, nn.lab.flatten_params(grads, model)
 
 
 def _newton_update(prob: dict[str, Any], cg_tol: float) -> Update:
     def update(theta: np.ndarray, g: np.ndarray) -> np.ndarray:
-        _set_flat(prob["model"], theta)
+        set_flat(prob["model"], theta)
         step = nn.lab.newton_step(prob["model"], prob["loss"], prob["x"], prob["target"], tol=cg_tol)
         return theta + nn.lab.flatten_params(step, prob["model"])
     return update
@@ -186,7 +181,7 @@ def predicted_gd_iterations(lam: np.ndarray, c: np.ndarray, eta: float, grad_tol
 def _jacobi(prob: dict[str, Any]) -> tuple[np.ndarray, float, float]:
     """D = diag H(θ₀), λ_max of D^(−½) H(θ₀) D^(−½) and the seconds to get them (dense Hessian, P small)."""
     t0 = time.perf_counter()
-    _set_flat(prob["model"], np.zeros(sum(p.data.size for p in prob["model"].parameters())))
+    set_flat(prob["model"], np.zeros(sum(p.data.size for p in prob["model"].parameters())))
     h = nn.lab.hessian(prob["model"], prob["loss"], prob["x"], prob["target"])
     d = np.diag(h).copy()
     s = 1.0 / np.sqrt(d)
@@ -196,7 +191,7 @@ def _jacobi(prob: dict[str, Any]) -> tuple[np.ndarray, float, float]:
 
 def _report(prob: dict[str, Any], theta: np.ndarray) -> tuple[dict[str, float], float]:
     t0 = time.perf_counter()
-    _set_flat(prob["model"], theta)
+    set_flat(prob["model"], theta)
     rep = nn.lab.step_size_report(prob["model"], prob["loss"], prob["x"], prob["target"])
     return rep, time.perf_counter() - t0
 
@@ -322,7 +317,7 @@ def _degenerate_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Newton on L = ½ (w₁w₂)² from w₁ = w₂ = 1 (problem (c)): a, L and the ratio aₜ₊₁/aₜ per step."""
     model = nn.Sequential(nn.Linear(1, 1, bias=False, dtype=np.float64), nn.Linear(1, 1, bias=False, dtype=np.float64))
     x, target, loss = np.ones((1, 1)), np.zeros((1, 1)), nn.QuadraticLoss()
-    _set_flat(model, np.ones(2))
+    set_flat(model, np.ones(2))
     rows: list[dict[str, Any]] = []
     a = 1.0
     for t in range(cfg["degenerate_steps"] + 1):
@@ -332,7 +327,7 @@ def _degenerate_part(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                      "ratio": a / rows[-1]["a"] if rows else None})
         step = nn.lab.newton_step(model, loss, x, target, method="direct")
         theta = nn.lab.flatten_params(model.state_dict(), model) + nn.lab.flatten_params(step, model)
-        _set_flat(model, theta)
+        set_flat(model, theta)
         a = float(theta[0])
     return rows
 

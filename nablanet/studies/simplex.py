@@ -19,12 +19,13 @@ Method. Digits (``nn.data.load_digits``, the training split of seed ``seed``, pi
 three classes ``classes``, relabelled 0, 1, 2 in that order; a 64-``hidden``-3 tanh MLP (float64,
 PyTorch's initialisation from the seed's generator: small logits, so the points start near 1/3) trained
 with cross-entropy by SGD at ``lr`` in mini-batches of ``batch_size`` for ``epochs`` epochs. After every
-epoch (and before the first) the whole training set is mapped into P in evaluation mode
-(``simplex_points``): the inside fraction (overall and per class), the training error and loss, the
-number of samples on which membership and correctness disagree, and the margin's quantiles; at epoch 0
-("init"), ``epochs // 2`` ("mid") and ``epochs`` ("end") every sample's point is kept. The Recorder's
-``simplex`` quantity records the batches' clouds every ``record_every`` steps during ``fit``, read from
-the output each step computed (training mode, before the update).
+epoch (and before the first) the whole training set is mapped into P in evaluation mode (one
+``nn.predict`` whose logits give both p, as ``simplex_points`` maps them, and the error): the inside
+fraction (overall and per class), the training error and loss, the number of samples on which membership
+and correctness disagree, and the margin's quantiles; at epoch 0 ("init"), ``epochs // 2`` ("mid") and
+``epochs`` ("end") every sample's point is kept. The Recorder's ``simplex`` quantity records the batches'
+clouds every ``record_every`` steps during ``fit``, read from the output each step computed (training
+mode, before the update).
 
 The 1-simplex: the digits ``binary_classes`` (relabelled 0, 1), a 64-``hidden``-1 tanh MLP with one
 binary logit z under BCEWithLogitsLoss, p = (1 − σ(z), σ(z)) on the segment, the boundary at ½; its error
@@ -41,7 +42,9 @@ import numpy as np
 
 import nablanet as nn
 from nablanet.lab.plots import plot_simplex
+from nablanet.lab.simplex import output_probabilities
 from nablanet.studies._guard import did_not_learn, learned
+from nablanet.studies._models import mlp
 from nablanet.studies.base import Answer, Figure, Records, Study, Verdict, pyplot, register
 from nablanet.studies.settings import POSITIVE, Check
 from nablanet.train.callbacks.base import Callback
@@ -89,8 +92,9 @@ class _Snapshots(Callback):
 
     def take(self, epoch: int) -> None:
         model = self.context.model
-        rec = nn.lab.simplex_records(nn.lab.simplex_points(model, self.x), self.y)
-        correct, loss = self.error(model)  # each sample's verdict from the logits, apart from p
+        z = nn.predict(model, self.x)  # one forward pass: p (as simplex_points gives it) and the error
+        rec = nn.lab.simplex_records(output_probabilities(z, model), self.y)
+        correct, loss = self.error(z)  # each sample's verdict from the logits, apart from p
         n_classes = rec.p.shape[1]
         q10, q50, q90 = np.quantile(rec.margin, [0.1, 0.5, 0.9]).tolist()
         row = {"part": "epoch", "run": self.run, "seed": self.seed, "epoch": epoch, "n": len(self.y),
@@ -111,11 +115,6 @@ class _Snapshots(Callback):
                            "x": float(rec.xy[n, 0]), "y": float(rec.xy[n, 1])} for n in range(len(self.y))]
 
 
-def _mlp(n_out: int, cfg: dict[str, Any], rng: np.random.Generator) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(64, cfg["hidden"], rng=rng, dtype=np.float64), nn.Tanh(),
-                         nn.Linear(cfg["hidden"], n_out, rng=rng, dtype=np.float64))
-
-
 def _times(cfg: dict[str, Any]) -> dict[int, str]:
     return {0: "init", cfg["epochs"] // 2: "mid", cfg["epochs"]: "end"}
 
@@ -131,10 +130,9 @@ def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """The 2-simplex: a 3-class MLP on the digits ``classes`` (module docstring); the per-epoch, per-point
     and Recorder rows."""
     x, y = digits(cfg["classes"], seed)
-    model, loss = _mlp(3, cfg, np.random.default_rng([seed, 3])), nn.CrossEntropyLoss()
+    model, loss = mlp(64, [cfg["hidden"]], 3, np.random.default_rng([seed, 3]), nn.Tanh), nn.CrossEntropyLoss()
 
-    def error(m: nn.Sequential) -> tuple[np.ndarray, float]:
-        z = nn.predict(m, x)
+    def error(z: np.ndarray) -> tuple[np.ndarray, float]:
         return z.argmax(axis=1) == y, float(loss(z, y))  # the rule arg max z
 
     snaps = _Snapshots("3-class", seed, x, y, error, _times(cfg))
@@ -150,11 +148,10 @@ def three_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 def two_class_run(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """The 1-simplex: one binary logit on the digits ``binary_classes``; the per-epoch and per-point rows."""
     x, y = digits(cfg["binary_classes"], seed)
-    model, loss = _mlp(1, cfg, np.random.default_rng([seed, 2])), nn.BCEWithLogitsLoss()
+    model, loss = mlp(64, [cfg["hidden"]], 1, np.random.default_rng([seed, 2]), nn.Tanh), nn.BCEWithLogitsLoss()
     target = y[:, None].astype(np.float64)
 
-    def error(m: nn.Sequential) -> tuple[np.ndarray, float]:
-        z = nn.predict(m, x)
+    def error(z: np.ndarray) -> tuple[np.ndarray, float]:
         return (z[:, 0] > 0) == (y == 1), float(loss(z, target))  # the rule z > 0
 
     snaps = _Snapshots("2-class", seed, x, y, error, _times(cfg))
