@@ -215,8 +215,8 @@ def test_lanczos_and_the_dense_hessian_agree() -> None:
     x, y = rng.standard_normal((20, 3)), rng.integers(0, 3, 20)
     model = nn.Sequential(nn.Linear(3, 4, rng=rng, dtype=np.float64), nn.Tanh(),
                           nn.Linear(4, 3, rng=rng, dtype=np.float64))
-    dense, _, _ = convexity.curvature(model, x, y, "dense", 0)
-    lanczos, l_lo, l_hi = convexity.curvature(model, x, y, "lanczos", 0)
+    dense, _, _, _ = convexity.curvature(model, x, y, "dense", 0)
+    lanczos, l_lo, l_hi, _ = convexity.curvature(model, x, y, "lanczos", 0)
     assert lanczos["lambda_min"] == pytest.approx(dense["lambda_min"], rel=1e-9)
     assert lanczos["lambda_max"] == pytest.approx(dense["lambda_max"], rel=1e-9)
     assert dense["lambda_min"] < 0 < dense["lambda_max"]  # the hidden layer's negative curvature, at a random init

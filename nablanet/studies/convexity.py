@@ -171,21 +171,19 @@ def softmax_hessian(model: nn.Sequential, x: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def curvature(model: nn.Sequential, x: np.ndarray, y: np.ndarray, method: str, seed: int,
-              formula: bool = False, keep: list[np.ndarray] | None = None
-              ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """λ_min, λ_max at the model's current θ and their unit eigenvectors (bottom, top).
+              formula: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray | None]:
+    """λ_min, λ_max at the model's current θ, their unit eigenvectors (bottom, top) and the dense Hessian
+    (None for Lanczos).
 
     method "dense": ``nablanet.lab.hessian`` and ``eigh`` of its symmetric part (with the asymmetry, the
     rounding met, and with ``formula`` the check against ``softmax_hessian``, for a Linear model alone);
-    "lanczos": ``hessian_eigenvalues`` which="SA" and "LA" on exact HVPs. With ``keep`` (a list) the dense
-    Hessian is appended to it, for a caller that needs it again.
+    "lanczos": ``hessian_eigenvalues`` which="SA" and "LA" on exact HVPs.
     """
     loss = nn.CrossEntropyLoss()
     row: dict[str, Any] = {"method": method, "params": int(flat(model).size)}
+    h: np.ndarray | None = None
     if method == "dense":
         h = nn.lab.hessian(model, loss, x, y)
-        if keep is not None:
-            keep.append(h)
         vals, vecs = np.linalg.eigh((h + h.T) / 2)
         row["asymmetry"] = float(np.abs(h - h.T).max() / np.abs(h).max())
         lo, hi, v_lo, v_hi = vals[0], vals[-1], vecs[:, 0], vecs[:, -1]
@@ -201,7 +199,7 @@ def curvature(model: nn.Sequential, x: np.ndarray, y: np.ndarray, method: str, s
                                                   return_eigenvectors=True)
         lo, hi, v_lo, v_hi = lo_v[0], hi_v[0], lo_vec[:, 0], hi_vec[:, 0]
     row.update(lambda_min=float(lo), lambda_max=float(hi), ratio=float(lo / hi))
-    return row, v_lo, v_hi
+    return row, v_lo, v_hi, h
 
 
 def negative(lam_min: float, lam_max: float, tol: float) -> bool:
@@ -264,11 +262,11 @@ def network_part(kind: str, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -
                for _ in range(cfg["points_per_scale"])]
     rows: list[dict[str, Any]] = []
     vectors: list[tuple[np.ndarray, np.ndarray]] = []
-    kept: list[np.ndarray] = []  # the dense Hessian at the trained point, if curvature built one
+    h_ref: np.ndarray | None = None  # the dense Hessian at the trained point, if curvature built one
     for i, (how, scale, epoch, theta) in enumerate(points):
         set_flat(model, theta)
-        row, v_lo, v_hi = curvature(model, x, y, method, cfg["seed"], formula=kind == "linear",
-                                   keep=kept if i == ref else None)
+        row, v_lo, v_hi, h = curvature(model, x, y, method, cfg["seed"], formula=kind == "linear")
+        h_ref = h if i == ref else h_ref
         rows.append({"part": "point", "model": kind, "point": i, "kind": how, "scale": scale, "epoch": epoch,
                      "samples": len(x), "features": x.shape[1], "loss": loss_value(model, loss, x, y),
                      "norm": float(np.linalg.norm(theta)), **row,
@@ -277,7 +275,7 @@ def network_part(kind: str, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -
     theta = points[ref][3]
     set_flat(model, theta)
     if size <= cfg["dense_max"]:
-        h = kept[0] if kept else nn.lab.hessian(model, loss, x, y)
+        h = h_ref if h_ref is not None else nn.lab.hessian(model, loss, x, y)
         spectrum = np.linalg.eigvalsh((h + h.T) / 2)
         rows += [{"part": "spectrum", "model": kind, "point": ref, "rank": r, "eigenvalue": float(v)}
                  for r, v in enumerate(spectrum)]
